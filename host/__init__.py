@@ -1,0 +1,42 @@
+"""Minihost: a self-hosted host for a marketplace of integration mini-apps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+__all__ = ["__version__", "create_app"]
+__version__ = "0.1.0"
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    instance_path: str | Path | None = None,
+    plugins_dirs: Iterable[str] = (),
+) -> Flask:
+    """Build a Minihost application.
+
+    ``config`` overrides every other configuration source (tests, embedding);
+    ``instance_path`` defaults to ``MINIHOST_INSTANCE_PATH`` or ``instance/``;
+    ``plugins_dirs`` adds plugin folders for this application only.
+    """
+    from . import config as config_module
+    from . import db, plugins
+    from .api import init_app as init_api
+    from .services import catalog
+    from .web import init_app as init_web
+
+    instance = Path(instance_path) if instance_path else config_module.default_instance_path()
+    app = Flask(__name__, instance_path=str(instance.resolve()))
+    config_module.init_app(app, config)
+    db.init_app(app)
+    plugins.init_app(app, plugins_dirs)
+    catalog.init_app(app)
+    init_web(app)
+    init_api(app)
+    plugins.register_extensions(app)
+    return app

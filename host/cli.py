@@ -1,0 +1,206 @@
+"""The ``minihost`` command: thin commands that call services.
+
+Exit codes: 0 success, 1 failure with a one-line reason on stderr (``Error: …``),
+2 usage error (click's own).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from werkzeug.serving import run_simple
+
+from . import __version__, create_app
+from .errors import ManifestError, MinihostError, to_cli_line
+from .manifest import manifest_schema, read_document, validate_document
+from .manifest.loader import check_icon
+from .services import catalog as catalog_service
+from .services import instance as instance_service
+
+
+def _configure(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Option callback: options parse before any command loads the app, so
+    ``--instance`` and ``--plugins-dir`` reach ``create_app`` in time."""
+    info = ctx.ensure_object(ScriptInfo)
+    if param.name == "instance" and value:
+        info.data["instance_path"] = value
+    elif param.name == "plugins_dirs" and value:
+        info.data["plugins_dirs"] = tuple(value)
+    info.create_app = partial(
+        create_app,
+        instance_path=info.data.get("instance_path"),
+        plugins_dirs=info.data.get("plugins_dirs", ()),
+    )
+    return value
+
+
+class MinihostGroup(FlaskGroup):
+    """A FlaskGroup whose errors are one line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MinihostError as error:
+            click.echo(to_cli_line(error), err=True)
+            ctx.exit(1)
+
+
+@click.group(
+    cls=MinihostGroup,
+    create_app=create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+)
+@click.version_option(__version__, prog_name="minihost")
+@click.option(
+    "--instance",
+    type=click.Path(file_okay=False, path_type=Path),
+    callback=_configure,
+    expose_value=False,
+    is_eager=True,
+    help="Instance folder (config, SQLite, keys); default MINIHOST_INSTANCE_PATH or ./instance",
+)
+@click.option(
+    "--plugins-dir",
+    "plugins_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True),
+    callback=_configure,
+    expose_value=False,
+    is_eager=True,
+    help="Also load plugins from this folder (repeatable).",
+)
+def cli() -> None:
+    """Minihost: a self-hosted host for integration mini-apps."""
+
+
+@cli.command()
+@with_appcontext
+def init() -> None:
+    """Create the instance folder, keys and database; sync the catalog. Idempotent."""
+    report = instance_service.init(current_app)
+    click.echo(f"Instance: {report.instance}")
+    for name in report.created_keys:
+        click.echo(f"Generated {report.instance / name}")
+    click.echo(f"Database: {instance_service.safe_url(current_app.config['DATABASE_URL'])} "
+               f"(schema revision {report.revision})")
+    _echo_sync(report.catalog)
+
+
+def _echo_sync(report: catalog_service.SyncReport) -> None:
+    for label in report.added:
+        click.echo(f"  added    {label}")
+    for label in report.updated:
+        click.echo(f"  updated  {label}")
+    for label in report.removed:
+        click.echo(f"  removed  {label}")
+    click.echo(
+        f"Catalog: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {report.unchanged} unchanged, "
+        f"{len(report.refused)} refused"
+    )
+    for refused in report.refused:
+        click.echo(f"Refused {refused.origin} {refused.location}:", err=True)
+        for problem in refused.problems:
+            click.echo(f"  {problem}", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@with_appcontext
+def serve(host: str, port: int) -> None:
+    """Initialise the instance if needed, then serve (development server).
+
+    For production run: gunicorn "host:create_app()".
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not instance_service.is_initialised(app):
+        instance_service.init(app)
+    else:
+        catalog_service.sync(app)
+    click.echo(f"Minihost {__version__} on http://{host}:{port}/ (instance {app.instance_path})")
+    run_simple(host, port, app, threaded=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Validate and lint manifests (files or mini-app folders); report every error."""
+    problems = []
+    checked = 0
+    for path in paths:
+        try:
+            doc, file = read_document(path)
+        except ManifestError as error:
+            problems.extend(error.problems)
+            continue
+        checked += 1
+        found = validate_document(doc, file)
+        found.extend(check_icon(doc, Path(file).parent, file))
+        problems.extend(found)
+        if not found:
+            click.echo(f"ok {file} ({doc.get('name')} {doc.get('version')})")
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        files = len({p.file for p in problems})
+        click.echo(f"Error: {len(problems)} problem(s) in {files} manifest(s)", err=True)
+        sys.exit(1)
+    click.echo(f"{checked} manifest(s) valid")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the manifest JSON Schema."""
+    click.echo(json.dumps(manifest_schema(), indent=2))
+
+
+@cli.group()
+def catalog() -> None:
+    """Show or reload the catalog."""
+
+
+@catalog.command("sync")
+@with_appcontext
+def catalog_sync() -> None:
+    """Reload the catalog from MINIAPPS_DIRS and plugins."""
+    instance_service.migrate(current_app)
+    _echo_sync(catalog_service.sync(current_app))
+
+
+@catalog.command("list")
+@with_appcontext
+def catalog_list() -> None:
+    """Show the catalog and the manifests it refused."""
+    from sqlalchemy import select
+
+    from .db import CatalogError, MiniApp, get_database
+
+    instance_service.migrate(current_app)
+    with get_database(current_app).sessions() as db:
+        rows = db.scalars(select(MiniApp).order_by(MiniApp.name, MiniApp.version)).all()
+        errors = db.scalars(select(CatalogError).order_by(CatalogError.location)).all()
+    for row in rows:
+        state = "" if row.enabled else "  (disabled: no longer offered)"
+        click.echo(f"{row.name:<20} {row.version:<10} {row.origin:<7} {row.location}{state}")
+    if not rows:
+        click.echo("The catalog is empty; run `minihost catalog sync`.")
+    for error in errors:
+        click.echo(f"Refused {error.origin} {error.location}:", err=True)
+        for problem in error.problems:
+            click.echo(f"  {problem['file']} {problem['pointer'] or '/'}: {problem['message']}",
+                       err=True)
+
+
+def main() -> None:
+    cli.main(prog_name="minihost")

@@ -1,0 +1,247 @@
+"""Configuration: defaults, ``instance/minihost.cfg``, then ``MINIHOST_*`` variables.
+
+Every key is declared once in :data:`KEYS` with its parser. Parsing is strict on
+purpose: a mistyped boolean such as ``"Flase"`` must stop start-up, not quietly
+turn a safety switch on. Unknown keys in ``minihost.cfg`` stop start-up too (with
+a suggestion); unknown ``MINIHOST_*`` variables are ignored because that prefix
+also carries ``MINIHOST_INSTANCE_PATH`` and test settings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Config, Flask
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "MINIHOST"
+CONFIG_FILE = "minihost.cfg"
+SECRET_KEY_FILE = "secret_key"
+VAULT_KEYS_FILE = "vault_keys"
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    """Accept ``true/false/1/0/yes/no`` in any case, and real booleans."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ConfigError(
+        f"{key}={value!r} is not a boolean; use one of true, false, 1, 0, yes, no"
+    )
+
+
+def parse_positive_number(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not a number; use a positive number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key}={value!r} is not a number; use a positive number of seconds"
+        ) from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ConfigError(f"{key}={value!r} must be a positive, finite number of seconds")
+    return number
+
+
+def parse_optional_string(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} is not a string; give it as text")
+    return value or None
+
+
+def parse_string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}={value!r} must be a non-empty string")
+    return value
+
+
+def parse_url(key: str, value: Any) -> str:
+    text = parse_string(key, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{key}={value!r} is not an http(s) URL; use for example https://minihost.example.com"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}={value!r} must not carry a query or fragment")
+    return text.rstrip("/")
+
+
+def parse_database_url(key: str, value: Any) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = parse_string(key, value)
+    try:
+        make_url(text)
+    except ArgumentError:
+        raise ConfigError(
+            f"{key}={value!r} is not a database URL; use sqlite:///path/to/minihost.db "
+            "or postgresql+psycopg://user@host/dbname"
+        ) from None
+    return text
+
+
+def parse_string_list(key: str, value: Any) -> list[str]:
+    """A list of strings: a real list, a JSON array, or ``os.pathsep``-separated text."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                value = json.loads(stripped)
+            except ValueError:
+                raise ConfigError(f"{key}={value!r} is not a valid JSON array of strings") from None
+        else:
+            value = [part for part in stripped.split(os.pathsep) if part]
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{key}={value!r} is not a list of strings; use a list such as "
+            f'["/srv/a", "/srv/b"] or a {os.pathsep!r}-separated string'
+        )
+    return value
+
+
+def parse_vault_keys(key: str, value: Any) -> list[str]:
+    from cryptography.fernet import Fernet
+
+    keys = parse_string_list(key, value)
+    for item in keys:
+        try:
+            Fernet(item.encode())
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{key} holds a value that is not a Fernet key (32 url-safe base64 bytes); "
+                "generate one with `minihost init` or Fernet.generate_key()"
+            ) from None
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    parse: Callable[[str, Any], Any]
+    default: Callable[[Path], Any]
+
+
+KEYS: Mapping[str, Key] = {
+    "DATABASE_URL": Key(parse_database_url, lambda inst: f"sqlite:///{inst / 'minihost.db'}"),
+    "SECRET_KEY": Key(parse_optional_string, lambda inst: None),
+    "VAULT_KEYS": Key(parse_vault_keys, lambda inst: []),
+    "PUBLIC_URL": Key(parse_url, lambda inst: "http://127.0.0.1:5000"),
+    "MINIAPPS_DIRS": Key(parse_string_list, lambda inst: [str(REPO_ROOT / "miniapps")]),
+    "PLUGINS_DIRS": Key(parse_string_list, lambda inst: [str(REPO_ROOT / "plugins")]),
+    "DISABLED_PLUGINS": Key(parse_string_list, lambda inst: []),
+    "EGRESS_ALLOW_PRIVATE": Key(parse_bool, lambda inst: False),
+    "SANDBOX": Key(parse_bool, lambda inst: False),
+    "ACTION_TIMEOUT": Key(parse_positive_number, lambda inst: 60),
+    "CELERY_BROKER_URL": Key(parse_optional_string, lambda inst: None),
+}
+
+# Flask's own keys a deployment may legitimately set in minihost.cfg.
+FLASK_KEYS = frozenset(
+    {
+        "SERVER_NAME",
+        "SESSION_COOKIE_SECURE",
+        "SESSION_COOKIE_NAME",
+        "PREFERRED_URL_SCHEME",
+        "MAX_CONTENT_LENGTH",
+        "TESTING",
+        "DEBUG",
+    }
+)
+
+
+def default_instance_path() -> Path:
+    """``MINIHOST_INSTANCE_PATH`` when set, else ``instance/`` beside the package."""
+    env = os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
+    return Path(env).resolve() if env else REPO_ROOT / "instance"
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, [*KEYS, *FLASK_KEYS], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """Run ``minihost.cfg`` (Python syntax, like any Flask config file) and check its keys."""
+    holder = Config(str(path.parent))
+    try:
+        holder.from_pyfile(str(path))
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read {path}: {error.strerror}; check that the file is readable"
+        ) from None
+    except Exception as error:  # the file is operator code; any failure is a config error
+        raise ConfigError(f"{path} could not be loaded: {error}; fix the file's syntax") from None
+    values = dict(holder)
+    for name in values:
+        if name not in KEYS and name not in FLASK_KEYS:
+            raise ConfigError(f"{path}: unknown key {name}{_suggest(name)}")
+    return values
+
+
+def _read_environment() -> dict[str, Any]:
+    holder = Config(".")
+    holder.from_prefixed_env(ENV_PREFIX)
+    return {name: holder[name] for name in holder if name in KEYS}
+
+
+def _read_generated(instance: Path, name: str) -> str | None:
+    path = instance / name
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}; check its permissions") from None
+
+
+def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
+    """Fill ``app.config``: defaults < generated keys < minihost.cfg < env < overrides.
+
+    ``overrides`` is what ``create_app(config)`` was given (tests, embedding).
+    """
+    instance = Path(app.instance_path)
+    merged: dict[str, Any] = {name: key.default(instance) for name, key in KEYS.items()}
+    secret = _read_generated(instance, SECRET_KEY_FILE)
+    if secret:
+        merged["SECRET_KEY"] = secret
+    vault = _read_generated(instance, VAULT_KEYS_FILE)
+    if vault:
+        merged["VAULT_KEYS"] = vault.split()
+    cfg_path = instance / CONFIG_FILE
+    if cfg_path.exists():
+        merged.update(_read_config_file(cfg_path))
+    merged.update(_read_environment())
+    if overrides:
+        merged.update(overrides)
+    for name, key in KEYS.items():
+        merged[name] = key.parse(name, merged[name])
+    app.config.update(merged)
+
+
+def init_app(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
+    load_config(app, overrides)

@@ -1,0 +1,353 @@
+"""Database setup and the data model (SQLAlchemy 2.0, typed ``Mapped`` columns).
+
+The engine and session factory live in ``app.extensions["minihost.db"]``;
+nothing here is a module global, so two apps in one process never share a
+database. The schema changes only through the Alembic revisions in
+``host/migrations`` (a test proves they produce exactly these models).
+
+Ids are strings: a short type prefix, then 26 characters of Crockford base32
+whose first ten encode the creation time in milliseconds. They sort by
+creation time, which gives stable cursor pagination, and reveal nothing about
+how many objects exist.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, g
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "ApiToken",
+    "AppClient",
+    "AuditEvent",
+    "Base",
+    "CatalogError",
+    "Database",
+    "Installation",
+    "Membership",
+    "MiniApp",
+    "OAuthState",
+    "Run",
+    "User",
+    "Workspace",
+    "get_database",
+    "new_id",
+    "session",
+    "utcnow",
+]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str) -> str:
+    """A time-ordered unique id such as ``ins_01JD…`` (ULID layout)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the database; use host.db.utcnow()")
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(32)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), str: Text()}
+
+
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("usr"))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None]
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Workspace(Base):
+    __tablename__ = "workspace"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("wsp"))
+    name: Mapped[str]
+    personal: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "membership"
+    __table_args__ = (UniqueConstraint("user_id", "workspace_id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("mem"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # owner | member
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A program's credential. Only a hash of the secret is kept."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("tok"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class MiniApp(Base):
+    """A catalog entry: one valid manifest per name and version."""
+
+    __tablename__ = "miniapp"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("app"))
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str]
+    manifest: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(16))  # folder | plugin | upload
+    location: Mapped[str]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CatalogError(Base):
+    """A manifest the last catalog sync refused, kept so operators can see why."""
+
+    __tablename__ = "catalog_error"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("cer"))
+    origin: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str]
+    problems: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppClient(Base):
+    """The operator's OAuth client for a mini-app; the secret is vault-encrypted."""
+
+    __tablename__ = "app_client"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("cli"))
+    miniapp: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str]
+    client_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Installation(Base):
+    """A mini-app installed in a workspace, with its encrypted credentials.
+
+    ``lease_owner``/``lease_expires_at`` are the single-flight refresh lease,
+    taken by compare-and-set; ``row_version`` guards concurrent writers.
+    """
+
+    __tablename__ = "installation"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("ins"))
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE"), index=True
+    )
+    miniapp: Mapped[str] = mapped_column(String(64), index=True)
+    miniapp_version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24))
+    error: Mapped[str | None]
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    row_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OAuthState(Base):
+    """One pending OAuth connect; the ``state`` value itself is stored hashed."""
+
+    __tablename__ = "oauth_state"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("ost"))
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    installation_id: Mapped[str] = mapped_column(
+        ForeignKey("installation.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    session_binding: Mapped[str | None] = mapped_column(String(64))
+    code_verifier: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Run(Base):
+    """One action run, source load or auth step, with its redacted trace."""
+
+    __tablename__ = "run"
+    __table_args__ = (Index("ix_run_workspace_id_id", "workspace_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("run"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    installation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("installation.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # action | source | auth
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    trace: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    actor_id: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class AuditEvent(Base):
+    """Who did what to which installation. Written only by ``host.audit``."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_workspace_id_id", "workspace_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("aud"))
+    workspace_id: Mapped[str | None] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    installation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("installation.id", ondelete="SET NULL"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """One app's engine and session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on any error."""
+        with self.sessions() as db_session, db_session.begin():
+            yield db_session
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings Minihost relies on for each backend."""
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def get_database(app: Flask) -> Database:
+    return app.extensions["minihost.db"]
+
+
+def session() -> Session:
+    """The request's session, closed when the request ends."""
+    from flask import current_app
+
+    if "db_session" not in g:
+        g.db_session = get_database(current_app).sessions()
+    return g.db_session
+
+
+def _close_session(exc: BaseException | None) -> None:
+    db_session = g.pop("db_session", None)
+    if db_session is not None:
+        db_session.close()
+
+
+def init_app(app: Flask) -> None:
+    engine = make_engine(app.config["DATABASE_URL"])
+    app.extensions["minihost.db"] = Database(
+        engine, sessionmaker(engine, expire_on_commit=False)
+    )
+    app.teardown_appcontext(_close_session)

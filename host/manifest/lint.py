@@ -1,0 +1,477 @@
+"""The semantic lint: what a JSON Schema cannot check (MANIFEST §2.2, §3, §4, §5).
+
+It runs even when the schema found problems, tolerating wrong shapes, so an
+author sees every error in one pass. Each problem is ``(JSON pointer, message)``
+and the message says how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from ..engine.hosts import host_allowed
+from ..engine.paths import PathSyntaxError, compile_path
+from ..engine.template import Placeholder, compile_template, malformed_placeholders
+
+SYSTEM_VALUES = ("webhookUrl", "subdomain", "uid", "installationId", "hostUrl")
+CONNECT_VALUES = ("redirectUri", "code", "state", "codeVerifier")
+RESERVED_PARAMETERS = frozenset(SYSTEM_VALUES + CONNECT_VALUES)
+HOST_ADDED_AUTHORIZE = ("redirect_uri", "state", "code_challenge", "code_challenge_method")
+OPERATOR_CLIENT = ("clientId", "clientSecret")
+BASIC_FIELDS = ("username", "password", "basicAuth")
+CONNECT_STEPS = "authorize, get_token, userDetails and registrationRequests"
+BUILTIN_AUTH_TYPES = ("none", "apiKey", "basic", "oauth2")
+
+_URL_START = re.compile(r"^(https?)://([^/?#]*)")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_PLACEHOLDER_LABEL = "minihost-placeholder"
+_PORT = re.compile(r":\d+$")
+
+Problem = tuple[str, str]
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _names(values: Iterable[str]) -> str:
+    items = sorted(set(values))
+    return ", ".join(items) if items else "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What ``{{…}}`` may name at one place of the manifest, and how to explain it."""
+
+    values: frozenset[str]
+    connect: bool
+    where: str
+    own: str
+
+
+def iter_strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON value with its pointer."""
+    if isinstance(value, str):
+        yield pointer, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from iter_strings(item, f"{pointer}/{_escape(str(key))}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from iter_strings(item, f"{pointer}/{index}")
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+class Linter:
+    def __init__(self, doc: dict[str, Any], auth_types: Collection[str]) -> None:
+        self.doc = doc
+        self.auth_types = auth_types
+        self.problems: list[Problem] = []
+        self.auth = _obj(doc.get("auth")) or {"type": "none"}
+        self.auth_type = self.auth.get("type", "none")
+        self.config_keys = frozenset(_obj(self.auth.get("config")))
+        self.secrets = self._secret_names()
+
+    def add(self, pointer: str, message: str) -> None:
+        self.problems.append((pointer, message))
+
+    # -- what the installation can hold ------------------------------------------------
+
+    def _secret_names(self) -> frozenset[str] | None:
+        auth, kind = self.auth, self.auth_type
+        names: set[str] = set(OPERATOR_CLIENT)
+        if kind == "none":
+            return frozenset(names)
+        if kind in ("apiKey", "basic"):
+            names.update(_obj(_obj(auth.get("fields")).get("properties")))
+            if kind == "basic":
+                names.update(BASIC_FIELDS)
+            return frozenset(names)
+        if kind == "oauth2":
+            steps = [auth.get("get_token"), auth.get("refresh_token"), auth.get("userDetails")]
+            steps += _list(auth.get("registrationRequests"))
+            for step in steps:
+                mapping = _obj(step).get("mapping")
+                if isinstance(mapping, dict):
+                    names.update(mapping)
+            if "expiresIn" in names:
+                names.add("expiresAt")
+            return frozenset(names)
+        return None  # a plugin's auth type: it alone knows what it stores
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def run(self) -> list[Problem]:
+        doc = self.doc
+        self.requests_exist = False
+        if isinstance(self.auth_type, str) and self.auth_type not in self.auth_types:
+            close = difflib.get_close_matches(self.auth_type, list(self.auth_types), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.add(
+                "/auth/type",
+                f"unknown auth type {self.auth_type!r} (known: {', '.join(self.auth_types)}){hint}",
+            )
+        self._check_auth()
+        sources = _obj(doc.get("sources"))
+        for name, source in sources.items():
+            self._check_source(name, _obj(source))
+        seen: dict[str, int] = {}
+        for index, action in enumerate(_list(doc.get("actions"))):
+            action = _obj(action)
+            name = action.get("name")
+            pointer = f"/actions/{index}"
+            if isinstance(name, str):
+                if name in seen:
+                    self.add(
+                        f"{pointer}/name",
+                        f"duplicate action name {name!r} (also /actions/{seen[name]}); "
+                        "give every action a unique name",
+                    )
+                else:
+                    seen[name] = index
+            self._check_action(pointer, action, sources)
+        self._check_webhooks(_obj(doc.get("webhooks")))
+        if self.requests_exist and not _list(doc.get("allowedHosts")):
+            self.add(
+                "/allowedHosts",
+                "allowedHosts is required when the manifest makes requests; list every host "
+                'it calls, e.g. ["api.example.com"]',
+            )
+        return self.problems
+
+    # -- auth ----------------------------------------------------------------------------
+
+    def _check_auth(self) -> None:
+        auth, kind = self.auth, self.auth_type
+        base = frozenset(self.config_keys | set(SYSTEM_VALUES))
+        plain = Scope(base, False, "auth", "")
+        connect = Scope(base | frozenset(CONNECT_VALUES), True, "connect", "")
+        if kind in ("apiKey", "basic"):
+            self._check_schema_doc("/auth/fields", auth.get("fields"), "auth.fields")
+            if "test" in auth:
+                self._check_chain("/auth/test", [auth["test"]], plain, forward_objects=False)
+        if kind != "oauth2":
+            return
+        authorize = _obj(auth.get("authorize"))
+        for key in _obj(authorize.get("queryParams")):
+            if key in HOST_ADDED_AUTHORIZE:
+                self.add(
+                    f"/auth/authorize/queryParams/{_escape(key)}",
+                    f"{key} is added by the host (with response_type and client_id unless set); "
+                    "remove it from queryParams",
+                )
+        if isinstance(authorize.get("url"), str):
+            self._check_url("/auth/authorize/url", authorize["url"])
+            self._check_strings("/auth/authorize", authorize, connect)
+        for key, scope in (
+            ("get_token", connect),
+            ("userDetails", connect),
+            ("refresh_token", plain),
+        ):
+            if key in auth:
+                self._check_chain(f"/auth/{key}", [auth[key]], scope, forward_objects=False)
+        for key, scope in (("registrationRequests", connect), ("unregistrationRequests", plain)):
+            self._check_chain(
+                f"/auth/{key}",
+                _list(auth.get(key)),
+                scope,
+                forward_objects=False,
+                pointer_is_list=True,
+            )
+        if "refreshOn" in auth:
+            self._check_expect("/auth/refreshOn", _obj(auth["refreshOn"]))
+
+    # -- sources and actions --------------------------------------------------------------
+
+    def _check_source(self, name: str, source: dict[str, Any]) -> None:
+        pointer = f"/sources/{_escape(name)}"
+        depends = [d for d in _list(source.get("dependsOn")) if isinstance(d, str)]
+        for item in depends:
+            if item in RESERVED_PARAMETERS:
+                self.add(f"{pointer}/dependsOn", f"{item!r} is a system value, not a form field")
+        scope = Scope(
+            frozenset(depends) | self.config_keys | frozenset(SYSTEM_VALUES),
+            False,
+            f"source {name}",
+            f"one of its dependsOn fields ({_names(depends)})",
+        )
+        self._check_chain(
+            f"{pointer}/requests",
+            _list(source.get("requests")),
+            scope,
+            forward_objects=True,
+            pointer_is_list=True,
+        )
+        for key, path in _obj(source.get("options")).items():
+            self._check_path(f"{pointer}/options/{key}", path)
+
+    def _check_action(self, pointer: str, action: dict[str, Any], sources: dict[str, Any]) -> None:
+        name = action.get("name", "?")
+        parameters = action.get("parameters", {"type": "object"})
+        params: list[str] = []
+        if self._check_schema_doc(f"{pointer}/parameters", parameters, f"parameters of {name}"):
+            props = _obj(_obj(parameters).get("properties"))
+            params = list(props)
+            for param in params:
+                if param in RESERVED_PARAMETERS:
+                    self.add(
+                        f"{pointer}/parameters/properties/{_escape(param)}",
+                        f"parameter name {param!r} is reserved for a system value; rename it",
+                    )
+            self._check_fields(f"{pointer}/parameters", _obj(parameters), props, sources, name)
+        if "output" in action:
+            self._check_schema_doc(f"{pointer}/output", action["output"], f"output of {name}")
+        scope = Scope(
+            frozenset(params) | self.config_keys | frozenset(SYSTEM_VALUES),
+            False,
+            f"action {name}",
+            f"a parameter of {name} (parameters: {_names(params)})",
+        )
+        self._check_chain(
+            f"{pointer}/requests",
+            _list(action.get("requests")),
+            scope,
+            forward_objects=True,
+            pointer_is_list=True,
+        )
+
+    def _check_fields(
+        self,
+        pointer: str,
+        schema: dict[str, Any],
+        top: dict[str, Any],
+        sources: dict[str, Any],
+        action: str,
+    ) -> None:
+        """``x-source`` must name a source whose ``dependsOn`` are fields of this form."""
+        for key, sub in _obj(schema.get("properties")).items():
+            sub = _obj(sub)
+            here = f"{pointer}/properties/{_escape(key)}"
+            source_name = sub.get("x-source")
+            if source_name is not None:
+                if source_name not in sources:
+                    self.add(
+                        f"{here}/x-source",
+                        f"x-source {source_name!r} is not a source of this manifest "
+                        f"(sources: {_names(sources)})",
+                    )
+                else:
+                    for dep in _list(_obj(sources[source_name]).get("dependsOn")):
+                        if dep not in top:
+                            self.add(
+                                f"{here}/x-source",
+                                f"source {source_name} depends on {dep!r}, which is not a field "
+                                f"of {action}; add the field or drop it from dependsOn",
+                            )
+                        elif dep == key:
+                            self.add(f"{here}/x-source", f"field {key!r} cannot depend on itself")
+            fallback = sub.get("x-fallback")
+            if fallback is not None and fallback != "input":
+                self.add(f"{here}/x-fallback", 'x-fallback must be "input"')
+            if sub.get("type") == "object" and source_name is None:
+                self._check_fields(here, sub, top, sources, action)
+            items = _obj(sub.get("items"))
+            if items.get("x-source") is not None and items["x-source"] not in sources:
+                self.add(
+                    f"{here}/items/x-source",
+                    f"x-source {items['x-source']!r} is not a source of this manifest",
+                )
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _check_chain(
+        self,
+        pointer: str,
+        requests: list[Any],
+        scope: Scope,
+        *,
+        forward_objects: bool,
+        pointer_is_list: bool = False,
+    ) -> None:
+        forwarded: list[str] = []
+        for index, request in enumerate(requests):
+            request = _obj(request)
+            here = f"{pointer}/{index}" if pointer_is_list else pointer
+            self.requests_exist = True
+            chain_scope = Scope(
+                scope.values | frozenset(forwarded), scope.connect, scope.where, scope.own
+            )
+            if isinstance(request.get("url"), str):
+                self._check_url(f"{here}/url", request["url"])
+            for key in ("url", "headers", "queryParams", "body"):
+                if key in request:
+                    self._check_strings(f"{here}/{key}", request[key], chain_scope)
+            for name, value in _obj(request.get("headers")).items():
+                if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+                    self.add(
+                        f"{here}/headers/{_escape(name)}",
+                        "header value contains a control character; remove it",
+                    )
+            mapping = request.get("mapping")
+            if isinstance(mapping, dict):
+                for name, path in mapping.items():
+                    self._check_path(f"{here}/mapping/{_escape(name)}", path)
+                if forward_objects:
+                    forwarded.extend(mapping)
+            elif isinstance(mapping, list):
+                for position, item in enumerate(mapping):
+                    item = _obj(item)
+                    self._check_path(f"{here}/mapping/{position}/value", item.get("value"))
+                    if isinstance(item.get("name"), str):
+                        forwarded.append(item["name"])
+            if "expect" in request:
+                self._check_expect(f"{here}/expect", _obj(request["expect"]))
+            if "responseSchema" in request and isinstance(request["responseSchema"], dict):
+                self._check_schema_doc(
+                    f"{here}/responseSchema",
+                    request["responseSchema"],
+                    "responseSchema",
+                    require_object=False,
+                )
+            if request.get("bodyType") in ("x-www-form-urlencoded", "formData") and not isinstance(
+                request.get("body", {}), dict
+            ):
+                self.add(f"{here}/body", f"a {request['bodyType']} body must be an object")
+
+    def _check_strings(self, pointer: str, value: Any, scope: Scope) -> None:
+        for where, text in iter_strings(value, pointer):
+            for bad in malformed_placeholders(text):
+                self.add(
+                    where,
+                    f"{bad!r} is not a valid placeholder; write [[key]] or {{{{key}}}} "
+                    "with a key of letters, digits, '_' and dots",
+                )
+            template = compile_template(text)
+            if isinstance(template, str):
+                continue
+            for placeholder in template.placeholders:
+                self._check_placeholder(where, placeholder, scope)
+
+    def _check_placeholder(self, pointer: str, placeholder: Placeholder, scope: Scope) -> None:
+        root = placeholder.root
+        if placeholder.namespace == "secret":
+            if self.secrets is not None and root not in self.secrets:
+                self.add(
+                    pointer,
+                    f"placeholder {placeholder} is nothing the installation holds "
+                    f"(available: {_names(self.secrets)}); credentials come from the auth "
+                    "fields or the object mappings of get_token, refresh_token and "
+                    "registrationRequests, metadata from userDetails",
+                )
+            return
+        if root in scope.values:
+            return
+        if root in CONNECT_VALUES:
+            self.add(pointer, f"placeholder {placeholder} is only available in {CONNECT_STEPS}")
+            return
+        if self.secrets and root in self.secrets and root not in OPERATOR_CLIENT:
+            hint = f"; write [[{placeholder.key}]] to use the installation's {root}"
+        else:
+            hint = ""
+        own = f"{scope.own}, " if scope.own else ""
+        self.add(
+            pointer,
+            f"placeholder {placeholder} in {scope.where} is not {own}a value mapped by an earlier "
+            f"request, an auth.config key ({_names(self.config_keys)}) or a system value "
+            f"({', '.join(SYSTEM_VALUES)}){hint}",
+        )
+
+    def _check_url(self, pointer: str, url: str) -> None:
+        match = _URL_START.match(url)
+        if not match:
+            return  # the schema reports a URL that does not start with http(s)://
+        authority = match.group(2)
+        if "@" in authority:
+            self.add(
+                pointer,
+                "URLs must not carry user info (user:password@); send credentials in a header",
+            )
+            return
+        host = _PORT.sub("", authority)
+        concrete: list[str] = []
+        for label in host.split("."):
+            template = compile_template(label)
+            if isinstance(template, str):
+                if not _LABEL.match(label):
+                    self.add(pointer, f"host {host!r} is not a lower-case DNS name")
+                    return
+                concrete.append(label)
+            else:
+                concrete.append(_PLACEHOLDER_LABEL)
+        hosts = [h for h in _list(self.doc.get("allowedHosts")) if isinstance(h, str)]
+        if not hosts:
+            return  # reported once, at /allowedHosts
+        if not host_allowed(".".join(concrete), hosts):
+            variable = _PLACEHOLDER_LABEL in concrete
+            fix = (
+                "add a wildcard entry such as *."
+                + ".".join(concrete[concrete.index(_PLACEHOLDER_LABEL) + 1 :])
+                if variable
+                else f"add {host!r} to allowedHosts"
+            )
+            self.add(
+                pointer, f"host {host!r} is not covered by allowedHosts ({_names(hosts)}); {fix}"
+            )
+
+    def _check_expect(self, pointer: str, expect: dict[str, Any]) -> None:
+        for key in _obj(expect.get("body")):
+            self._check_path(f"{pointer}/body/{_escape(key)}", key)
+        if "error" in expect:
+            self._check_path(f"{pointer}/error", expect["error"])
+
+    def _check_path(self, pointer: str, path: Any) -> None:
+        if not isinstance(path, str):
+            return  # the schema reports the type
+        try:
+            compile_path(path)
+        except PathSyntaxError as error:
+            self.add(pointer, str(error))
+
+    def _check_schema_doc(
+        self, pointer: str, schema: Any, what: str, require_object: bool = True
+    ) -> bool:
+        if not isinstance(schema, dict):
+            return False
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as error:
+            where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
+            self.add(pointer + where, f"{what} is not a valid JSON Schema: {error.message}")
+            return False
+        if require_object and schema.get("type") != "object":
+            self.add(f"{pointer}/type", f'{what} must be a schema with "type": "object"')
+            return False
+        return True
+
+    def _check_webhooks(self, webhooks: dict[str, Any]) -> None:
+        if "eventType" in webhooks:
+            self._check_path("/webhooks/eventType", webhooks["eventType"])
+        challenge = _obj(webhooks.get("challenge"))
+        for key in _obj(challenge.get("when")):
+            self._check_path(f"/webhooks/challenge/when/{_escape(key)}", key)
+        if "respond" in challenge:
+            self._check_path("/webhooks/challenge/respond", challenge["respond"])
+        secret = _obj(webhooks.get("verify")).get("secret")
+        if isinstance(secret, str):
+            self._check_strings(
+                "/webhooks/verify/secret", secret, Scope(self.config_keys, False, "webhooks", "")
+            )
+
+
+def lint(doc: dict[str, Any], auth_types: Collection[str] = BUILTIN_AUTH_TYPES) -> list[Problem]:
+    """Every semantic problem of ``doc`` as ``(pointer, message)`` pairs."""
+    return Linter(doc, auth_types).run()

@@ -1,0 +1,362 @@
+"""Reading, validating and compiling manifests.
+
+``validate_document`` returns every problem at once (schema, then lint);
+``compile_manifest`` turns a valid document into the frozen
+:class:`~host.manifest.model.Manifest` that runs use, or raises
+:class:`~host.errors.ManifestError` listing every problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Collection
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as SchemaViolation
+
+from ..engine.paths import compile_path
+from ..engine.template import compile_template, compile_value
+from ..errors import ManifestError, ManifestProblem
+from ..forms.model import build_form
+from .lint import BUILTIN_AUTH_TYPES, lint
+from .model import (
+    Action,
+    ArrayMapping,
+    Auth,
+    Authorize,
+    Expect,
+    Manifest,
+    ObjectMapping,
+    Request,
+    Source,
+)
+
+MANIFEST_NAMES = ("manifest.json", "manifest.yaml", "manifest.yml")
+ICON_SUFFIXES = (".svg", ".png")
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The published JSON Schema of manifests (``minihost schema`` prints it)."""
+    text = resources.files("host.manifest").joinpath("schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(manifest_schema())
+
+
+def find_manifest(path: Path) -> Path:
+    """The manifest file of a mini-app folder, or ``path`` itself when it is a file."""
+    if path.is_dir():
+        for name in MANIFEST_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise _single(str(path), f"no manifest here; add one of {', '.join(MANIFEST_NAMES)}")
+    return path
+
+
+def _single(file: str, message: str, pointer: str = "") -> ManifestError:
+    return ManifestError([ManifestProblem(file, pointer, message)])
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_text(text: str, file: str) -> dict[str, Any]:
+    """Parse manifest text (JSON, or YAML for ``.yaml``/``.yml`` files)."""
+    try:
+        if file.endswith((".yaml", ".yml")):
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as error:
+        raise ManifestError(
+            [
+                ManifestProblem(
+                    file,
+                    "",
+                    f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        reason = getattr(error, "problem", None) or str(error)
+        raise _single(file, f"not valid YAML: {reason}{where}") from None
+    except ValueError as error:
+        raise ManifestError([ManifestProblem(file, "", f"not valid JSON: {error}")]) from None
+    if not isinstance(doc, dict):
+        raise ManifestError(
+            [
+                ManifestProblem(
+                    file,
+                    "",
+                    "a manifest must be a JSON object with name, version, title, description",
+                )
+            ]
+        )
+    return doc
+
+
+def read_document(path: Path) -> tuple[dict[str, Any], str]:
+    """Read the manifest at ``path`` (a file or a mini-app folder) → (document, file label)."""
+    file = find_manifest(path)
+    try:
+        text = file.read_text("utf-8")
+    except FileNotFoundError:
+        raise ManifestError([ManifestProblem(str(file), "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ManifestError(
+            [ManifestProblem(str(file), "", f"cannot read the file: {reason}")]
+        ) from None
+    return parse_text(text, str(file)), str(file)
+
+
+def _pointer(parts: Any) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _schema_message(error: SchemaViolation) -> tuple[str, str]:
+    pointer = _pointer(error.absolute_path)
+    kind = error.validator
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return pointer, f"missing required member {missing!r}"
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(_obj(error.schema).get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        parts = []
+        for key in extra:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return pointer, (f"unknown member {', '.join(parts)}; allowed here: {', '.join(allowed)}")
+    if kind == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)
+        return pointer, f"{error.instance!r} is not one of {options}"
+    if kind == "const" and pointer == "/auth/type":
+        return pointer, error.message
+    if kind == "oneOf" and pointer.endswith("/mapping"):
+        return pointer, (
+            'mapping must be an object {"name": "$.path"} (persisted) or an array '
+            '[{"name": "…", "value": "$.path"}] (forwarded only)'
+        )
+    if kind == "pattern":
+        hint = _obj(error.schema).get("description")
+        what = "name" if error.validator_value.startswith("^rpc_") else "value"
+        if hint:
+            return pointer, f"{error.instance!r} is not a valid {what}: {hint}"
+        return pointer, f"{error.instance!r} does not match {error.validator_value}"
+    if kind == "propertyNames":
+        return pointer, error.message
+    return pointer, error.message
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def validate_document(
+    doc: dict[str, Any], file: str, auth_types: Collection[str] = BUILTIN_AUTH_TYPES
+) -> list[ManifestProblem]:
+    """Every problem of ``doc``: schema violations, then the semantic lint.
+
+    ``auth_types`` are the auth types this host knows (the built-in ones plus
+    those plugins contribute); any other ``auth.type`` is an error.
+    """
+    found: dict[tuple[str, str], None] = {}
+    for error in _validator().iter_errors(doc):
+        if error.validator in ("if", "allOf"):
+            continue
+        found[_schema_message(error)] = None
+    for pointer, message in lint(doc, auth_types):
+        found[(pointer, message)] = None
+    return [ManifestProblem(file, pointer, message) for pointer, message in found]
+
+
+def load_manifest(path: Path, auth_types: Collection[str] = BUILTIN_AUTH_TYPES) -> Manifest:
+    """Read, validate and compile the mini-app at ``path``; raises ManifestError."""
+    doc, file = read_document(path)
+    folder = Path(file).parent
+    problems = validate_document(doc, file, auth_types)
+    problems.extend(check_icon(doc, folder, file))
+    if problems:
+        raise ManifestError(problems)
+    return compile_manifest(doc, file, str(folder), auth_types)
+
+
+def check_icon(doc: dict[str, Any], folder: Path, file: str) -> list[ManifestProblem]:
+    icon = doc.get("icon")
+    if not isinstance(icon, str) or icon.startswith("https://"):
+        return []
+    target = (folder / icon).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        return [ManifestProblem(file, "/icon", "the icon must be a file in the mini-app folder")]
+    if target.suffix.lower() not in ICON_SUFFIXES:
+        return [ManifestProblem(file, "/icon", "the icon must be an .svg or .png file")]
+    if not target.is_file():
+        return [ManifestProblem(file, "/icon", f"icon file {icon!r} does not exist")]
+    return []
+
+
+def digest_of(doc: dict[str, Any]) -> str:
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def compile_manifest(
+    doc: dict[str, Any],
+    file: str = "<manifest>",
+    location: str = "",
+    auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
+) -> Manifest:
+    """Validate ``doc`` and build its frozen, ready-to-run form."""
+    problems = validate_document(doc, file, auth_types)
+    if problems:
+        raise ManifestError(problems)
+    doc = copy.deepcopy(doc)
+    auth = _compile_auth(_obj(doc.get("auth")) or {"type": "none"})
+    sources = {name: _compile_source(name, spec) for name, spec in _obj(doc.get("sources")).items()}
+    actions = tuple(
+        _compile_action(index, spec) for index, spec in enumerate(doc.get("actions", []))
+    )
+    return Manifest(
+        name=doc["name"],
+        version=doc["version"],
+        title=doc["title"],
+        description=doc["description"],
+        icon=doc.get("icon"),
+        categories=tuple(doc.get("categories", ())),
+        publisher=MappingProxyType(doc["publisher"]) if "publisher" in doc else None,
+        allowed_hosts=tuple(h.lower() for h in doc.get("allowedHosts", ())),
+        auth=auth,
+        sources=MappingProxyType(sources),
+        actions=actions,
+        webhooks=MappingProxyType(doc["webhooks"]) if "webhooks" in doc else None,
+        raw=MappingProxyType(doc),
+        digest=digest_of(doc),
+        location=location,
+        actions_by_name=MappingProxyType({action.name: action for action in actions}),
+    )
+
+
+def _compile_expect(spec: dict[str, Any] | None) -> Expect | None:
+    if spec is None:
+        return None
+    return Expect(
+        status=tuple(spec["status"]) if "status" in spec else None,
+        body=tuple((compile_path(k), v) for k, v in spec.get("body", {}).items()),
+        error=compile_path(spec["error"]) if "error" in spec else None,
+    )
+
+
+def _compile_request(pointer: str, spec: dict[str, Any]) -> Request:
+    mapping = spec.get("mapping")
+    compiled_mapping: ObjectMapping | ArrayMapping | None
+    if isinstance(mapping, dict):
+        compiled_mapping = ObjectMapping(tuple((k, compile_path(v)) for k, v in mapping.items()))
+    elif isinstance(mapping, list):
+        compiled_mapping = ArrayMapping(
+            tuple((item["name"], compile_path(item["value"])) for item in mapping)
+        )
+    else:
+        compiled_mapping = None
+    has_body = "body" in spec
+    return Request(
+        pointer=pointer,
+        method=spec["method"],
+        url=compile_template(spec["url"]),
+        headers=tuple((k, compile_template(v)) for k, v in spec.get("headers", {}).items()),
+        query=tuple((k, compile_value(v)) for k, v in spec.get("queryParams", {}).items()),
+        body_type=spec.get("bodyType", "json" if has_body else None),
+        body=compile_value(spec["body"]) if has_body else None,
+        has_body=has_body,
+        mapping=compiled_mapping,
+        timeout=spec.get("timeout"),
+        expect=_compile_expect(spec.get("expect")),
+        response_schema=spec.get("responseSchema"),
+    )
+
+
+def _compile_chain(pointer: str, specs: list[dict[str, Any]]) -> tuple[Request, ...]:
+    return tuple(_compile_request(f"{pointer}/{i}", spec) for i, spec in enumerate(specs))
+
+
+def _compile_auth(spec: dict[str, Any]) -> Auth:
+    def request(key: str) -> Request | None:
+        return _compile_request(f"/auth/{key}", spec[key]) if key in spec else None
+
+    authorize = None
+    if "authorize" in spec:
+        raw = spec["authorize"]
+        authorize = Authorize(
+            url=compile_template(raw["url"]),
+            query=tuple((k, compile_value(v)) for k, v in raw.get("queryParams", {}).items()),
+            pkce=bool(raw.get("pkce", False)),
+        )
+    return Auth(
+        type=spec["type"],
+        fields=spec.get("fields"),
+        config=MappingProxyType(spec.get("config", {})),
+        test=request("test"),
+        authorize=authorize,
+        issuer=spec.get("issuer"),
+        get_token=request("get_token"),
+        refresh_token=request("refresh_token"),
+        user_details=request("userDetails"),
+        registration=_compile_chain(
+            "/auth/registrationRequests", spec.get("registrationRequests", [])
+        ),
+        unregistration=_compile_chain(
+            "/auth/unregistrationRequests", spec.get("unregistrationRequests", [])
+        ),
+        refresh_on=_compile_expect(spec.get("refreshOn")),
+        form=build_form(spec["fields"]) if "fields" in spec else None,
+        raw=MappingProxyType(spec),
+    )
+
+
+def _compile_source(name: str, spec: dict[str, Any]) -> Source:
+    options = spec["options"]
+    return Source(
+        name=name,
+        description=spec.get("description", ""),
+        requests=_compile_chain(f"/sources/{name}/requests", spec["requests"]),
+        items=compile_path(options["items"]),
+        value=compile_path(options["value"]),
+        label=compile_path(options.get("label", options["value"])),
+        depends_on=tuple(spec.get("dependsOn", ())),
+        cache_seconds=int(spec.get("cacheSeconds", 0)),
+    )
+
+
+def _compile_action(index: int, spec: dict[str, Any]) -> Action:
+    parameters = spec.get("parameters", {"type": "object", "properties": {}})
+    return Action(
+        name=spec["name"],
+        title=spec["title"],
+        description=spec.get("description", ""),
+        render_strategy=spec.get("renderStrategy", "auto"),
+        parameters=parameters,
+        requests=_compile_chain(f"/actions/{index}/requests", spec["requests"]),
+        output=spec.get("output"),
+        form=build_form(parameters),
+    )

@@ -1,0 +1,161 @@
+"""Compiled, immutable manifests: what the rest of the host works with.
+
+Built once by :func:`host.manifest.compile_manifest` after validation, so a run
+never parses a URL template, a ``$``-path or a JSON Schema again. JSON Schemas
+(``parameters``, ``fields``, ``responseSchema``) are private deep copies of the
+manifest's; treat them as read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ..engine.paths import JsonPath
+from ..engine.template import Template
+from ..forms.model import Form
+
+__all__ = [
+    "Action",
+    "ArrayMapping",
+    "Auth",
+    "Authorize",
+    "Expect",
+    "Manifest",
+    "ObjectMapping",
+    "Request",
+    "Source",
+]
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMapping:
+    """``{"name": "$.path"}``: persisted (credentials, metadata, output) and forwarded."""
+
+    items: tuple[tuple[str, JsonPath], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayMapping:
+    """``[{"name", "value"}]``: forwarded to the following requests only."""
+
+    items: tuple[tuple[str, JsonPath], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Success conditions of a request (MANIFEST §2.4)."""
+
+    status: tuple[int, ...] | None
+    body: tuple[tuple[JsonPath, Any], ...]
+    error: JsonPath | None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request of a chain, with its templates compiled.
+
+    ``pointer`` locates it in the manifest (``/actions/0/requests/1``) so run
+    errors can name the request the author wrote.
+    """
+
+    pointer: str
+    method: str
+    url: Template | str
+    headers: tuple[tuple[str, Template | str], ...]
+    query: tuple[tuple[str, Any], ...]
+    body_type: str | None
+    body: Any
+    has_body: bool
+    mapping: ObjectMapping | ArrayMapping | None
+    timeout: float | None
+    expect: Expect | None
+    response_schema: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    title: str
+    description: str
+    render_strategy: str
+    parameters: Mapping[str, Any]
+    requests: tuple[Request, ...]
+    output: Mapping[str, Any] | None
+    form: Form
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An RPC dropdown source: a chain, then options picked from its last answer."""
+
+    name: str
+    description: str
+    requests: tuple[Request, ...]
+    items: JsonPath
+    value: JsonPath
+    label: JsonPath
+    depends_on: tuple[str, ...]
+    cache_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    url: Template | str
+    query: tuple[tuple[str, Any], ...]
+    pkce: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    type: str
+    fields: Mapping[str, Any] | None = None
+    config: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    test: Request | None = None
+    authorize: Authorize | None = None
+    issuer: str | None = None
+    get_token: Request | None = None
+    refresh_token: Request | None = None
+    user_details: Request | None = None
+    registration: tuple[Request, ...] = ()
+    unregistration: tuple[Request, ...] = ()
+    refresh_on: Expect | None = None
+    form: Form | None = None
+    raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A valid mini-app, ready to run. ``raw`` is the document as the author wrote it."""
+
+    name: str
+    version: str
+    title: str
+    description: str
+    icon: str | None
+    categories: tuple[str, ...]
+    publisher: Mapping[str, Any] | None
+    allowed_hosts: tuple[str, ...]
+    auth: Auth
+    sources: Mapping[str, Source]
+    actions: tuple[Action, ...]
+    webhooks: Mapping[str, Any] | None
+    raw: Mapping[str, Any]
+    digest: str
+    location: str
+    actions_by_name: Mapping[str, Action] = field(default_factory=lambda: EMPTY)
+
+    def action(self, name: str) -> Action | None:
+        return self.actions_by_name.get(name)

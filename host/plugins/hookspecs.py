@@ -1,0 +1,85 @@
+"""The plugin contract: every hook Minihost calls, grouped by what it extends.
+
+Each hook is documented in the style of pytest's hookspecs: when it is called,
+its parameters, what it returns, and whether it is ``firstresult``. Hooks are
+collect-all unless marked otherwise. ``docs/plugins.md`` repeats each signature
+and ``tests/plugins/test_docs.py`` fails when the two disagree.
+
+Plugins implement hooks with :data:`host.plugins.hookimpl`::
+
+    from host.plugins import hookimpl
+
+    @hookimpl
+    def miniapp_manifests(config):
+        return [{"name": "hello", ...}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from flask import Blueprint, Flask
+
+hookspec = pluggy.HookspecMarker("minihost")
+
+# --------------------------------------------------------------------------------------
+# Catalog
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def miniapp_manifests(config: Mapping[str, Any]) -> Iterable[dict[str, Any] | str | PathLike[str]]:
+    """Contribute mini-apps to the catalog.
+
+    Called on every catalog sync (``minihost init``, ``minihost catalog sync``),
+    after the folders of ``MINIAPPS_DIRS`` were scanned.
+
+    :param config: the host's configuration (read-only).
+    :return: manifests, each either a document (a ``dict``, as a parsed
+        ``manifest.json``) or a path to a mini-app folder or manifest file.
+        Each is validated like any other manifest; an invalid one is listed
+        among the catalog errors with this plugin's name and never enters the
+        catalog. A name and version already contributed by a folder keeps the
+        folder's manifest.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Web
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_blueprints(app: Flask) -> Iterable[Blueprint] | None:
+    """Add pages or endpoints to the host.
+
+    Called once while the application is created, after the host's own
+    blueprints are registered, so a plugin cannot shadow a host route by
+    accident (a clash fails start-up with Flask's error naming the endpoint).
+
+    :param app: the Flask application being created.
+    :return: blueprints to register (or ``None`` when the plugin registered
+        them itself).
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to ``minihost``.
+
+    Called once while the application is created, with the application's own
+    command group; the commands appear in ``minihost --help`` beside the host's.
+
+    :param cli: the group to add commands to (``@cli.command()``).
+    """

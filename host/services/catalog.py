@@ -1,0 +1,335 @@
+"""The catalog: which mini-apps this host offers, and the search over them.
+
+``sync`` reads every manifest from ``MINIAPPS_DIRS`` and the
+``miniapp_manifests`` plugin hook, validates each, and records valid ones as
+:class:`~host.db.MiniApp` rows (name + version + origin); invalid ones never
+enter the catalog and are kept as :class:`~host.db.CatalogError` rows with
+their problems. A sync that finds nothing new writes nothing.
+
+Pages and the API read a :class:`Snapshot` — compiled manifests held in
+memory and rebuilt only when the ``miniapp`` table changed (checked with one
+cheap aggregate query), so a page never parses a manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from ..db import CatalogError, MiniApp, get_database, utcnow
+from ..errors import ManifestError, ManifestProblem, NotFound
+from ..manifest import BUILTIN_AUTH_TYPES, Manifest, compile_manifest, load_manifest
+from ..manifest.loader import MANIFEST_NAMES
+from ..plugins import get_plugins
+
+__all__ = [
+    "Catalog",
+    "Found",
+    "Refused",
+    "Snapshot",
+    "SyncReport",
+    "collect",
+    "get_catalog",
+    "sync",
+    "version_key",
+]
+
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
+
+
+def version_key(version: str) -> tuple[Any, ...]:
+    """Sort key in semantic-version order (a pre-release sorts before its release)."""
+    match = _SEMVER.match(version)
+    if not match:
+        return (-1, -1, -1, (), version)
+    major, minor, patch, pre = match.groups()
+    if pre is None:
+        pre_key: tuple[Any, ...] = ((1,),)
+    else:
+        pre_key = tuple((0, int(p), "") if p.isdigit() else (0, -1, p) for p in pre.split("."))
+        pre_key = ((0,), *pre_key)
+    return (int(major), int(minor), int(patch), pre_key, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A manifest that failed validation, and where it came from."""
+
+    origin: str
+    location: str
+    problems: tuple[ManifestProblem, ...]
+
+
+@dataclass
+class Found:
+    manifests: list[Manifest] = field(default_factory=list)
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)
+    refused: list[Refused] = field(default_factory=list)
+
+
+def _auth_types(app: Flask) -> tuple[str, ...]:
+    """The auth types manifests may use on this host (the built-in ones)."""
+    return BUILTIN_AUTH_TYPES
+
+
+def _folder_entries(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        child
+        for child in folder.iterdir()
+        if child.is_dir() and any((child / name).is_file() for name in MANIFEST_NAMES)
+    )
+
+
+def collect(app: Flask) -> Found:
+    """Read and validate every manifest the host is configured to offer."""
+    found = Found()
+    auth_types = _auth_types(app)
+
+    def accept(manifest: Manifest, origin: str) -> None:
+        key = (manifest.name, manifest.version)
+        if key in found.origins:
+            found.refused.append(
+                Refused(origin, manifest.location, (ManifestProblem(
+                    manifest.location, "/version",
+                    f"{manifest.name} {manifest.version} is already provided by "
+                    f"{found.origins[key]}; raise the version or remove one copy",
+                ),)))
+            return
+        found.origins[key] = f"{origin} {manifest.location}"
+        found.manifests.append(manifest)
+
+    for directory in app.config["MINIAPPS_DIRS"]:
+        for folder in _folder_entries(Path(directory)):
+            try:
+                accept(load_manifest(folder, auth_types), "folder")
+            except ManifestError as error:
+                found.refused.append(Refused("folder", str(folder), error.problems))
+
+    results = get_plugins(app).hook.miniapp_manifests(config=app.config)
+    for contributed in results:
+        for item in contributed or ():
+            _collect_contribution(item, accept, found, auth_types)
+    return found
+
+
+def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Iterable[str]) -> None:
+    try:
+        if isinstance(item, dict):
+            label = f"plugin manifest {item.get('name', '?')}"
+            icon = item.get("icon")
+            if isinstance(icon, str) and not icon.startswith("https://"):
+                raise ManifestError([ManifestProblem(
+                    label, "/icon",
+                    "a manifest given as a document needs an https:// icon URL; "
+                    "contribute a folder path to ship an icon file",
+                )])
+            accept(compile_manifest(item, label, label, tuple(auth_types)), "plugin")
+        elif isinstance(item, (str, os.PathLike)):
+            accept(load_manifest(Path(item), tuple(auth_types)), "plugin")
+        else:
+            found.refused.append(Refused("plugin", repr(item)[:80], (ManifestProblem(
+                "plugin", "", "miniapp_manifests returned something that is neither a "
+                "manifest document nor a path"),)))
+    except ManifestError as error:
+        location = error.problems[0].file if error.problems else "plugin"
+        found.refused.append(Refused("plugin", location, error.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: int
+    refused: tuple[Refused, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def _problem_rows(refused: Iterable[Refused]) -> list[tuple[str, str, list[dict[str, str]]]]:
+    return [
+        (r.origin, r.location, [{"pointer": p.pointer, "message": p.message, "file": p.file}
+                                for p in r.problems])
+        for r in refused
+    ]
+
+
+def sync(app: Flask) -> SyncReport:
+    """Bring the catalog tables in line with what :func:`collect` finds.
+
+    Mini-apps no longer offered are disabled, not deleted: installations made
+    from them keep their manifest.
+    """
+    found = collect(app)
+    database = get_database(app)
+    added: list[str] = []
+    updated: list[str] = []
+    removed: list[str] = []
+    unchanged = 0
+    with database.transaction() as db:
+        rows = {(row.name, row.version): row for row in db.scalars(select(MiniApp))}
+        now = utcnow()
+        for manifest in found.manifests:
+            key = (manifest.name, manifest.version)
+            label = f"{manifest.name} {manifest.version}"
+            origin = found.origins[key].split(" ", 1)[0]
+            row = rows.pop(key, None)
+            if row is None:
+                db.add(MiniApp(
+                    name=manifest.name, version=manifest.version, title=manifest.title,
+                    manifest=dict(manifest.raw), digest=manifest.digest, origin=origin,
+                    location=manifest.location, enabled=True, synced_at=now,
+                ))
+                added.append(label)
+            elif (row.digest, row.origin, row.location, row.enabled) != (
+                manifest.digest, origin, manifest.location, True
+            ):
+                row.title, row.manifest = manifest.title, dict(manifest.raw)
+                row.digest, row.origin, row.location = manifest.digest, origin, manifest.location
+                row.enabled, row.synced_at = True, now
+                updated.append(label)
+            else:
+                unchanged += 1
+        for row in rows.values():
+            if row.enabled:
+                row.enabled, row.synced_at = False, now
+                removed.append(f"{row.name} {row.version}")
+        wanted = sorted(_problem_rows(found.refused), key=repr)
+        existing = sorted(
+            ((e.origin, e.location, e.problems) for e in db.scalars(select(CatalogError))),
+            key=repr,
+        )
+        if wanted != existing:
+            db.execute(delete(CatalogError))
+            for origin, location, problems in wanted:
+                db.add(CatalogError(origin=origin, location=location, problems=problems))
+    get_catalog(app).invalidate()
+    return SyncReport(tuple(added), tuple(updated), tuple(removed), unchanged,
+                      tuple(found.refused))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every enabled mini-app, compiled; ``latest`` holds the newest version of each."""
+
+    by_key: Mapping[tuple[str, str], Manifest]
+    latest: tuple[Manifest, ...]
+    categories: tuple[str, ...]
+    search_text: Mapping[str, str]
+
+    def get(self, name: str, version: str | None = None) -> Manifest | None:
+        if version is not None:
+            return self.by_key.get((name, version))
+        for manifest in self.latest:
+            if manifest.name == name:
+                return manifest
+        return None
+
+    def versions(self, name: str) -> list[str]:
+        found = [v for (n, v) in self.by_key if n == name]
+        return sorted(found, key=version_key, reverse=True)
+
+    def search(self, query: str = "", category: str = "") -> list[Manifest]:
+        """Every term of ``query`` must appear in the mini-app's name, title,
+        description, categories or action titles (case-insensitive)."""
+        terms = query.lower().split()
+        return [
+            manifest
+            for manifest in self.latest
+            if (not category or category in manifest.categories)
+            and all(term in self.search_text[manifest.name] for term in terms)
+        ]
+
+
+def _search_text(manifest: Manifest) -> str:
+    parts = [manifest.name, manifest.title, manifest.description, *manifest.categories]
+    for action in manifest.actions:
+        parts += [action.name, action.title, action.description]
+    return " ".join(parts).lower()
+
+
+class Catalog:
+    """Per-app holder of the current :class:`Snapshot`."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._snapshot = Snapshot({}, (), (), {})
+        self._compiled: dict[str, Manifest] = {}
+
+    def invalidate(self) -> None:
+        self._fingerprint = None
+
+    def snapshot(self, db: Session) -> Snapshot:
+        fingerprint = tuple(db.execute(
+            select(func.count(MiniApp.id), func.max(MiniApp.synced_at)).where(MiniApp.enabled)
+        ).one())
+        if fingerprint == self._fingerprint:
+            return self._snapshot
+        with self._lock:
+            if fingerprint != self._fingerprint:
+                self._snapshot = self._build(db)
+                self._fingerprint = fingerprint
+        return self._snapshot
+
+    def _build(self, db: Session) -> Snapshot:
+        compiled: dict[str, Manifest] = {}
+        by_key: dict[tuple[str, str], Manifest] = {}
+        for row in db.scalars(select(MiniApp).where(MiniApp.enabled)):
+            manifest = self._compiled.get(row.digest)
+            if manifest is None or manifest.location != row.location:
+                manifest = _compile_stored(row)
+            compiled[row.digest] = manifest
+            by_key[(row.name, row.version)] = manifest
+        self._compiled = compiled
+        newest: dict[str, Manifest] = {}
+        for manifest in by_key.values():
+            best = newest.get(manifest.name)
+            if best is None or version_key(manifest.version) > version_key(best.version):
+                newest[manifest.name] = manifest
+        latest = tuple(sorted(newest.values(), key=lambda m: (m.title.lower(), m.name)))
+        categories = tuple(sorted({c for m in latest for c in m.categories}))
+        return Snapshot(by_key, latest, categories, {m.name: _search_text(m) for m in latest})
+
+    def require(self, db: Session, name: str, version: str | None = None) -> Manifest:
+        manifest = self.snapshot(db).get(name, version)
+        if manifest is None:
+            raise NotFound(f"no mini-app named {name!r} in the catalog")
+        return manifest
+
+
+def _compile_stored(row: MiniApp) -> Manifest:
+    """Compile a stored manifest; it was valid when synced, so a failure here is a
+    host upgrade that tightened the rules — report it with the row's location."""
+    return compile_manifest(row.manifest, row.location, row.location)
+
+
+def get_catalog(app: Flask) -> Catalog:
+    return app.extensions["minihost.catalog"]
+
+
+def icon_path(manifest: Manifest) -> Path | None:
+    """The icon file of a folder mini-app, or ``None`` (no icon, or an https one)."""
+    if not manifest.icon or manifest.icon.startswith("https://"):
+        return None
+    path = Path(manifest.location) / manifest.icon
+    return path if path.is_file() else None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["minihost.catalog"] = Catalog(app)
+

@@ -1,0 +1,62 @@
+"""Template helpers shared by every page."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from .. import __version__
+from ..engine.template import Template
+from ..forms import Field
+
+AUTH_LABELS = {
+    "none": "No account needed",
+    "apiKey": "API key",
+    "basic": "Username and password",
+    "oauth2": "OAuth 2.0 sign-in",
+}
+
+WIDGET_LABELS = {
+    "text": "text",
+    "textarea": "multi-line text",
+    "number": "number",
+    "toggle": "yes / no",
+    "multi": "list of values",
+    "group": "group of fields",
+}
+
+
+def auth_label(kind: str) -> str:
+    return AUTH_LABELS.get(kind, kind)
+
+
+def widget_label(field: Field) -> str:
+    if field.widget == "source":
+        text = f"dropdown filled from the service ({field.source})"
+        return text + ", or typed in when it fails" if field.fallback == "input" else text
+    if field.widget == "select" and field.enum is not None:
+        return "one of " + ", ".join(str(v) for v in field.enum)
+    return WIDGET_LABELS.get(field.widget, field.widget)
+
+
+def host_of(url: Template | str) -> str:
+    text = url.source if isinstance(url, Template) else url
+    return urlsplit(text).hostname or text
+
+
+def scope_list(scope: Any) -> list[str]:
+    if isinstance(scope, list):
+        return [str(item) for item in scope]
+    return str(scope).replace(",", " ").split()
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.globals.update(
+        auth_label=auth_label,
+        widget_label=widget_label,
+        host_of=host_of,
+        scope_list=scope_list,
+        minihost_version=__version__,
+    )
