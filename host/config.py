@@ -187,16 +187,19 @@ def _suggest(name: str) -> str:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     """Run ``minihost.cfg`` (Python syntax, like any Flask config file) and check its keys."""
-    holder = Config(str(path.parent))
     try:
-        holder.from_pyfile(str(path))
-    except OSError as error:
+        source = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
         raise ConfigError(
-            f"cannot read {path}: {error.strerror}; check that the file is readable"
+            f"cannot read {path}: {reason}; check that the file is readable"
         ) from None
+    namespace: dict[str, Any] = {"__file__": str(path)}
+    try:
+        exec(compile(source, str(path), "exec"), namespace)
     except Exception as error:  # the file is operator code; any failure is a config error
         raise ConfigError(f"{path} could not be loaded: {error}; fix the file's syntax") from None
-    values = dict(holder)
+    values = {name: value for name, value in namespace.items() if name.isupper()}
     for name in values:
         if name not in KEYS and name not in FLASK_KEYS:
             raise ConfigError(f"{path}: unknown key {name}{_suggest(name)}")

@@ -175,7 +175,8 @@ class Linter:
                     "remove it from queryParams",
                 )
         if isinstance(authorize.get("url"), str):
-            self._check_url("/auth/authorize/url", authorize["url"])
+            # The browser, not the host, visits the authorize URL: no allowedHosts check.
+            self._check_url("/auth/authorize/url", authorize["url"], egress=False)
             self._check_strings("/auth/authorize", authorize, connect)
         for key, scope in (
             ("get_token", connect),
@@ -222,17 +223,18 @@ class Linter:
     def _check_action(self, pointer: str, action: dict[str, Any], sources: dict[str, Any]) -> None:
         name = action.get("name", "?")
         parameters = action.get("parameters", {"type": "object"})
-        params: list[str] = []
-        if self._check_schema_doc(f"{pointer}/parameters", parameters, f"parameters of {name}"):
-            props = _obj(_obj(parameters).get("properties"))
-            params = list(props)
-            for param in params:
-                if param in RESERVED_PARAMETERS:
-                    self.add(
-                        f"{pointer}/parameters/properties/{_escape(param)}",
-                        f"parameter name {param!r} is reserved for a system value; rename it",
-                    )
-            self._check_fields(f"{pointer}/parameters", _obj(parameters), props, sources, name)
+        # Field names count even when the schema around them is broken, so one
+        # mistake in it does not turn every placeholder into an error too.
+        props = _obj(_obj(parameters).get("properties"))
+        params = list(props)
+        self._check_schema_doc(f"{pointer}/parameters", parameters, f"parameters of {name}")
+        for param in params:
+            if param in RESERVED_PARAMETERS:
+                self.add(
+                    f"{pointer}/parameters/properties/{_escape(param)}",
+                    f"parameter name {param!r} is reserved for a system value; rename it",
+                )
+        self._check_fields(f"{pointer}/parameters", _obj(parameters), props, sources, name)
         if "output" in action:
             self._check_schema_doc(f"{pointer}/output", action["output"], f"output of {name}")
         scope = Scope(
@@ -390,7 +392,7 @@ class Linter:
             f"({', '.join(SYSTEM_VALUES)}){hint}",
         )
 
-    def _check_url(self, pointer: str, url: str) -> None:
+    def _check_url(self, pointer: str, url: str, egress: bool = True) -> None:
         match = _URL_START.match(url)
         if not match:
             return  # the schema reports a URL that does not start with http(s)://
@@ -413,7 +415,7 @@ class Linter:
             else:
                 concrete.append(_PLACEHOLDER_LABEL)
         hosts = [h for h in _list(self.doc.get("allowedHosts")) if isinstance(h, str)]
-        if not hosts:
+        if not hosts or not egress:
             return  # reported once, at /allowedHosts
         if not host_allowed(".".join(concrete), hosts):
             variable = _PLACEHOLDER_LABEL in concrete

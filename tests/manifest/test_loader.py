@@ -1,0 +1,104 @@
+import json
+import shutil
+
+import pytest
+
+from host.errors import ManifestError
+from host.manifest import load_manifest, manifest_schema, read_document
+
+from ..conftest import FIXTURES
+
+
+def write(tmp_path, name, text):
+    folder = tmp_path / "app"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text)
+    return folder
+
+
+def messages(error):
+    return [str(p) for p in error.value.problems]
+
+
+def test_loads_a_folder_with_json(tmp_path):
+    folder = tmp_path / "weather"
+    shutil.copytree(FIXTURES / "miniapps" / "weather", folder)
+    manifest = load_manifest(folder)
+    assert (manifest.name, manifest.version, manifest.location) == (
+        "weather", "1.0.0", str(folder))
+
+
+def test_loads_yaml(tmp_path):
+    folder = write(tmp_path, "manifest.yaml", "\n".join([
+        "name: hello", "version: 1.2.3", "title: Hello", "description: Says hello.",
+        "actions: []",
+    ]))
+    assert load_manifest(folder).title == "Hello"
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    folder = write(tmp_path, "manifest.json", '{"name": "x",\n  "version": }')
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [
+        f"{folder / 'manifest.json'} /: not valid JSON: Expecting value at line 2 column 14"
+    ]
+
+
+def test_invalid_yaml(tmp_path):
+    folder = write(tmp_path, "manifest.yml", "name: [unclosed\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    [message] = messages(info)
+    assert message.startswith(f"{folder / 'manifest.yml'} /: not valid YAML: ")
+    assert "line 2 column 1" in message
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    folder = write(tmp_path, "manifest.json", '{"name": "a", "name": "b"}')
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [f"{folder / 'manifest.json'} /: not valid JSON: duplicate key 'name'"]
+
+
+def test_top_level_must_be_an_object(tmp_path):
+    folder = write(tmp_path, "manifest.json", "[1, 2]")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [
+        f"{folder / 'manifest.json'} /: a manifest must be a JSON object with name, version, "
+        "title, description"
+    ]
+
+
+def test_folder_without_manifest(tmp_path):
+    with pytest.raises(ManifestError) as info:
+        read_document(tmp_path)
+    assert messages(info) == [
+        f"{tmp_path} /: no manifest here; add one of manifest.json, manifest.yaml, manifest.yml"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("icon", "message"),
+    [
+        ("missing.svg", "icon file 'missing.svg' does not exist"),
+        ("../outside.svg", "the icon must be a file in the mini-app folder"),
+        ("icon.gif", "the icon must be an .svg or .png file"),
+    ],
+)
+def test_icon_checks(tmp_path, icon, message):
+    doc = {"name": "hello", "version": "1.0.0", "title": "H", "description": "d", "icon": icon}
+    folder = write(tmp_path, "manifest.json", json.dumps(doc))
+    (folder / "icon.gif").write_text("GIF")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [f"{folder / 'manifest.json'} /icon: {message}"]
+
+
+def test_published_schema_is_draft_2020_12():
+    schema = manifest_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(schema)

@@ -1,0 +1,140 @@
+import pytest
+from cryptography.fernet import Fernet
+
+from host import create_app
+from host.config import REPO_ROOT
+from host.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MINIHOST_") and name != "MINIHOST_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+def test_defaults(tmp_path):
+    app = create_app(instance_path=tmp_path)
+    config = app.config
+    assert config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'minihost.db'}"
+    assert config["PUBLIC_URL"] == "http://127.0.0.1:5000"
+    assert config["MINIAPPS_DIRS"] == [str(REPO_ROOT / "miniapps")]
+    assert config["PLUGINS_DIRS"] == [str(REPO_ROOT / "plugins")]
+    assert config["DISABLED_PLUGINS"] == []
+    assert config["EGRESS_ALLOW_PRIVATE"] is False
+    assert config["SANDBOX"] is False
+    assert config["ACTION_TIMEOUT"] == 60
+    assert config["CELERY_BROKER_URL"] is None
+    assert config["SECRET_KEY"] is None
+    assert config["VAULT_KEYS"] == []
+
+
+def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
+    (tmp_path / "minihost.cfg").write_text(
+        'PUBLIC_URL = "https://hub.example.com/"\nACTION_TIMEOUT = 30\nSANDBOX = True\n'
+    )
+    monkeypatch.setenv("MINIHOST_ACTION_TIMEOUT", "45")
+    monkeypatch.setenv("MINIHOST_SANDBOX", "no")
+    app = create_app({"SANDBOX": "YES"}, instance_path=tmp_path)
+    assert app.config["PUBLIC_URL"] == "https://hub.example.com"
+    assert app.config["ACTION_TIMEOUT"] == 45
+    assert app.config["SANDBOX"] is True
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("TRUE", True), ("1", True), ("Yes", True),
+     ("false", False), ("False", False), ("0", False), ("NO", False)],
+)
+def test_booleans_from_the_environment_are_strict(tmp_path, monkeypatch, raw, expected):
+    monkeypatch.setenv("MINIHOST_EGRESS_ALLOW_PRIVATE", raw)
+    assert create_app(instance_path=tmp_path).config["EGRESS_ALLOW_PRIVATE"] is expected
+
+
+@pytest.mark.parametrize("raw", ["Flase", "on", "2", "", "none"])
+def test_a_malformed_boolean_stops_start_up(tmp_path, monkeypatch, raw):
+    monkeypatch.setenv("MINIHOST_EGRESS_ALLOW_PRIVATE", raw)
+    with pytest.raises(ConfigError) as info:
+        create_app(instance_path=tmp_path)
+    shown = repr(raw) if raw not in ("2",) else "2"
+    assert str(info.value) == (
+        f"EGRESS_ALLOW_PRIVATE={shown} is not a boolean; use one of true, false, 1, 0, yes, no"
+    )
+
+
+def test_unknown_key_in_the_file_suggests_the_close_one(tmp_path):
+    (tmp_path / "minihost.cfg").write_text('PUBLIC_ULR = "https://x.example"\n')
+    with pytest.raises(ConfigError) as info:
+        create_app(instance_path=tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'minihost.cfg'}: unknown key PUBLIC_ULR; did you mean PUBLIC_URL?"
+    )
+
+
+def test_unknown_environment_variables_are_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIHOST_SOMETHING_ELSE", "x")
+    assert "SOMETHING_ELSE" not in create_app(instance_path=tmp_path).config
+
+
+def test_config_file_with_a_syntax_error(tmp_path):
+    (tmp_path / "minihost.cfg").write_text("PUBLIC_URL = \n")
+    with pytest.raises(ConfigError) as info:
+        create_app(instance_path=tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'minihost.cfg'} could not be loaded: ")
+    assert str(info.value).endswith("; fix the file's syntax")
+
+
+def test_unreadable_config_file(tmp_path):
+    (tmp_path / "minihost.cfg").mkdir()
+    with pytest.raises(ConfigError) as info:
+        create_app(instance_path=tmp_path)
+    assert str(info.value) == (
+        f"cannot read {tmp_path / 'minihost.cfg'}: Is a directory; check that the file is readable"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("ACTION_TIMEOUT", "soon", "ACTION_TIMEOUT='soon' is not a number; use a positive number "
+                                   "of seconds"),
+        ("ACTION_TIMEOUT", -1, "ACTION_TIMEOUT=-1 must be a positive, finite number of seconds"),
+        ("PUBLIC_URL", "ftp://x", "PUBLIC_URL='ftp://x' is not an http(s) URL; use for example "
+                                  "https://minihost.example.com"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL='not a url' is not a database URL; use "
+                                      "sqlite:///path/to/minihost.db or "
+                                      "postgresql+psycopg://user@host/dbname"),
+        ("MINIAPPS_DIRS", 5, "MINIAPPS_DIRS=5 is not a list of strings; use a list such as "
+                             '["/srv/a", "/srv/b"] or a \':\'-separated string'),
+        ("VAULT_KEYS", ["short"], "VAULT_KEYS holds a value that is not a Fernet key (32 url-safe "
+                                  "base64 bytes); generate one with `minihost init` or "
+                                  "Fernet.generate_key()"),
+    ],
+)
+def test_malformed_values_name_key_value_and_what_is_accepted(tmp_path, key, value, message):
+    with pytest.raises(ConfigError) as info:
+        create_app({key: value}, instance_path=tmp_path)
+    assert str(info.value) == message
+
+
+def test_lists_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIHOST_MINIAPPS_DIRS", "/a:/b")
+    monkeypatch.setenv("MINIHOST_DISABLED_PLUGINS", '["x", "y"]')
+    config = create_app(instance_path=tmp_path).config
+    assert config["MINIAPPS_DIRS"] == ["/a", "/b"]
+    assert config["DISABLED_PLUGINS"] == ["x", "y"]
+
+
+def test_generated_keys_are_read_from_the_instance(tmp_path):
+    key = Fernet.generate_key().decode()
+    (tmp_path / "secret_key").write_text("s3cret\n")
+    (tmp_path / "vault_keys").write_text(key + "\n")
+    config = create_app(instance_path=tmp_path).config
+    assert (config["SECRET_KEY"], config["VAULT_KEYS"]) == ("s3cret", [key])
+
+
+def test_instance_path_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIHOST_INSTANCE_PATH", str(tmp_path))
+    assert create_app().instance_path == str(tmp_path)
