@@ -174,7 +174,7 @@ def catalog() -> None:
 @with_appcontext
 def catalog_sync() -> None:
     """Reload the catalog from MINIAPPS_DIRS and plugins."""
-    instance_service.migrate(current_app)
+    instance_service.prepare(current_app)
     _echo_sync(catalog_service.sync(current_app))
 
 
@@ -186,7 +186,7 @@ def catalog_list() -> None:
 
     from .db import CatalogError, MiniApp, get_database
 
-    instance_service.migrate(current_app)
+    instance_service.prepare(current_app)
     with get_database(current_app).sessions() as db:
         rows = db.scalars(select(MiniApp).order_by(MiniApp.name, MiniApp.version)).all()
         errors = db.scalars(select(CatalogError).order_by(CatalogError.location)).all()

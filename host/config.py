@@ -218,6 +218,11 @@ def _read_generated(instance: Path, name: str) -> str | None:
         return path.read_text().strip() or None
     except FileNotFoundError:
         return None
+    except NotADirectoryError as error:
+        raise ConfigError(
+            f"the instance folder {instance} is not a usable folder ({error.strerror}); "
+            "choose another with --instance PATH or MINIHOST_INSTANCE_PATH"
+        ) from None
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}; check its permissions") from None
 

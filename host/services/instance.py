@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 from flask import Flask
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -69,17 +70,40 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _unavailable(app: Flask, error: SQLAlchemyError) -> DatabaseUnavailable:
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return DatabaseUnavailable(
+        f"cannot use the database {safe_url(app.config['DATABASE_URL'])}: {reason}; "
+        "check DATABASE_URL and that the database server is running"
+    )
+
+
+def check_database(app: Flask) -> None:
+    try:
+        with get_database(app).engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        raise _unavailable(app, error) from None
+
+
 def migrate(app: Flask) -> str | None:
     engine = get_database(app).engine
     try:
         migrations.upgrade(engine)
         return migrations.current(engine)
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise DatabaseUnavailable(
-            f"cannot use the database {safe_url(app.config['DATABASE_URL'])}: {reason}; "
-            "check DATABASE_URL and that the database server is running"
-        ) from None
+        raise _unavailable(app, error) from None
+
+
+def prepare(app: Flask) -> str | None:
+    """Make sure the folder exists and the schema is current (no keys needed)."""
+    url = make_url(app.config["DATABASE_URL"])
+    if url.get_backend_name() != "sqlite":
+        check_database(app)  # before anything is created, so a bad URL changes nothing
+    ensure_folder(Path(app.instance_path))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        ensure_folder(Path(url.database).resolve().parent)
+    return migrate(app)
 
 
 def is_initialised(app: Flask) -> bool:
@@ -95,12 +119,7 @@ def is_initialised(app: Flask) -> bool:
 def init(app: Flask) -> InitReport:
     """Create or update the instance; safe to run any number of times."""
     instance = Path(app.instance_path)
-    ensure_folder(instance)
-    if app.config["DATABASE_URL"].startswith("sqlite:///"):
-        database = make_url(app.config["DATABASE_URL"]).database
-        if database and database != ":memory:":
-            ensure_folder(Path(database).resolve().parent)
+    revision = prepare(app)
     created = ensure_keys(app)
-    revision = migrate(app)
     report = catalog.sync(app)
     return InitReport(instance, tuple(created), revision, report)

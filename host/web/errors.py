@@ -53,7 +53,7 @@ def handle_http_error(error: HTTPException) -> Response | tuple[str, int]:
     if wants_problem():
         headers = {}
         if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
-            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
         slug = title.lower().replace(" ", "-").replace("'", "")
         return problem_response(problem(status, title, detail, slug), headers)
     return _page(status, title, detail)

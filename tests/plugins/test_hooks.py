@@ -1,0 +1,162 @@
+import json
+import sys
+import textwrap
+
+import click
+import pytest
+from sqlalchemy import select
+
+from host import create_app
+from host.db import CatalogError, MiniApp, get_database
+from host.plugins import get_plugins
+from host.services import catalog
+from host.services import instance as instance_service
+
+from ..conftest import FIXTURES, make_config
+
+VALID = {"name": "from-plugin", "version": "1.0.0", "title": "From a plugin",
+         "description": "Contributed by a plugin.", "categories": ["plugins"]}
+
+
+def plugin(folder, name, body):
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(textwrap.dedent(body))
+    return folder
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def build(plugins_dir, **config):
+        app = create_app(make_config(tmp_path, PLUGINS_DIRS=[str(plugins_dir)], **config),
+                         instance_path=tmp_path)
+        instance_service.migrate(app)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        get_database(app).engine.dispose()
+    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
+        del sys.modules[name]
+
+
+def test_hook_miniapp_manifests(tmp_path, make_app):
+    broken = dict(VALID, name="broken-plugin-app", title="")
+    weather = str(FIXTURES / "miniapps" / "weather")
+    folder = plugin(tmp_path / "plugins", "contributes", f"""
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def miniapp_manifests(config):
+            return [{json.dumps(VALID)}, {json.dumps(broken)}, {weather!r}]
+    """)
+    app = make_app(folder, MINIAPPS_DIRS=[])
+    report = catalog.sync(app)
+    assert sorted(report.added) == ["from-plugin 1.0.0", "weather 1.0.0"]
+    with get_database(app).sessions() as db:
+        origins = {r.name: r.origin for r in db.scalars(select(MiniApp))}
+        [error] = db.scalars(select(CatalogError)).all()
+    assert origins == {"from-plugin": "plugin", "weather": "plugin"}
+    assert error.origin == "plugin"
+    assert error.problems == [{"file": "plugin manifest broken-plugin-app", "pointer": "/title",
+                               "message": "'' should be non-empty"}]
+
+
+def test_hook_register_blueprints(tmp_path, make_app):
+    folder = plugin(tmp_path / "plugins", "pages", """
+        from flask import Blueprint
+        from host.plugins import hookimpl
+
+        blueprint = Blueprint("pages_plugin", __name__)
+
+        @blueprint.get("/-/hello")
+        def hello():
+            return "hello from a plugin"
+
+        @hookimpl
+        def register_blueprints(app):
+            return [blueprint]
+    """)
+    client = make_app(folder).test_client()
+    assert client.get("/-/hello").get_data(as_text=True) == "hello from a plugin"
+
+
+def test_hook_register_commands(tmp_path, make_app):
+    folder = plugin(tmp_path / "plugins", "commands", """
+        import click
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            @click.argument("who")
+            def greet(who):
+                click.echo(f"hello {who}")
+    """)
+    app = make_app(folder)
+    result = app.test_cli_runner().invoke(args=["greet", "ada"])
+    assert result.output == "hello ada\n"
+    assert isinstance(app.cli.get_command(click.Context(app.cli), "greet"), click.Command)
+
+
+def test_disabled_plugins_do_not_load(tmp_path, make_app):
+    folder = plugin(tmp_path / "plugins", "unwanted", """
+        raise RuntimeError("must not be imported")
+    """)
+    app = make_app(folder, DISABLED_PLUGINS=["unwanted"])
+    assert get_plugins(app).failures == []
+    assert "unwanted" not in [p.name for p in get_plugins(app).loaded]
+
+
+def test_a_plugin_that_fails_to_import_is_reported_not_fatal(tmp_path, make_app, caplog):
+    folder = plugin(tmp_path / "plugins", "crashes", """
+        raise RuntimeError("boom")
+    """)
+    plugin(folder, "fine", """
+        __version__ = "2.0"
+    """)
+    app = make_app(folder)
+    [failure] = get_plugins(app).failures
+    assert (failure.name, failure.error) == ("crashes", "RuntimeError: boom")
+    assert [(p.name, p.version) for p in get_plugins(app).loaded] == [("fine", "2.0")]
+    assert "plugin crashes" in caplog.text
+
+
+def test_package_plugins_with_relative_imports(tmp_path, make_app):
+    package = tmp_path / "plugins" / "pkg"
+    package.mkdir(parents=True)
+    (package / "helper.py").write_text("ANSWER = 42\n")
+    (package / "__init__.py").write_text(textwrap.dedent("""
+        from host.plugins import hookimpl
+        from .helper import ANSWER
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def answer():
+                print(ANSWER)
+    """))
+    app = make_app(tmp_path / "plugins")
+    assert app.test_cli_runner().invoke(args=["answer"]).output == "42\n"
+
+
+def test_entry_point_plugins_load(tmp_path, make_app, monkeypatch):
+    site = tmp_path / "site"
+    dist = site / "ep_plugin-1.5.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin\nVersion: 1.5\n")
+    (dist / "entry_points.txt").write_text("[minihost]\nep = ep_plugin_module\n")
+    (site / "ep_plugin_module.py").write_text(textwrap.dedent("""
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def miniapp_manifests(config):
+            return []
+    """))
+    monkeypatch.syspath_prepend(str(site))
+    app = make_app(tmp_path / "none")
+    assert ("ep", "entry point", "1.5") in [
+        (p.name, p.origin, p.version) for p in get_plugins(app).loaded
+    ]

@@ -1,0 +1,135 @@
+import json
+import shutil
+
+import pytest
+from sqlalchemy import event, select
+
+from host import create_app
+from host.db import CatalogError, MiniApp, get_database
+from host.services import catalog
+from host.services import instance as instance_service
+
+from ..conftest import FIXTURES, make_config
+
+
+@pytest.fixture
+def folder(tmp_path):
+    target = tmp_path / "miniapps"
+    shutil.copytree(FIXTURES / "miniapps", target)
+    return target
+
+
+@pytest.fixture
+def catalog_app(tmp_path, folder, database_url):
+    app = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(folder)], DATABASE_URL=database_url),
+                     instance_path=tmp_path)
+    instance_service.migrate(app)
+    yield app
+    get_database(app).engine.dispose()
+
+
+def writes(app):
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            seen.append(statement)
+
+    event.listen(get_database(app).engine, "before_cursor_execute", record)
+    return seen
+
+
+def rows(app):
+    with get_database(app).sessions() as db:
+        return {(r.name, r.version): (r.origin, r.enabled) for r in db.scalars(select(MiniApp))}
+
+
+def test_sync_records_name_version_and_origin(catalog_app, folder):
+    report = catalog.sync(catalog_app)
+    assert sorted(report.added) == ["chat 2.3.0", "notes 1.0.0", "notes 1.1.0", "weather 1.0.0"]
+    assert rows(catalog_app) == {
+        ("chat", "2.3.0"): ("folder", True),
+        ("notes", "1.0.0"): ("folder", True),
+        ("notes", "1.1.0"): ("folder", True),
+        ("weather", "1.0.0"): ("folder", True),
+    }
+
+
+def test_a_second_sync_with_no_change_writes_nothing(catalog_app, folder):
+    (folder / "broken").mkdir()
+    (folder / "broken" / "manifest.json").write_text('{"name": "broken"}')
+    catalog.sync(catalog_app)
+    statements = writes(catalog_app)
+    report = catalog.sync(catalog_app)
+    assert statements == []
+    assert (report.added, report.updated, report.removed, report.unchanged) == ((), (), (), 4)
+
+
+def test_invalid_manifests_never_enter_and_are_listed(catalog_app, folder):
+    (folder / "broken").mkdir()
+    (folder / "broken" / "manifest.json").write_text(json.dumps(
+        {"name": "broken", "version": "1.0.0", "title": "B", "description": "d",
+         "actions": [{"name": "a", "title": "A",
+                      "requests": [{"url": "https://x.example/{{y}}", "method": "GET"}]}]}))
+    report = catalog.sync(catalog_app)
+    assert ("broken", "1.0.0") not in rows(catalog_app)
+    [refused] = report.refused
+    assert refused.location == str(folder / "broken")
+    with get_database(catalog_app).sessions() as db:
+        [stored] = db.scalars(select(CatalogError)).all()
+    assert [p["pointer"] for p in stored.problems] == [
+        "/actions/0/requests/0/url", "/allowedHosts"]
+    assert stored.problems[0]["file"] == str(folder / "broken" / "manifest.json")
+
+
+def test_changed_and_removed_manifests(catalog_app, folder):
+    catalog.sync(catalog_app)
+    doc = json.loads((folder / "weather" / "manifest.json").read_text())
+    doc["description"] = "Now with forecasts."
+    (folder / "weather" / "manifest.json").write_text(json.dumps(doc))
+    shutil.rmtree(folder / "chat")
+    report = catalog.sync(catalog_app)
+    assert report.updated == ("weather 1.0.0",)
+    assert report.removed == ("chat 2.3.0",)
+    assert rows(catalog_app)[("chat", "2.3.0")] == ("folder", False)
+    with get_database(catalog_app).sessions() as db:
+        snapshot = catalog.get_catalog(catalog_app).snapshot(db)
+    assert snapshot.get("weather").description == "Now with forecasts."
+    assert snapshot.get("chat") is None
+
+
+def test_the_same_name_and_version_twice_is_refused(catalog_app, folder):
+    shutil.copytree(folder / "weather", folder / "weather-copy")
+    report = catalog.sync(catalog_app)
+    [refused] = report.refused
+    [problem] = refused.problems
+    assert problem.message == (
+        f"weather 1.0.0 is already provided by folder {folder / 'weather'}; raise the version "
+        "or remove one copy"
+    )
+
+
+def test_snapshot_search_versions_and_categories(catalog_app):
+    catalog.sync(catalog_app)
+    with get_database(catalog_app).sessions() as db:
+        snapshot = catalog.get_catalog(catalog_app).snapshot(db)
+        assert catalog.get_catalog(catalog_app).snapshot(db) is snapshot  # cached
+    assert [m.name for m in snapshot.latest] == ["notes", "chat", "weather"]
+    assert snapshot.get("notes").version == "1.1.0"
+    assert snapshot.versions("notes") == ["1.1.0", "1.0.0"]
+    assert snapshot.categories == ("communication", "data", "productivity")
+    assert [m.name for m in snapshot.search("post channel")] == ["chat"]
+    assert [m.name for m in snapshot.search("", "data")] == ["weather"]
+    assert [m.name for m in snapshot.search("TAGS")] == ["notes"]
+    assert snapshot.search("post", "data") == []
+
+
+@pytest.mark.parametrize(
+    ("versions", "newest"),
+    [(["1.0.0", "1.10.0", "1.9.0"], "1.10.0"),
+     (["2.0.0-rc.1", "1.9.9"], "2.0.0-rc.1"),
+     (["2.0.0-rc.1", "2.0.0"], "2.0.0"),
+     (["2.0.0-alpha", "2.0.0-alpha.1", "2.0.0-beta"], "2.0.0-beta")],
+)
+def test_version_order(versions, newest):
+    assert max(versions, key=catalog.version_key) == newest
