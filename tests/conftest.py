@@ -34,6 +34,8 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
     base = os.environ.get(POSTGRES_ENV)
     if not base:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES_ENV} must be set in CI")
         pytest.skip(f"{POSTGRES_ENV} is not set")
     url = make_url(base)
     name = f"minihost_test_{secrets.token_hex(6)}"
