@@ -41,6 +41,8 @@ from .model import (
 )
 
 MANIFEST_NAMES = ("manifest.json", "manifest.yaml", "manifest.yml")
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024
+MAX_DEPTH = 64
 ICON_SUFFIXES = (".svg", ".png")
 
 
@@ -79,8 +81,28 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
 def parse_text(text: str, file: str) -> dict[str, Any]:
-    """Parse manifest text (JSON, or YAML for ``.yaml``/``.yml`` files)."""
+    """Parse manifest text (JSON, or YAML for ``.yaml``/``.yml`` files).
+
+    YAML goes through ``safe_load`` only; sizes and nesting are capped so a
+    hostile manifest cannot exhaust memory or the stack.
+    """
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise _single(file, f"the manifest is larger than {MAX_MANIFEST_BYTES // 1024} KB; "
+                            "move large examples out of it")
     try:
         if file.endswith((".yaml", ".yml")):
             doc = yaml.safe_load(text)
@@ -103,6 +125,10 @@ def parse_text(text: str, file: str) -> dict[str, Any]:
         raise _single(file, f"not valid YAML: {reason}{where}") from None
     except ValueError as error:
         raise ManifestError([ManifestProblem(file, "", f"not valid JSON: {error}")]) from None
+    except RecursionError:
+        raise _single(file, f"the manifest nests deeper than {MAX_DEPTH} levels") from None
+    if _too_deep(doc):
+        raise _single(file, f"the manifest nests deeper than {MAX_DEPTH} levels")
     if not isinstance(doc, dict):
         raise ManifestError(
             [

@@ -102,3 +102,28 @@ def test_published_schema_is_draft_2020_12():
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(schema)
+
+
+def test_unsafe_yaml_is_refused(tmp_path):
+    folder = write(tmp_path, "manifest.yaml", "name: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    [message] = messages(info)
+    assert "not valid YAML: could not determine a constructor" in message
+
+
+@pytest.mark.parametrize("depth", [65, 5000])
+def test_deep_nesting_is_refused(tmp_path, depth):
+    folder = write(tmp_path, "manifest.json", "[" * depth + "]" * depth)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [
+        f"{folder / 'manifest.json'} /: the manifest nests deeper than 64 levels"]
+
+
+def test_huge_manifests_are_refused(tmp_path):
+    folder = write(tmp_path, "manifest.json", " " * (2 * 1024 * 1024 + 1))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [f"{folder / 'manifest.json'} /: the manifest is larger than "
+                              "2048 KB; move large examples out of it"]
