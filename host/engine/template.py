@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "UrlTemplate",
+    "compile_url",
     "CompiledArray",
     "CompiledObject",
     "Placeholder",
@@ -128,3 +130,53 @@ def walk_templates(compiled: Any) -> list[Template]:
 def malformed_placeholders(text: str) -> list[str]:
     """Bracket pairs that look like placeholders but are not valid ones."""
     return [m.group() for m in _LOOSE.finditer(text) if not _PLACEHOLDER.fullmatch(m.group())]
+
+
+# -- URLs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UrlTemplate:
+    """A URL whose placeholders know, from the literal text before them, whether
+    they sit in the ``host``, the ``path``, the ``query`` or the ``fragment``.
+
+    Knowing the zone at load time decides how a value is checked and encoded,
+    and a value can never move itself into another zone. Literal pieces are
+    kept as plain strings.
+    """
+
+    source: str
+    parts: tuple[str | tuple[str, Placeholder], ...]
+
+    @property
+    def placeholders(self) -> tuple[Placeholder, ...]:
+        return tuple(part[1] for part in self.parts if isinstance(part, tuple))
+
+
+def _zone_after(zone: str, text: str, tail: str) -> tuple[str, str]:
+    for char in text:
+        tail = (tail + char)[-3:]
+        if zone == "scheme":
+            if tail == "://":
+                zone = "host"
+        elif zone == "host" and char in "/?#":
+            zone = {"/": "path", "?": "query", "#": "fragment"}[char]
+        elif zone == "path" and char in "?#":
+            zone = "query" if char == "?" else "fragment"
+        elif zone == "query" and char == "#":
+            zone = "fragment"
+    return zone, tail
+
+
+def compile_url(text: str) -> UrlTemplate:
+    compiled = compile_template(text)
+    pieces = compiled.parts if isinstance(compiled, Template) else (text,)
+    zone, tail = "scheme", ""
+    parts: list[str | tuple[str, Placeholder]] = []
+    for piece in pieces:
+        if isinstance(piece, Placeholder):
+            parts.append((zone, piece))
+        else:
+            parts.append(piece)
+            zone, tail = _zone_after(zone, piece, tail)
+    return UrlTemplate(text, tuple(parts))

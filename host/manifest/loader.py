@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from ..engine.paths import compile_path
-from ..engine.template import compile_template, compile_value
+from ..engine.template import compile_template, compile_url, compile_value
 from ..errors import ManifestError, ManifestProblem
 from ..forms.model import build_form
 from .lint import BUILTIN_AUTH_TYPES, lint
@@ -309,7 +309,7 @@ def _compile_request(pointer: str, spec: dict[str, Any]) -> Request:
     return Request(
         pointer=pointer,
         method=spec["method"],
-        url=compile_template(spec["url"]),
+        url=compile_url(spec["url"]),
         headers=tuple((k, compile_template(v)) for k, v in spec.get("headers", {}).items()),
         query=tuple((k, compile_value(v)) for k, v in spec.get("queryParams", {}).items()),
         body_type=spec.get("bodyType", "json" if has_body else None),

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..engine.mapping import ArrayMapping, Expect, ObjectMapping
 from ..engine.paths import JsonPath
-from ..engine.template import Template
+from ..engine.template import Template, UrlTemplate
 from ..forms.model import Form
 
 __all__ = [
@@ -33,37 +34,6 @@ EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectMapping:
-    """``{"name": "$.path"}``: persisted (credentials, metadata, output) and forwarded."""
-
-    items: tuple[tuple[str, JsonPath], ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.items)
-
-
-@dataclass(frozen=True, slots=True)
-class ArrayMapping:
-    """``[{"name", "value"}]``: forwarded to the following requests only."""
-
-    items: tuple[tuple[str, JsonPath], ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.items)
-
-
-@dataclass(frozen=True, slots=True)
-class Expect:
-    """Success conditions of a request (MANIFEST §2.4)."""
-
-    status: tuple[int, ...] | None
-    body: tuple[tuple[JsonPath, Any], ...]
-    error: JsonPath | None
-
-
-@dataclass(frozen=True, slots=True)
 class Request:
     """One HTTP request of a chain, with its templates compiled.
 
@@ -73,7 +43,7 @@ class Request:
 
     pointer: str
     method: str
-    url: Template | str
+    url: UrlTemplate
     headers: tuple[tuple[str, Template | str], ...]
     query: tuple[tuple[str, Any], ...]
     body_type: str | None

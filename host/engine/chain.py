@@ -1,0 +1,238 @@
+"""Running a chain of requests: render → hooks → send → check → map (MANIFEST §2).
+
+Requests run in order; each sees the values mapped by the ones before it. The
+first failure stops the chain and the result names the request, the status and
+the provider's message. The whole chain shares one deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..errors import MinihostError
+from .client import Client, Response
+from .errors import RequestFailed, RequestTimedOut
+from .paths import MISSING
+from .redact import REDACTED, Redactor, secret_values
+from .render import Context, Outgoing, render_request, stringify
+
+__all__ = ["ChainResult", "Hooks", "NoHooks", "Persist", "parse_body", "run_chain"]
+
+Persist = Literal["output", "credentials", "metadata", "none"]
+SNIPPET = 500
+
+
+class Hooks(Protocol):
+    """The seam for plugins (``prepare_request``, ``response_received``)."""
+
+    def prepare_request(self, outgoing: Outgoing) -> None: ...
+
+    def response_received(self, outgoing: Outgoing, response: Response) -> None: ...
+
+
+class NoHooks:
+    def prepare_request(self, outgoing: Outgoing) -> None:
+        return None
+
+    def response_received(self, outgoing: Outgoing, response: Response) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class ChainResult:
+    """What a chain produced.
+
+    ``values`` is the merged object mappings (the output, credentials or
+    metadata, as the caller asked); ``last_body`` the parsed answer of the last
+    request (sources pick options from it); ``trace`` the redacted record.
+    """
+
+    ok: bool
+    values: dict[str, Any] = field(default_factory=dict)
+    last_body: Any = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    error: MinihostError | None = None
+    duration_ms: int = 0
+
+
+def parse_body(response: Response) -> Any:
+    """JSON when the body parses as JSON, else the text; ``None`` when empty."""
+    if not response.body:
+        return None
+    text = response.body.decode("utf-8", errors="replace")
+    content_type = (response.header("content-type") or "").lower()
+    stripped = text.lstrip("\ufeff").strip()
+    if "json" in content_type or stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return text
+    return text
+
+
+def _snippet(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= SNIPPET else text[:SNIPPET] + "…"
+
+
+def _check(request: Any, response: Response, body: Any, redactor: Redactor) -> None:
+    expect = request.expect
+    statuses = expect.status if expect is not None and expect.status else None
+    ok = response.status in statuses if statuses else 200 <= response.status < 300
+    if ok and expect is not None:
+        for path, wanted in expect.body:
+            if path.evaluate(body, response.header_map) != wanted:
+                ok = False
+                break
+    if ok:
+        return
+    message = None
+    if expect is not None and expect.error is not None:
+        found = expect.error.evaluate(body, response.header_map)
+        if found is not MISSING and found is not None:
+            message = _snippet(stringify(found))
+    if message is None and response.body:
+        message = _snippet(response.body.decode("utf-8", errors="replace"))
+    message = redactor.text(message) if message else None
+    where = f"request {request.pointer} ({request.method})"
+    detail = f"{where} failed with HTTP {response.status}"
+    if message:
+        detail += f": {message}"
+    raise RequestFailed(detail, request.pointer, response.status, message)
+
+
+def _map(request: Any, response: Response, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(persisted object-mapping values, forwarded values)."""
+    mapping = request.mapping
+    if mapping is None:
+        return {}, {}
+    headers = response.header_map
+    values = {name: path.evaluate(body, headers) for name, path in mapping.items}
+    forwarded = {k: v for k, v in values.items() if v is not MISSING and v is not None}
+    if mapping.persisted:
+        return {k: (None if v is MISSING else v) for k, v in values.items()}, forwarded
+    return {}, forwarded
+
+
+def _credentials(values: dict[str, Any], now: float) -> dict[str, Any]:
+    """Drop unmapped names (a refresh answer without a new refresh token keeps the old
+    one) and turn ``expiresIn`` into ``expiresAt``."""
+    kept = {k: v for k, v in values.items() if v is not None}
+    expires_in = kept.get("expiresIn")
+    if isinstance(expires_in, str) and expires_in.strip().isdigit():
+        expires_in = int(expires_in)
+        kept["expiresIn"] = expires_in
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
+        kept["expiresAt"] = int(now + expires_in)
+    return kept
+
+
+def run_chain(
+    requests: Sequence[Any],
+    ctx: Context,
+    client: Client,
+    *,
+    allowed_hosts: Sequence[str],
+    deadline: float,
+    persist: Persist = "output",
+    follow_redirects: bool = True,
+    hooks: Hooks | None = None,
+    extra_secrets: Sequence[str] = (),
+    clock: Callable[[], float] = time.time,
+) -> ChainResult:
+    """Run ``requests`` (compiled ``Request`` objects) in order.
+
+    ``deadline`` is a ``time.monotonic()`` instant for the whole chain;
+    ``persist`` says what object mappings become (and, for credentials, that
+    every mapped value is redacted in the trace).
+    """
+    hooks = hooks or NoHooks()
+    redactor = Redactor([*secret_values(ctx.credentials, ctx.client.get("clientSecret")),
+                         *extra_secrets])
+    result = ChainResult(ok=True)
+    started = time.monotonic()
+    for request in requests:
+        entry: dict[str, Any] = {"request": request.pointer, "method": request.method}
+        result.trace.append(entry)
+        try:
+            if time.monotonic() >= deadline:
+                raise RequestTimedOut(
+                    f"request {request.pointer}: the chain's time budget ran out before it "
+                    "started", request.pointer)
+            outgoing = render_request(request, ctx)
+            hooks.prepare_request(outgoing)
+            _record_outgoing(entry, outgoing, redactor)
+            sent = time.monotonic()
+            response = client.send(outgoing, request, allowed_hosts, deadline, follow_redirects)
+            entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
+            hooks.response_received(outgoing, response)
+            _record_response(entry, response)
+            body = parse_body(response)
+            _check(request, response, body, redactor)
+            values, forwarded = _map(request, response, body)
+        except MinihostError as error:
+            error.detail = redactor.text(error.detail)
+            error.args = (error.detail,)
+            entry["error"] = error.detail
+            result.ok = False
+            result.error = error
+            break
+        ctx.forwarded.update(forwarded)
+        result.values.update(values)
+        result.last_body = body
+        if values:
+            entry["mapped"] = (
+                {k: REDACTED for k in values} if persist == "credentials"
+                else redactor.value(values)
+            )
+    if persist == "credentials" and result.ok:
+        result.values = _credentials(result.values, clock())
+    result.duration_ms = round((time.monotonic() - started) * 1000)
+    return result
+
+
+def _record_outgoing(entry: dict[str, Any], outgoing: Outgoing, redactor: Redactor) -> None:
+    entry["url"] = redactor.text(outgoing.url)
+    entry["headers"] = redactor.headers(outgoing.headers, outgoing.secret_headers)
+    if outgoing.body_trace is not None:
+        entry["body"] = redactor.value(outgoing.body_trace)
+
+
+def _record_response(entry: dict[str, Any], response: Response) -> None:
+    entry["status"] = response.status
+    if response.would_have_sent:
+        entry["wouldHaveSent"] = True
+    if response.attempts > 1:
+        entry["attempts"] = response.attempts
+    if response.hops:
+        entry["redirects"] = [{"status": h.status, "location": h.location}
+                              for h in response.hops]
+
+
+def trace_document(result: ChainResult) -> dict[str, Any]:
+    """The redacted trace as stored on a run: ``{"requests": [...]}``."""
+    return {"requests": result.trace}
+
+
+def options_from(source: Any, body: Any, headers: Mapping[str, str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """A source's options from the last answer: ``[{"value", "label"}]``."""
+    items = source.items.evaluate(body, headers)
+    if items is MISSING or items is None:
+        return []
+    if not isinstance(items, list):
+        items = [items]
+    options = []
+    for item in items:
+        value = source.value.evaluate(item)
+        if value is MISSING or value is None:
+            continue
+        label = source.label.evaluate(item)
+        options.append({"value": value,
+                        "label": stringify(value if label is MISSING or label is None
+                                           else label)})
+    return options
