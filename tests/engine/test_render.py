@@ -178,7 +178,8 @@ def test_explicit_content_type_is_kept():
 
 
 PLACEHOLDER_LOOKING = st.sampled_from([
-    "[[apiKey]]", "{{w}}", "[[acc{{w}}essToken]]", "[[[[apiKey]]]]", "［［apiKey］］", "{{hostUrl}}",
+    "[[apiKey]]", "{{w}}", "[[acc{{w}}essToken]]", "[[[[apiKey]]]]", "［［apiKey］］",
+    "{{hostUrl}}",
 ])
 
 
