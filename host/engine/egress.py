@@ -214,7 +214,8 @@ class EgressPolicy:
         inner = unwrap(address)
         if address in METADATA_ADDRESSES or inner in METADATA_ADDRESSES:
             raise deny("a cloud metadata address, which is always refused")
-        if inner.is_unspecified or inner.is_multicast or address.is_multicast:
+        broadcast = isinstance(inner, ipaddress.IPv4Address) and inner.is_reserved
+        if inner.is_unspecified or inner.is_multicast or address.is_multicast or broadcast:
             raise deny("which is not a unicast address")
         if not self.allow_private and not self.is_public(address):
             kind = _kind(inner)

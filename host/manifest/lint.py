@@ -417,7 +417,7 @@ class Linter:
         hosts = [h for h in _list(self.doc.get("allowedHosts")) if isinstance(h, str)]
         if not hosts or not egress:
             return  # reported once, at /allowedHosts
-        if not host_allowed(".".join(concrete), hosts):
+        if not host_allowed(".".join(concrete), [_PORT.sub("", h) for h in hosts]):
             variable = _PLACEHOLDER_LABEL in concrete
             fix = (
                 "add a wildcard entry such as *."
