@@ -641,14 +641,14 @@ def test_graphql_operation_matches_schema(call: Call) -> None:
     assert not problems, f"{call.id}: " + "; ".join(problems)
 
 
-@pytest.mark.parametrize("key", sorted(PATH_ALLOWED), ids=lambda k: "".join(k))
+@pytest.mark.parametrize("key", sorted(PATH_ALLOWED), ids=lambda k: " ".join(k))
 def test_path_allowlist_entry_is_still_needed(key: tuple[str, str]) -> None:
     calls = [c for c in REST_CALLS if (c.manifest, c.pointer) == key]
     assert calls, f"{key} names no request to a described provider; drop the entry"
     assert _path_problem(calls[0]) is not None, f"{key} matches its description now; drop it"
 
 
-@pytest.mark.parametrize("key", sorted(PARAM_ALLOWED), ids=lambda k: "".join(k))
+@pytest.mark.parametrize("key", sorted(PARAM_ALLOWED), ids=lambda k: " ".join(k))
 def test_param_allowlist_entry_is_still_needed(key: tuple[str, str, str]) -> None:
     calls = [c for c in REST_CALLS if (c.manifest, c.pointer) == key[:2]]
     assert calls, f"{key} names no request to a described provider; drop the entry"
