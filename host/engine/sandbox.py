@@ -36,9 +36,10 @@ def sample(schema: Any, depth: int = 0) -> Any:
             return schema[key]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
+    typed = "type" in schema or "properties" in schema or "items" in schema
     for key in ("oneOf", "anyOf", "allOf"):
         options = schema.get(key)
-        if isinstance(options, list) and options:
+        if isinstance(options, list) and options and not typed:
             if key == "allOf":
                 merged: dict[str, Any] = {}
                 for option in options:
