@@ -151,8 +151,8 @@ def run_chain(
     every mapped value is redacted in the trace).
     """
     hooks = hooks or NoHooks()
-    redactor = Redactor([*secret_values(ctx.credentials, ctx.client.get("clientSecret")),
-                         *extra_secrets])
+    redactor = Redactor([*secret_values(ctx.credentials, ctx.client.get("clientSecret"),
+                                        ctx.client.get("clientBasicAuth")), *extra_secrets])
     result = ChainResult(ok=True)
     started = time.monotonic()
     for request in requests:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["REDACTED", "SENSITIVE_HEADERS", "Redactor", "secret_values"]
+__all__ = ["NOT_SECRET", "REDACTED", "SENSITIVE_HEADERS", "Redactor", "secret_values"]
 
 REDACTED = "[redacted]"
 SENSITIVE_HEADERS = frozenset({
@@ -24,10 +24,21 @@ SENSITIVE_HEADERS = frozenset({
 })
 
 
+# Reserved credential names that describe a token rather than being one; redacting
+# their values ("bot", "repo", a timestamp) would mangle traces without hiding anything.
+NOT_SECRET = frozenset({"tokenType", "expiresIn", "expiresAt", "scope"})
+
+
 def secret_values(*sources: Any) -> list[str]:
-    """Every string (and number, as text) inside the given credential structures."""
+    """Every string (and long number, as text) inside the given credential structures,
+    except the values of :data:`NOT_SECRET` names at their top level."""
     found: list[str] = []
-    stack = list(sources)
+    stack: list[Any] = []
+    for source in sources:
+        if isinstance(source, Mapping):
+            stack.extend(v for k, v in source.items() if k not in NOT_SECRET)
+        else:
+            stack.append(source)
     while stack:
         value = stack.pop()
         if isinstance(value, Mapping):

@@ -10,6 +10,7 @@ missing, like an absent key.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -22,7 +23,7 @@ from .errors import RenderFailed
 from .paths import MISSING
 from .template import CompiledArray, CompiledObject, Placeholder, Template, UrlTemplate
 
-__all__ = ["Context", "Outgoing", "render_request", "stringify"]
+__all__ = ["Context", "Outgoing", "operator_client", "render_request", "stringify"]
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -58,6 +59,24 @@ class Context:
                         return MISSING
                 return MISSING if value is None else value
         return MISSING
+
+
+def operator_client(client_id: str | None, client_secret: str | None) -> dict[str, str]:
+    """The ``[[clientId]]``, ``[[clientSecret]]`` and ``[[clientBasicAuth]]`` values.
+
+    ``clientBasicAuth`` is ``Basic base64(clientId:clientSecret)``, for token
+    endpoints that want the client authenticated with HTTP Basic (RFC 6749 §2.3.1,
+    which form-encodes both parts first).
+    """
+    values: dict[str, str] = {}
+    if client_id:
+        values["clientId"] = client_id
+    if client_secret:
+        values["clientSecret"] = client_secret
+    if client_id and client_secret:
+        pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
+        values["clientBasicAuth"] = "Basic " + base64.b64encode(pair).decode()
+    return values
 
 
 def _step(value: Any, key: str) -> Any:

@@ -144,9 +144,9 @@ def test_unknown_secret_lists_what_the_installation_holds():
     assert changed(edit) == [(
         "/actions/0/requests/0/headers/X-Key",
         "placeholder [[apiKey]] is nothing the installation holds (available: accessToken, "
-        "clientId, clientSecret, login); credentials come from the auth fields or the object "
-        "mappings of get_token, refresh_token and registrationRequests, metadata from "
-        "userDetails",
+        "clientBasicAuth, clientId, clientSecret, login); credentials come from the auth fields "
+        "or the object mappings of get_token, refresh_token and registrationRequests, metadata "
+        "from userDetails",
     )]
 
 
