@@ -61,10 +61,12 @@ class Redactor:
         for secret in secrets:
             if not secret:
                 continue
-            variants.update({
-                secret, quote(secret, safe=""), quote_plus(secret, safe=""),
-                json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-            })
+            variants.update({secret, json.dumps(secret)[1:-1],
+                             json.dumps(secret, ensure_ascii=False)[1:-1]})
+            try:
+                variants.update({quote(secret, safe=""), quote_plus(secret, safe="")})
+            except UnicodeEncodeError:
+                pass  # not encodable, so it can never appear percent-encoded either
         variants.discard("")
         ordered = sorted(variants, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None

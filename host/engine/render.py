@@ -236,6 +236,17 @@ def render_request(request: Any, ctx: Context) -> Outgoing:
     Raises :class:`RenderFailed` before anything is sent when a value is missing
     where it cannot be left out, or cannot go where the manifest put it.
     """
+    try:
+        return _render(request, ctx)
+    except UnicodeEncodeError:
+        raise RenderFailed(
+            f"request {request.pointer}: a value is not valid Unicode text (it holds an "
+            "unpaired surrogate) and cannot be sent; correct the value",
+            request.pointer,
+        ) from None
+
+
+def _render(request: Any, ctx: Context) -> Outgoing:
     renderer = _Renderer(ctx, request.pointer)
     url = renderer.url(request.url)
     url_secret = renderer.secret_used

@@ -105,10 +105,14 @@ class Transport:
         max_bytes: int,
     ) -> RawResponse:
         started = time.monotonic()
-        wire_headers = {"Host": target.host_header, "Accept-Encoding": "gzip, deflate",
-                        "User-Agent": "Minihost"}
+        wire_headers: dict[str, str | bytes] = {
+            "Host": target.host_header, "Accept-Encoding": "gzip, deflate",
+            "User-Agent": "Minihost",
+        }
         for name, value in headers:
-            wire_headers[name] = value
+            # Header values go out as UTF-8 bytes: http.client would refuse anything
+            # outside Latin-1, and providers that accept non-ASCII expect UTF-8.
+            wire_headers[name] = value if value.isascii() else value.encode()
         last: SendError | None = None
         for address in target.addresses:
             remaining = deadline - time.monotonic()

@@ -63,7 +63,7 @@ def test_no_secret_reaches_any_trace_field(api_key, token, user):
     often than in the same trace made with stand-in secrets: only where the
     manifest's or the user's own text happens to contain them."""
     real = run(api_key, token, user)
-    stand_in = run("\x01", "\x02", user)
+    stand_in = run("\ue000", "\ue001", user)
     for secret in (api_key, token):
         assert occurrences(real, secret) <= occurrences(stand_in, secret), (secret, real)
 

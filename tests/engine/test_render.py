@@ -208,3 +208,11 @@ def test_type_preservation_round_trips(value):
                  parameters={"v": value})
     expected = {} if value is None else {"data": value}
     assert body(out) == expected
+
+
+def test_values_that_are_not_text_fail_cleanly():
+    with pytest.raises(RenderFailed) as info:
+        render({"url": URL, "method": "POST", "body": {"a": "{{v}}"}}, parameters={"v": "\ud800"})
+    assert str(info.value) == (
+        "request /actions/0/requests/0: a value is not valid Unicode text (it holds an unpaired "
+        "surrogate) and cannot be sent; correct the value")

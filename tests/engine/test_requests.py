@@ -197,3 +197,12 @@ def test_hooks_can_sign_and_observe(provider, client):
                hooks=Signer()).ok
     assert provider.received[0].headers["X-Signature"] == "sig:GET"
     assert seen == [200]
+
+
+def test_non_latin1_header_values_are_sent_as_utf8(provider, client):
+    provider.json("/h", "{}")
+    result = run(provider, client, [{"url": provider.base + "/h", "method": "GET",
+                                     "headers": {"X-Name": "{{title}}"}}],
+                 params=("title",), ctx=Context(parameters={"title": "café €"}))
+    assert result.ok, result.error
+    assert provider.received[0].headers["X-Name"].encode("latin-1") == "café €".encode()
