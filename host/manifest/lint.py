@@ -264,34 +264,33 @@ class Linter:
             sub = _obj(sub)
             here = f"{pointer}/properties/{_escape(key)}"
             source_name = sub.get("x-source")
-            if source_name is not None:
-                if source_name not in sources:
-                    self.add(
-                        f"{here}/x-source",
-                        f"x-source {source_name!r} is not a source of this manifest "
-                        f"(sources: {_names(sources)})",
-                    )
-                else:
-                    for dep in _list(_obj(sources[source_name]).get("dependsOn")):
-                        if dep not in top:
-                            self.add(
-                                f"{here}/x-source",
-                                f"source {source_name} depends on {dep!r}, which is not a field "
-                                f"of {action}; add the field or drop it from dependsOn",
-                            )
-                        elif dep == key:
-                            self.add(f"{here}/x-source", f"field {key!r} cannot depend on itself")
+            for where, spec in ((here, sub), (f"{here}/items", _obj(sub.get("items")))):
+                if spec.get("x-source") is not None:
+                    self._check_source_use(where, key, spec["x-source"], top, sources, action)
             fallback = sub.get("x-fallback")
             if fallback is not None and fallback != "input":
                 self.add(f"{here}/x-fallback", 'x-fallback must be "input"')
             if sub.get("type") == "object" and source_name is None:
                 self._check_fields(here, sub, top, sources, action)
-            items = _obj(sub.get("items"))
-            if items.get("x-source") is not None and items["x-source"] not in sources:
+
+    def _check_source_use(self, where: str, key: str, source_name: Any, top: dict[str, Any],
+                          sources: dict[str, Any], action: str) -> None:
+        if source_name not in sources:
+            self.add(
+                f"{where}/x-source",
+                f"x-source {source_name!r} is not a source of this manifest "
+                f"(sources: {_names(sources)})",
+            )
+            return
+        for dep in _list(_obj(sources[source_name]).get("dependsOn")):
+            if dep not in top:
                 self.add(
-                    f"{here}/items/x-source",
-                    f"x-source {items['x-source']!r} is not a source of this manifest",
+                    f"{where}/x-source",
+                    f"source {source_name} depends on {dep!r}, which is not a field "
+                    f"of {action}; add the field or drop it from dependsOn",
                 )
+            elif dep == key:
+                self.add(f"{where}/x-source", f"field {key!r} cannot depend on itself")
 
     # -- requests ------------------------------------------------------------------------
 

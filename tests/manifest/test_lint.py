@@ -379,3 +379,18 @@ def test_compiled_manifest_is_frozen_and_prepared():
         manifest.name = "other"
     with pytest.raises(TypeError):
         manifest.sources["x"] = None
+
+
+def test_array_item_sources_are_checked_too():
+    def edit(doc):
+        labels = doc["actions"][0]["parameters"]["properties"]["labels"]
+        labels.pop("x-source")
+        labels["items"] = {"type": "string", "x-source": "rpc_labels"}
+        doc["sources"]["rpc_labels"]["dependsOn"] = ["repository", "org"]
+        doc["sources"]["rpc_labels"]["requests"][0]["queryParams"] = {"org": "{{org}}"}
+
+    assert changed(edit) == [(
+        "/actions/0/parameters/properties/labels/items/x-source",
+        "source rpc_labels depends on 'org', which is not a field of createIssue; add the "
+        "field or drop it from dependsOn",
+    )]
