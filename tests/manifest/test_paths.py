@@ -86,3 +86,53 @@ def test_dot_and_bracket_forms_agree(name, index):
     dotted = compile_path(f"$.{name}[{index}].v").evaluate(doc)
     quoted = compile_path(f"$['{name}'][{index}]['v']").evaluate(doc)
     assert dotted == quoted == doc[name][index]["v"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, min_size=1, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, min_size=1, max_size=4),
+    max_leaves=25,
+)
+
+
+@st.composite
+def document_and_location(draw):
+    """A JSON document and the keys/indexes leading to one of its values."""
+    doc = draw(JSON)
+    steps, node = [], doc
+    while isinstance(node, (dict, list)) and draw(st.booleans()):
+        if isinstance(node, dict):
+            key = draw(st.sampled_from(sorted(node)))
+            steps.append(key)
+            node = node[key]
+        else:
+            index = draw(st.integers(-len(node), len(node) - 1))
+            steps.append(index)
+            node = node[index]
+    return doc, steps, node
+
+
+def to_path(steps):
+    parts = []
+    for step in steps:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        else:
+            escaped = step.replace("\\", "\\\\").replace("'", "\\'")
+            parts.append(f"['{escaped}']")
+    return "$" + "".join(parts)
+
+
+@given(document_and_location())
+def test_mapping_finds_any_value_of_generated_json(case):
+    doc, steps, value = case
+    assert compile_path(to_path(steps)).evaluate(doc) == value
+
+
+@given(JSON)
+def test_wildcards_list_every_member(doc):
+    result = compile_path("$[*]").evaluate(doc)
+    expected = list(doc.values()) if isinstance(doc, dict) else doc if isinstance(
+        doc, list) else []
+    assert result == expected
