@@ -49,6 +49,7 @@ __all__ = [
     "CatalogError",
     "Database",
     "Installation",
+    "LoginSession",
     "Membership",
     "MiniApp",
     "OAuthState",
@@ -160,6 +161,27 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginSession(Base):
+    """A person's signed-in browser. The cookie holds a random secret whose hash is
+    kept here, so a session survives restarts, can be listed and revoked, and a
+    replayed cookie stops working the moment its row is revoked."""
+
+    __tablename__ = "login_session"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("ses"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspace.id", ondelete="CASCADE")
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
 
 

@@ -10,6 +10,7 @@
     │   └── NotFound               no such object, or not in the caller's workspace (404)
     ├── UpstreamFailed             a provider answered badly or not at all; its message is kept
     │   └── DatabaseUnavailable    the database cannot be reached (503)
+    ├── ReconnectRequired          an installation's credentials cannot be used; connect again
     ├── PolicyDenied               the host refused on purpose (egress, auth, permissions)
     └── Bug                        our own fault: logged, answered as 500
 
@@ -35,6 +36,7 @@ __all__ = [
     "MinihostError",
     "NotFound",
     "PolicyDenied",
+    "ReconnectRequired",
     "UpstreamFailed",
     "ValidationError",
     "problem",
@@ -158,6 +160,16 @@ class DatabaseUnavailable(UpstreamFailed):
     status = 503
     slug = "database"
     title = "Database unavailable"
+
+
+class ReconnectRequired(MinihostError):
+    """Raised when an installation's stored credentials can no longer be used
+    (undecryptable, bound to another row, refresh outcome unknown). The
+    installation is marked ``reconnect_required``; a fresh connect fixes it."""
+
+    status = 409
+    slug = "reconnect-required"
+    title = "Reconnect required"
 
 
 class PolicyDenied(MinihostError):

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 __all__ = ["Field", "Form", "build_form"]
 
@@ -37,11 +40,21 @@ class Field:
     source: str | None = None
     fallback: str | None = None
     children: tuple[Field, ...] = ()
+    item_type: str | None = None
+
+    @property
+    def multiple(self) -> bool:
+        """A dropdown where several options may be chosen (an array field)."""
+        return self.type == "array" and self.widget in ("source", "select")
 
 
 @dataclass(frozen=True, slots=True)
 class Form:
+    """The fields of a form and the compiled validator of its schema."""
+
     fields: tuple[Field, ...]
+    schema: Mapping[str, Any] = dc_field(default_factory=dict, compare=False)
+    validator: Any = dc_field(default=None, compare=False, repr=False)
 
     def field(self, name: str) -> Field | None:
         for item in self.fields:
@@ -63,9 +76,16 @@ def _type_of(schema: Mapping[str, Any]) -> str:
     return kind
 
 
+def _item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    items = schema.get("items")
+    return items if isinstance(items, Mapping) else {}
+
+
 def _widget(schema: Mapping[str, Any], kind: str) -> str:
-    if schema.get("x-source"):
+    if schema.get("x-source") or (kind == "array" and _item_schema(schema).get("x-source")):
         return "source"
+    if kind == "array" and "enum" in _item_schema(schema):
+        return "select"
     custom = schema.get("x-widget")
     if isinstance(custom, str) and custom:
         return custom
@@ -86,8 +106,11 @@ def _field(name: str, schema: Mapping[str, Any], required: bool) -> Field:
     default = schema.get("default", _MISSING)
     children: tuple[Field, ...] = ()
     if widget == "group":
-        children = build_form(schema).fields
+        children = _fields(schema)
     enum = schema.get("enum")
+    items = _item_schema(schema)
+    if kind == "array" and "enum" in items:
+        enum = items["enum"]
     return Field(
         name=name,
         title=str(schema.get("title") or name),
@@ -98,21 +121,26 @@ def _field(name: str, schema: Mapping[str, Any], required: bool) -> Field:
         default=None if default is _MISSING else default,
         has_default=default is not _MISSING,
         enum=tuple(enum) if isinstance(enum, list) else None,
-        source=schema.get("x-source"),
+        source=schema.get("x-source") or items.get("x-source"),
         fallback=schema.get("x-fallback"),
         children=children,
+        item_type=_type_of(items) if kind == "array" and items else None,
+    )
+
+
+def _fields(schema: Mapping[str, Any]) -> tuple[Field, ...]:
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return ()
+    required = set(schema.get("required") or ())
+    return tuple(
+        _field(name, sub if isinstance(sub, Mapping) else {}, name in required)
+        for name, sub in properties.items()
     )
 
 
 def build_form(schema: Mapping[str, Any]) -> Form:
-    """The fields of an object schema, in the order its ``properties`` list them."""
-    properties = schema.get("properties")
-    if not isinstance(properties, Mapping):
-        return Form(())
-    required = set(schema.get("required") or ())
-    return Form(
-        tuple(
-            _field(name, sub if isinstance(sub, Mapping) else {}, name in required)
-            for name, sub in properties.items()
-        )
-    )
+    """The fields of an object schema, in the order its ``properties`` list them,
+    with a validator compiled once for the whole schema."""
+    return Form(_fields(schema), schema, Draft202012Validator(
+        schema, format_checker=Draft202012Validator.FORMAT_CHECKER))

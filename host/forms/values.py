@@ -1,0 +1,188 @@
+"""From submitted values to validated parameters (MANIFEST §4).
+
+Pages submit strings; :func:`coerce` turns them into the schema's types
+(numbers, booleans, lists from comma-separated text or JSON, nested groups,
+JSON-encoded option objects). The API submits JSON, which is only validated.
+:func:`validate` runs the form's compiled JSON Schema validator and reports
+errors per field, with messages a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema.exceptions import ValidationError as SchemaViolation
+
+from ..errors import FieldError
+from .model import Field, Form
+
+__all__ = ["coerce", "validate"]
+
+_TYPE_NAMES = {"string": "text", "integer": "a whole number", "number": "a number",
+               "boolean": "true or false", "array": "a list", "object": "an object",
+               "null": "empty"}
+
+
+def _coerce_scalar(field: Field, kind: str, raw: str) -> Any:
+    if kind == "integer":
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+    if kind == "number":
+        try:
+            number = float(raw.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        return int(number) if number.is_integer() and "." not in raw else number
+    if kind == "boolean":
+        return raw.strip().lower() in ("on", "true", "1", "yes")
+    return raw
+
+
+def _getall(data: Any, name: str) -> list[str]:
+    if hasattr(data, "getlist"):
+        return [v for v in data.getlist(name)]
+    value = data.get(name)
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _coerce_field(field: Field, data: Any, prefix: str, errors: list[FieldError]) -> Any:
+    name = prefix + field.name
+    if field.widget == "group":
+        group = {}
+        for child in field.children:
+            value = _coerce_field(child, data, name + ".", errors)
+            if value is not _ABSENT:
+                group[child.name] = value
+        return group if group or field.required else _ABSENT
+    raw_values = _getall(data, name)
+    if field.type == "boolean":
+        return bool(raw_values) and _coerce_scalar(field, "boolean", raw_values[-1])
+    if not raw_values or all(v == "" for v in raw_values):
+        return _ABSENT
+    try:
+        if field.widget == "source" or (field.type in ("object", "array")
+                                        and raw_values[0].lstrip().startswith(("{", "["))):
+            decoded = [_json(v) for v in raw_values if v != ""]
+            if field.type == "array":
+                flat: list[Any] = []
+                for item in decoded:
+                    flat.extend(item if isinstance(item, list) else [item])
+                return flat
+            return decoded[-1]
+        if field.type == "array":
+            items = [part.strip() for raw in raw_values for part in raw.split(",")]
+            item_type = field.item_type or "string"
+            return [_coerce_scalar(field, item_type, item) for item in items if item]
+        if field.enum is not None:
+            for option in field.enum:
+                if str(option) == raw_values[-1] or (isinstance(option, bool)
+                                                     and str(option).lower() == raw_values[-1]):
+                    return option
+        return _coerce_scalar(field, field.type, raw_values[-1])
+    except ValueError as error:
+        errors.append(FieldError(name, str(error)))
+        return _ABSENT
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError("is not a valid choice; pick an option again") from None
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()
+
+
+def coerce(form: Form, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
+    """Typed values from submitted strings; fields left empty are absent."""
+    values: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for field in form.fields:
+        value = _coerce_field(field, data, "", errors)
+        if value is not _ABSENT:
+            values[field.name] = value
+    return values, errors
+
+
+def _path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _message(error: SchemaViolation) -> str:
+    kind, value = error.validator, error.validator_value
+    if kind == "type":
+        kinds = value if isinstance(value, list) else [value]
+        return "must be " + " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
+    if kind == "enum":
+        return "must be one of: " + ", ".join(str(v) for v in value)
+    if kind == "const":
+        return f"must be {value!r}"
+    if kind == "minLength":
+        return "is required" if value == 1 else f"must be at least {value} characters"
+    if kind == "maxLength":
+        return f"must be at most {value} characters"
+    if kind in ("minimum", "exclusiveMinimum"):
+        return f"must be {'more than' if kind.startswith('exclusive') else 'at least'} {value}"
+    if kind in ("maximum", "exclusiveMaximum"):
+        return f"must be {'less than' if kind.startswith('exclusive') else 'at most'} {value}"
+    if kind == "minItems":
+        return f"needs at least {value} item{'s' if value != 1 else ''}"
+    if kind == "maxItems":
+        return f"takes at most {value} item{'s' if value != 1 else ''}"
+    if kind == "pattern":
+        return f"must match the pattern {value}"
+    if kind == "format":
+        return f"must be a valid {value}"
+    return error.message
+
+
+def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
+    """Per-field errors of ``values`` against the form's schema (empty when valid).
+
+    Top-level names the form does not have are refused, so a caller cannot slip
+    an undeclared parameter into a request.
+    """
+    errors: list[FieldError] = []
+    known = {field.name for field in form.fields}
+    for name in values:
+        if name not in known:
+            errors.append(FieldError(name, "is not a field of this form"))
+    for error in form.validator.iter_errors(dict(values)):
+        path = list(error.absolute_path)
+        if error.validator == "required":
+            present = error.instance if isinstance(error.instance, Mapping) else {}
+            for name in error.validator_value:
+                if name not in present:
+                    errors.append(FieldError(_path([*path, name]), "is required"))
+        elif error.validator in ("anyOf", "oneOf") and not path:
+            choices = [sorted(sub.get("required", [])) for sub in error.validator_value
+                       if isinstance(sub, Mapping)]
+            names = ", ".join(" and ".join(c) for c in choices if c)
+            errors.append(FieldError("", f"fill in one of: {names}" if names else error.message))
+        elif error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+            allowed = error.schema.get("properties", {})
+            for name in error.instance:
+                if name not in allowed:
+                    errors.append(FieldError(_path([*path, name]), "is not a field of this form"))
+        else:
+            errors.append(FieldError(_path(path), _message(error)))
+    unique: dict[tuple[str, str], FieldError] = {}
+    for item in errors:
+        unique.setdefault((item.field, item.message), item)
+    return list(unique.values())

@@ -1,0 +1,142 @@
+"""Who is calling: login sessions for people, Bearer tokens for programs.
+
+People sign in through Flask-Login; the cookie carries a login-session secret
+whose row can be revoked (so a copied cookie dies with its session). Programs
+send ``Authorization: Bearer <token>`` to ``/api/``. CSRF (Flask-WTF) guards
+every state-changing request that relies on the cookie; Bearer calls carry no
+ambient authority and are exempt. Security headers go on every answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, g, redirect, request, url_for
+from flask_login import LoginManager, UserMixin, current_user
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import Forbidden, Unauthorized
+from werkzeug.wrappers import Response
+
+from .db import session as db_session
+from .services.accounts import Principal, principal_for_session, principal_for_token
+
+__all__ = ["SignedIn", "admin_required", "current_principal", "init_app", "login_required",
+           "require_principal"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; "
+       "base-uri 'self'; form-action 'self'")
+
+class SignedIn(UserMixin):
+    """Flask-Login's user object: one login session of one person."""
+
+    def __init__(self, principal: Principal, cookie_value: str) -> None:
+        self.principal = principal
+        self._cookie_value = cookie_value
+
+    def get_id(self) -> str:
+        return self._cookie_value
+
+    @property
+    def is_active(self) -> bool:
+        return self.principal.user.is_active
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def current_principal() -> Principal | None:
+    """The caller, from a Bearer token (API only) or the login session."""
+    if "principal" in g:
+        return g.principal
+    principal = None
+    token = _bearer() if request.path.startswith("/api/") else None
+    if token is not None:
+        principal = principal_for_token(db_session(), token)
+        if principal is None:
+            g.principal = None
+            raise Unauthorized("the API token is unknown, revoked or belongs to a disabled user")
+    elif current_user.is_authenticated:
+        principal = current_user.principal
+    g.principal = principal
+    return principal
+
+
+def require_principal() -> Principal:
+    principal = current_principal()
+    if principal is None:
+        raise Unauthorized("sign in, or send an API token as Authorization: Bearer <token>")
+    return principal
+
+
+def login_required(view: F) -> F:
+    """Pages: send anonymous visitors to the sign-in page, then back."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_principal() is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def admin_required(view: F) -> F:
+    """Operator pages answer only operators (``minihost users create --admin``)."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        principal = current_principal()
+        if principal is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if not principal.is_admin:
+            raise Forbidden("this page is for operators")
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _load_user(cookie_value: str) -> SignedIn | None:
+    principal = principal_for_session(db_session(), cookie_value)
+    return SignedIn(principal, cookie_value) if principal is not None else None
+
+
+def _csrf_guard() -> None:
+    if request.method in UNSAFE and not (request.path.startswith("/api/") and _bearer()):
+        current_app.extensions["csrf"].protect()
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.scheme == "https" or request.headers.get("X-Forwarded-Proto") == "https":
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    https = urlsplit(app.config["PUBLIC_URL"]).scheme == "https"
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    if https:
+        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # bound to the session instead
+    manager = LoginManager()
+    manager.session_protection = None  # sessions are server-side and revocable
+    manager.login_view = "auth.login"
+    manager.user_loader(_load_user)
+    manager.init_app(app)
+    CSRFProtect(app)
+    app.before_request(_csrf_guard)
+    app.after_request(_security_headers)

@@ -1,0 +1,274 @@
+"""People, workspaces, login sessions and API tokens.
+
+Passwords are hashed with werkzeug's scrypt; API tokens and session secrets
+are random 256-bit values of which only a SHA-256 hash is stored (they are
+not guessable, so a slow hash adds nothing). A token or session secret is shown
+once, when it is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .. import audit
+from ..db import ApiToken, AuditEvent, LoginSession, Membership, User, Workspace, utcnow
+from ..errors import BadInput, FieldError, NotFound, PolicyDenied, ValidationError
+
+__all__ = [
+    "LOGIN_FAILURE_LIMIT",
+    "Principal",
+    "TooManyAttempts",
+    "authenticate",
+    "create_token",
+    "create_user",
+    "disable_user",
+    "end_session",
+    "hash_secret",
+    "list_tokens",
+    "principal_for_session",
+    "principal_for_token",
+    "revoke_token",
+    "start_session",
+]
+
+TOKEN_PREFIX = "mh_"
+SESSION_LIFETIME = timedelta(days=14)
+LOGIN_FAILURE_LIMIT = 5
+LOGIN_WINDOW = timedelta(minutes=15)
+DUMMY_HASH = generate_password_hash("not a real password")
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, in which workspace; ``via`` says how they proved it."""
+
+    user: User
+    workspace_id: str
+    via: str  # "session:<id>" or "token:<id>"
+
+    @property
+    def actor(self) -> str:
+        """How audit events name this caller: the user, and the token when one was used."""
+        if self.via.startswith("token:"):
+            return f"user:{self.user.id} via {self.via}"
+        return f"user:{self.user.id}"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.is_admin
+
+
+class TooManyAttempts(PolicyDenied):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many attempts"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+def _normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320 or email.startswith("@") or email.endswith("@"):
+        raise ValidationError([FieldError("email", "is not an email address")])
+    return email
+
+
+def create_user(db: Session, email: str, password: str | None, admin: bool = False,
+                actor: str = "cli") -> User:
+    """A user with a personal workspace they own."""
+    email = _normalise_email(email)
+    if password is not None and len(password) < 8:
+        raise ValidationError([FieldError("password", "must be at least 8 characters")])
+    if db.scalar(select(User).where(User.email == email)) is not None:
+        raise BadInput(f"a user with email {email} already exists")
+    user = User(email=email, is_admin=admin, is_active=True,
+                password_hash=generate_password_hash(password) if password else None)
+    workspace = Workspace(name=f"{email}'s workspace", personal=True)
+    db.add_all([user, workspace])
+    db.flush()
+    db.add(Membership(user_id=user.id, workspace_id=workspace.id, role="owner"))
+    audit.record(db, "user_created", actor=actor, workspace_id=workspace.id,
+                 detail={"email": email, "admin": admin})
+    return user
+
+
+def get_user(db: Session, email: str) -> User:
+    user = db.scalar(select(User).where(User.email == _normalise_email(email)))
+    if user is None:
+        raise NotFound(f"no user with email {email.strip().lower()}")
+    return user
+
+
+def personal_workspace(db: Session, user: User) -> str:
+    workspace_id = db.scalar(
+        select(Membership.workspace_id).join(Workspace, Workspace.id == Membership.workspace_id)
+        .where(Membership.user_id == user.id).order_by(Workspace.personal.desc(),
+                                                        Workspace.created_at))
+    if workspace_id is None:
+        raise NotFound(f"{user.email} belongs to no workspace")
+    return workspace_id
+
+
+def disable_user(db: Session, email: str, actor: str = "cli") -> User:
+    """The user can no longer sign in; their sessions and tokens stop at once."""
+    user = get_user(db, email)
+    user.is_active = False
+    now = utcnow()
+    for row in db.scalars(select(LoginSession).where(LoginSession.user_id == user.id,
+                                                     LoginSession.revoked_at.is_(None))):
+        row.revoked_at = now
+    for token in db.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                   ApiToken.revoked_at.is_(None))):
+        token.revoked_at = now
+    audit.record(db, "user_disabled", actor=actor, detail={"email": user.email})
+    return user
+
+
+# -- signing in --------------------------------------------------------------------------
+
+
+def _recent_failures(db: Session, email: str, address: str) -> tuple[int, int]:
+    since = utcnow() - LOGIN_WINDOW
+    failures = select(func.count(AuditEvent.id)).where(
+        AuditEvent.kind == "login_failed", AuditEvent.at >= since)
+    by_email = db.scalar(failures.where(AuditEvent.actor == f"email:{email}")) or 0
+    by_address = db.scalar(failures.where(AuditEvent.detail["address"].as_string() == address)) or 0
+    return by_email, by_address
+
+
+def authenticate(db: Session, email: str, password: str, address: str) -> User:
+    """The user for these credentials, or one message for every kind of failure.
+
+    Failures are counted per email and per address in the audit log, which every
+    worker shares, so the limit holds however many processes serve logins.
+    """
+    try:
+        email = _normalise_email(email)
+    except ValidationError:
+        email = email.strip().lower()[:320]
+    by_email, by_address = _recent_failures(db, email, address)
+    if by_email >= LOGIN_FAILURE_LIMIT or by_address >= LOGIN_FAILURE_LIMIT * 4:
+        raise TooManyAttempts(
+            "too many failed sign-ins; wait 15 minutes and try again",
+            int(LOGIN_WINDOW.total_seconds()))
+    user = db.scalar(select(User).where(User.email == email))
+    valid = check_password_hash(
+        user.password_hash if user is not None and user.password_hash else DUMMY_HASH, password)
+    if user is None or not valid or not user.is_active or not user.password_hash:
+        audit.record(db, "login_failed", actor=f"email:{email}", detail={"address": address})
+        db.commit()
+        raise PolicyDenied("the email or password is wrong, or the account is disabled")
+    return user
+
+
+def start_session(db: Session, user: User, user_agent: str, address: str) -> str:
+    """A new login session; returns the secret for the cookie (shown once)."""
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = LoginSession(user_id=user.id, workspace_id=personal_workspace(db, user),
+                       secret_hash=hash_secret(secret), user_agent=user_agent[:256],
+                       address=address[:64], created_at=now, last_seen_at=now,
+                       expires_at=now + SESSION_LIFETIME)
+    db.add(row)
+    db.flush()
+    audit.record(db, "login", actor=f"user:{user.id}", workspace_id=row.workspace_id,
+                 detail={"session": row.id, "address": address})
+    return f"{row.id}.{secret}"
+
+
+def principal_for_session(db: Session, cookie_value: str) -> Principal | None:
+    session_id, _, secret = cookie_value.partition(".")
+    if not secret:
+        return None
+    row = db.get(LoginSession, session_id)
+    now = utcnow()
+    if (row is None or row.revoked_at is not None or row.expires_at <= now
+            or not secrets.compare_digest(row.secret_hash, hash_secret(secret))):
+        return None
+    user = db.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    if (now - row.last_seen_at).total_seconds() > 60:
+        row.last_seen_at = now
+        db.commit()
+    return Principal(user, row.workspace_id, f"session:{row.id}")
+
+
+def end_session(db: Session, user: User, session_id: str, actor: str) -> None:
+    row = db.get(LoginSession, session_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound(f"no session {session_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(db, "session_revoked", actor=actor, workspace_id=row.workspace_id,
+                     detail={"session": row.id})
+
+
+def list_sessions(db: Session, user: User) -> list[LoginSession]:
+    return list(db.scalars(select(LoginSession).where(
+        LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None),
+        LoginSession.expires_at > utcnow()).order_by(LoginSession.last_seen_at.desc())))
+
+
+# -- API tokens --------------------------------------------------------------------------
+
+
+def create_token(db: Session, user: User, name: str, actor: str) -> tuple[ApiToken, str]:
+    """A new token for ``user``'s workspace; the secret is returned once, never stored."""
+    name = (name or "").strip() or "token"
+    if len(name) > 100:
+        raise ValidationError([FieldError("name", "must be at most 100 characters")])
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, workspace_id=personal_workspace(db, user), name=name,
+                     token_hash=hash_secret(secret))
+    db.add(token)
+    db.flush()
+    audit.record(db, "token_created", actor=actor, workspace_id=token.workspace_id,
+                 detail={"token": token.id, "name": name})
+    return token, secret
+
+
+def list_tokens(db: Session, user: User) -> list[ApiToken]:
+    return list(db.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.created_at.desc())))
+
+
+def revoke_token(db: Session, token_id: str, actor: str, user: User | None = None) -> ApiToken:
+    token = db.get(ApiToken, token_id)
+    if token is None or (user is not None and token.user_id != user.id):
+        raise NotFound(f"no token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(db, "token_revoked", actor=actor, workspace_id=token.workspace_id,
+                     detail={"token": token.id, "name": token.name})
+    return token
+
+
+def principal_for_token(db: Session, secret: str) -> Principal | None:
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    user = db.get(User, token.user_id)
+    if user is None or not user.is_active:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        token.last_used_at = now
+        db.commit()
+    return Principal(user, token.workspace_id, f"token:{token.id}")
