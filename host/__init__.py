@@ -25,9 +25,9 @@ def create_app(
     ``plugins_dirs`` adds plugin folders for this application only.
     """
     from . import config as config_module
-    from . import db, plugins
+    from . import db, identity, plugins, vault
     from .api import init_app as init_api
-    from .services import catalog
+    from .services import catalog, outbound
     from .web import init_app as init_web
 
     instance = Path(instance_path) if instance_path else config_module.default_instance_path()
@@ -36,6 +36,9 @@ def create_app(
     db.init_app(app)
     plugins.init_app(app, plugins_dirs)
     catalog.init_app(app)
+    vault.init_app(app)
+    outbound.init_app(app)
+    identity.init_app(app)
     init_web(app)
     init_api(app)
     plugins.register_extensions(app)

@@ -17,11 +17,14 @@ from flask import current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import __version__, create_app
+from . import __version__, create_app, vault
+from .db import get_database
 from .errors import ManifestError, MinihostError, to_cli_line
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
+from .services import accounts
 from .services import catalog as catalog_service
+from .services import clients as clients_service
 from .services import instance as instance_service
 
 
@@ -200,6 +203,130 @@ def catalog_list() -> None:
         for problem in error.problems:
             click.echo(f"  {problem['file']} {problem['pointer'] or '/'}: {problem['message']}",
                        err=True)
+
+
+@cli.group()
+def users() -> None:
+    """Create and disable people."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--password", help="At least 8 characters; asked for when not given.")
+@click.option("--admin", is_flag=True, help="An operator: may see the admin pages.")
+@with_appcontext
+def users_create(email: str, password: str | None, admin: bool) -> None:
+    """A user with a personal workspace."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    instance_service.prepare(current_app)
+    with get_database(current_app).transaction() as db:
+        user = accounts.create_user(db, email, password, admin=admin)
+        click.echo(f"Created {'operator' if admin else 'user'} {user.email} ({user.id})")
+
+
+@users.command("disable")
+@click.argument("email")
+@with_appcontext
+def users_disable(email: str) -> None:
+    """The user can no longer sign in; their sessions and tokens stop at once."""
+    instance_service.prepare(current_app)
+    with get_database(current_app).transaction() as db:
+        user = accounts.disable_user(db, email)
+        click.echo(f"Disabled {user.email}")
+
+
+@cli.group()
+def tokens() -> None:
+    """API tokens for programs."""
+
+
+@tokens.command("create")
+@click.argument("email")
+@click.option("--name", default="token", show_default=True)
+@with_appcontext
+def tokens_create(email: str, name: str) -> None:
+    """Print a new API token for EMAIL (shown once, stored hashed)."""
+    instance_service.prepare(current_app)
+    with get_database(current_app).transaction() as db:
+        user = accounts.get_user(db, email)
+        token, secret = accounts.create_token(db, user, name, "cli")
+        click.echo(f"Created token {token.id} ({token.name}) for {user.email}; it is shown "
+                   "only now:", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+@click.argument("email")
+@with_appcontext
+def tokens_list(email: str) -> None:
+    """EMAIL's tokens: id, name, created, last used (never the secret)."""
+    instance_service.prepare(current_app)
+    with get_database(current_app).sessions() as db:
+        user = accounts.get_user(db, email)
+        rows = accounts.list_tokens(db, user)
+    for token in rows:
+        used = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "never"
+        created = token.created_at.isoformat(timespec="seconds")
+        click.echo(f"{token.id}  {token.name:<20} created {created}  last used {used}")
+    if not rows:
+        click.echo(f"{user.email} has no tokens")
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@with_appcontext
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token; programs using it get 401 at once."""
+    instance_service.prepare(current_app)
+    with get_database(current_app).transaction() as db:
+        token = accounts.revoke_token(db, token_id, "cli")
+        click.echo(f"Revoked {token.id} ({token.name})")
+
+
+@cli.group()
+def clients() -> None:
+    """The operator's OAuth clients."""
+
+
+@clients.command("set")
+@click.argument("miniapp")
+@click.option("--client-id", required=True)
+@click.option("--client-secret", help="Asked for when not given; stored encrypted.")
+@with_appcontext
+def clients_set(miniapp: str, client_id: str, client_secret: str | None) -> None:
+    """Set MINIAPP's OAuth client (the secret is never shown again)."""
+    if client_secret is None:
+        client_secret = click.prompt("Client secret", hide_input=True, default="",
+                                     show_default=False) or None
+    instance_service.prepare(current_app)
+    with get_database(current_app).sessions() as db:
+        clients_service.set_client(current_app, db, miniapp, client_id, client_secret, "cli")
+    click.echo(f"Saved the OAuth client of {miniapp}; redirect URI: "
+               f"{current_app.config['PUBLIC_URL']}/connect/{miniapp}/callback")
+
+
+@cli.command("rotate-keys")
+@click.option("--no-new-key", is_flag=True,
+              help="Re-encrypt under the newest configured key without adding one.")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10000))
+@with_appcontext
+def rotate_keys(no_new_key: bool, batch_size: int) -> None:
+    """Add a vault key and re-encrypt every credential and client secret under it.
+
+    Safe to interrupt: run it again and it resumes without adding another key.
+    """
+    instance_service.prepare(current_app)
+    if no_new_key:
+        report = vault.reencrypt_only(current_app, batch_size)
+    else:
+        report = vault.rotate_keys(current_app, batch_size)
+    what = "resumed an interrupted rotation" if report.resumed else (
+        "added a new key" if report.added_key else "kept the keys")
+    click.echo(f"Vault: {what}; re-encrypted {report.rewritten} secret(s), "
+               f"{report.already_current} already under the newest key.")
+    click.echo("Older keys can be removed from VAULT_KEYS once every host process runs "
+               "with the new one.")
 
 
 def main() -> None:

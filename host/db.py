@@ -245,6 +245,7 @@ class Installation(Base):
     status: Mapped[str] = mapped_column(String(24))
     error: Mapped[str | None]
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credential_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     sandbox: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -109,8 +109,14 @@ def _load_user(cookie_value: str) -> SignedIn | None:
 
 
 def _csrf_guard() -> None:
-    if request.method in UNSAFE and not (request.path.startswith("/api/") and _bearer()):
-        current_app.extensions["csrf"].protect()
+    """Cookie-authenticated changes need the CSRF token. API calls without a
+    signed-in session carry no ambient authority, and unrouted requests fall
+    through to their 404/405."""
+    if request.method not in UNSAFE or request.url_rule is None:
+        return
+    if request.path.startswith("/api/") and (_bearer() or not current_user.is_authenticated):
+        return
+    current_app.extensions["csrf"].protect()
 
 
 def _security_headers(response: Response) -> Response:
@@ -119,6 +125,8 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "same-origin")
+    if g.get("principal") is not None:
+        headers.setdefault("Cache-Control", "no-store")  # personal pages and answers
     if request.scheme == "https" or request.headers.get("X-Forwarded-Proto") == "https":
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

@@ -107,6 +107,7 @@ def store_credentials(app: Flask, installation: Installation, credentials: dict[
     """Encrypt ``credentials`` onto the row (the caller commits)."""
     binding = _installation_binding(installation)
     installation.credentials = get_vault(app).encrypt(credentials, binding)
+    installation.credential_keys = sorted(credentials)
 
 
 def read_credentials(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import health, miniapps
+from . import health, installations, miniapps
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 miniapps.register(blueprint)
+installations.register(blueprint)
 
 
 def init_app(app: Flask) -> None:

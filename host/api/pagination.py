@@ -60,3 +60,18 @@ def paginate(items: Sequence[T], key: Callable[[T], Any]) -> tuple[list[T], str 
     more = len(page) > limit
     page = page[:limit]
     return page, encode_cursor(key(page[-1])) if more and page else None
+
+
+def paginate_rows(db: Any, query: Any, id_column: Any) -> tuple[list[Any], str | None]:
+    """Newest first by id (ids sort by creation time), continuing after the cursor."""
+    limit, after = page_args()
+    if after is not None:
+        if not isinstance(after, str):
+            raise ValidationError(
+                [FieldError("cursor", "not a cursor this API returned; use the `next` value "
+                                      "as given")])
+        query = query.where(id_column < after)
+    rows = list(db.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None

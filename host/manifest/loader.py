@@ -26,7 +26,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 from ..engine.paths import compile_path
 from ..engine.template import compile_template, compile_url, compile_value
 from ..errors import ManifestError, ManifestProblem
-from ..forms.model import build_form
+from ..forms.model import Form, build_form
 from .lint import BUILTIN_AUTH_TYPES, lint
 from .model import (
     Action,
@@ -355,9 +355,42 @@ def _compile_auth(spec: dict[str, Any]) -> Auth:
             "/auth/unregistrationRequests", spec.get("unregistrationRequests", [])
         ),
         refresh_on=_compile_expect(spec.get("refreshOn")),
-        form=build_form(spec["fields"]) if "fields" in spec else None,
+        form=_connect_form(spec),
         raw=MappingProxyType(spec),
     )
+
+
+def connect_schema(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The connect form's schema: ``auth.fields``, plus username and password for
+    basic auth. Text fields of an API-key form are secrets, so they render as
+    password inputs unless the manifest names another ``x-widget``."""
+    kind = spec.get("type")
+    if kind not in ("apiKey", "basic"):
+        return None
+    fields = copy.deepcopy(spec.get("fields") or {"type": "object", "properties": {}})
+    properties = fields.setdefault("properties", {})
+    if kind == "apiKey":
+        for sub in properties.values():
+            if isinstance(sub, dict) and sub.get("type", "string") == "string" and not (
+                "x-widget" in sub or "enum" in sub
+            ):
+                sub["x-widget"] = "password"
+        return fields
+    required = ["username", "password", *[r for r in fields.get("required", [])
+                                          if r not in ("username", "password")]]
+    fields["properties"] = {
+        "username": {"type": "string", "title": "Username", "minLength": 1},
+        "password": {"type": "string", "title": "Password", "minLength": 1,
+                     "x-widget": "password"},
+        **{k: v for k, v in properties.items() if k not in ("username", "password")},
+    }
+    fields["required"] = required
+    return fields
+
+
+def _connect_form(spec: dict[str, Any]) -> Form | None:
+    schema = connect_schema(spec)
+    return build_form(schema) if schema is not None else None
 
 
 def _compile_source(name: str, spec: dict[str, Any]) -> Source:

@@ -1,13 +1,16 @@
-"""Server-rendered pages: marketplace now; installations, runs, flows and admin later."""
+"""Server-rendered pages: marketplace, sign-in and account, installations, admin."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from . import errors, helpers, marketplace
+from . import admin, auth, errors, helpers, installations, marketplace
 
 
 def init_app(app: Flask) -> None:
     errors.init_app(app)
     helpers.init_app(app)
     app.register_blueprint(marketplace.blueprint)
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(installations.blueprint)
+    app.register_blueprint(admin.blueprint)

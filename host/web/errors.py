@@ -52,6 +52,8 @@ def handle_http_error(error: HTTPException) -> Response | tuple[str, int]:
     detail = error.description or title
     if wants_problem():
         headers = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="minihost"'
         if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
         slug = title.lower().replace(" ", "-").replace("'", "")

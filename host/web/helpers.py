@@ -52,8 +52,18 @@ def scope_list(scope: Any) -> list[str]:
     return str(scope).replace(",", " ").split()
 
 
+def safe_next(target: str | None) -> str | None:
+    """A local path to go back to after signing in, never another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
 def init_app(app: Flask) -> None:
+    from ..identity import current_principal
+
     app.jinja_env.globals.update(
+        current_principal=current_principal,
         auth_label=auth_label,
         widget_label=widget_label,
         host_of=host_of,

@@ -1,4 +1,4 @@
-"""Login sessions: server-side records of signed-in browsers, revocable.
+"""Login sessions (server-side, revocable) and the names of stored credentials.
 
 Revision ID: 0002
 Revises: 0001
@@ -42,8 +42,15 @@ def upgrade() -> None:
     with op.batch_alter_table("login_session", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_login_session_user_id"), ["user_id"], unique=False)
 
+    with op.batch_alter_table("installation", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("credential_keys", sa.JSON(), nullable=False, server_default="[]")
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("installation", schema=None) as batch_op:
+        batch_op.drop_column("credential_keys")
     with op.batch_alter_table("login_session", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_login_session_user_id"))
 

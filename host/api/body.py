@@ -1,0 +1,33 @@
+"""Reading JSON request bodies: 400 for malformed JSON or another content type,
+422 (per field) for well-formed bodies with invalid members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from ..errors import FieldError, ValidationError
+
+__all__ = ["json_object", "optional"]
+
+
+def json_object() -> dict[str, Any]:
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+    try:
+        body = request.get_json(force=False, silent=False)
+    except BadRequest:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ValidationError([FieldError("", "the body must be a JSON object")])
+    return body
+
+
+def optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
+             description: str) -> Any:
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise ValidationError([FieldError(name, f"must be {description}")])
+    return value

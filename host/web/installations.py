@@ -1,0 +1,166 @@
+"""Installing, connecting, viewing and uninstalling mini-apps, and the audit pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from ..audit import as_dict as audit_dict
+from ..db import AuditEvent
+from ..db import session as db_session
+from ..errors import ValidationError
+from ..identity import login_required, require_principal
+from ..services import catalog, installations
+from ..services.installations import ConnectRefused
+
+blueprint = Blueprint("installations", __name__)
+
+
+def _errors(error: ValidationError) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in error.errors:
+        found.setdefault(item.field, item.message)
+    return found
+
+
+def _connect_page(manifest: Any, action: str, values: dict[str, Any] | None = None,
+                  errors: dict[str, str] | None = None, refused: str | None = None,
+                  installation: Any = None, status: int = 200) -> tuple[str, int]:
+    return render_template(
+        "installations/connect.html", manifest=manifest, action=action, values=values or {},
+        errors=errors or {}, refused=refused, installation=installation,
+    ), status
+
+
+def _submitted_values(manifest: Any) -> dict[str, Any]:
+    """What to show again after an error: never a secret field's value."""
+    form = manifest.auth.form
+    if form is None:
+        return {}
+    return {f.name: request.form.get(f.name) for f in form.fields if f.widget != "password"}
+
+
+@blueprint.post("/miniapps/<name>/install")
+@login_required
+def install(name: str) -> Response | tuple[str, int]:
+    """Install from the marketplace: at once for ``none``, else via the connect form."""
+    manifest = catalog.get_catalog(current_app).require(db_session(), name)
+    if manifest.auth.type != "none":
+        return redirect(url_for("installations.connect_new", name=name))
+    installation = installations.install(current_app, db_session(), require_principal(), name,
+                                         sandbox=request.form.get("sandbox") == "true")
+    flash(f"{manifest.title} is installed.", "info")
+    return redirect(url_for("installations.detail", installation_id=installation.id))
+
+
+@blueprint.route("/miniapps/<name>/connect", methods=["GET", "POST"])
+@login_required
+def connect_new(name: str) -> Response | tuple[str, int]:
+    db = db_session()
+    manifest = catalog.get_catalog(current_app).require(db, name)
+    action = url_for("installations.connect_new", name=name)
+    if request.method == "GET":
+        return _connect_page(manifest, action)
+    try:
+        installation = installations.install(
+            current_app, db, require_principal(), name, credentials=request.form,
+            sandbox=request.form.get("sandbox") == "true", from_form=True)
+    except ValidationError as error:
+        return _connect_page(manifest, action, _submitted_values(manifest), _errors(error),
+                             status=422)
+    except ConnectRefused as error:
+        return _connect_page(manifest, action, _submitted_values(manifest),
+                             refused=error.detail, status=422)
+    flash(f"{manifest.title} is connected.", "info")
+    return redirect(url_for("installations.detail", installation_id=installation.id))
+
+
+@blueprint.get("/installations")
+@login_required
+def index() -> str:
+    principal = require_principal()
+    db = db_session()
+    found = installations.list_installations(db, principal)
+    snapshot = catalog.get_catalog(current_app).snapshot(db)
+    return render_template("installations/list.html", installations=found, snapshot=snapshot)
+
+
+@blueprint.get("/installations/<installation_id>")
+@login_required
+def detail(installation_id: str) -> str:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    manifest = catalog.get_catalog(current_app).snapshot(db).get(
+        installation.miniapp, installation.miniapp_version)
+    return render_template(
+        "installations/detail.html", installation=installation, manifest=manifest,
+        credential_keys=installations.credential_keys(installation),
+        runs=installations.recent_runs(db, installation),
+        usage=installations.usage(db, installation),
+    )
+
+
+@blueprint.route("/installations/<installation_id>/connect", methods=["GET", "POST"])
+@login_required
+def reconnect(installation_id: str) -> Response | tuple[str, int]:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    manifest = installations.manifest_of(current_app, db, installation)
+    action = url_for("installations.reconnect", installation_id=installation.id)
+    if request.method == "GET":
+        return _connect_page(manifest, action, installation=installation)
+    try:
+        installations.reconnect(current_app, db, principal, installation, request.form,
+                                from_form=True)
+    except ValidationError as error:
+        return _connect_page(manifest, action, _submitted_values(manifest), _errors(error),
+                             installation=installation, status=422)
+    except ConnectRefused as error:
+        return _connect_page(manifest, action, _submitted_values(manifest),
+                             refused=error.detail, installation=installation, status=422)
+    flash(f"{manifest.title} is connected again.", "info")
+    return redirect(url_for("installations.detail", installation_id=installation.id))
+
+
+@blueprint.post("/installations/<installation_id>/uninstall")
+@login_required
+def uninstall(installation_id: str) -> Response:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    outcome = installations.uninstall(current_app, db, principal, installation)
+    message = f"{installation.miniapp} is uninstalled and its credentials are erased."
+    if outcome.startswith("failed"):
+        message += f" Unregistering at the provider {outcome}."
+    flash(message, "info")
+    return redirect(url_for("installations.index"))
+
+
+def _audit_page(installation: Any = None) -> str:
+    principal = require_principal()
+    db = db_session()
+    query = select(AuditEvent).where(AuditEvent.workspace_id == principal.workspace_id)
+    if installation is not None:
+        query = query.where(AuditEvent.installation_id == installation.id)
+    events = db.scalars(query.order_by(AuditEvent.id.desc()).limit(200)).all()
+    return render_template("installations/audit.html", events=[audit_dict(e) for e in events],
+                           installation=installation)
+
+
+@blueprint.get("/audit")
+@login_required
+def workspace_audit() -> str:
+    return _audit_page()
+
+
+@blueprint.get("/installations/<installation_id>/audit")
+@login_required
+def installation_audit(installation_id: str) -> str:
+    installation = installations.get_installation(db_session(), require_principal(),
+                                                  installation_id)
+    return _audit_page(installation)
