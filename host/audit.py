@@ -35,6 +35,7 @@ def record(
     ``actor`` is who acted: ``user:<id>``, ``token:<id>``, ``cli`` or ``system``.
     ``detail`` must never hold a secret; callers pass names and reasons only.
     """
+    db.flush()  # rows the event refers to go first (no ORM relationship orders them)
     event = AuditEvent(
         id=new_id("aud"),
         at=utcnow(),

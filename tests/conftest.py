@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from host import create_app
 from host.services import instance as instance_service
@@ -70,6 +74,66 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     engine.dispose()
 
 
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Provider:
+    host: str
+    port: int = 0
+    routes: dict[str, Callable[[Request], Response]] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def route(self, path: str, handler: Callable[[Request], Response] | None = None,
+              **response) -> None:
+        self.routes[path] = handler or (lambda request: Response(**response))
+
+    def json(self, path: str, body: str, status: int = 200, **headers) -> None:
+        self.routes[path] = lambda request: Response(body, status=status, headers=headers,
+                                                     mimetype="application/json")
+
+    def app(self, environ, start_response):
+        request = Request(environ)
+        self.received.append(Received(
+            request.method, request.path, request.query_string.decode(),
+            dict(request.headers), request.get_data()))
+        handler = self.routes.get(request.path)
+        if handler is None:
+            response = Response("not found", status=404)
+        else:
+            response = handler(request)
+        return response(environ, start_response)
+
+
+def serve(host: str) -> Iterator[Provider]:
+    provider = Provider(host)
+    server = make_server(host, 0, provider.app, threaded=True)
+    provider.port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    yield from serve("127.0.0.1")
+
+
 def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "TESTING": True,
@@ -100,3 +164,138 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+# -- a host with mini-apps that talk to a live local provider ---------------------------
+
+
+def local_manifests(base: str, port: int) -> dict[str, dict]:
+    """Mini-apps whose requests go to ``base`` (a test server on 127.0.0.1)."""
+    hosts = [f"127.0.0.1:{port}"]
+    return {
+        "keyed": {
+            "name": "keyed", "version": "1.0.0", "title": "Keyed Service",
+            "description": "An API-key service on a local test server.",
+            "categories": ["testing"], "allowedHosts": hosts,
+            "auth": {
+                "type": "apiKey",
+                "fields": {"type": "object", "required": ["apiKey"], "properties": {
+                    "apiKey": {"type": "string", "title": "API key", "minLength": 8}}},
+                "test": {"url": base + "/me", "method": "GET",
+                         "headers": {"X-Api-Key": "[[apiKey]]"},
+                         "expect": {"error": "$.message"},
+                         "mapping": {"account": "$.name"}},
+                "unregistrationRequests": [{"url": base + "/hooks/[[hookId]]",
+                                            "method": "DELETE",
+                                            "headers": {"X-Api-Key": "[[apiKey]]"}}],
+                "registrationRequests": [{"url": base + "/hooks", "method": "POST",
+                                          "headers": {"X-Api-Key": "[[apiKey]]"},
+                                          "body": {"url": "{{webhookUrl}}"},
+                                          "mapping": {"hookId": "$.id"}}],
+            },
+            "actions": [{"name": "echo", "title": "Echo", "parameters": {
+                "type": "object", "properties": {"text": {"type": "string"}}},
+                "requests": [{"url": base + "/echo", "method": "POST",
+                              "headers": {"X-Api-Key": "[[apiKey]]"},
+                              "body": {"text": "{{text}}"}, "mapping": {"echo": "$.text"}}]}],
+        },
+        "basicapp": {
+            "name": "basicapp", "version": "1.0.0", "title": "Basic Service",
+            "description": "A username and password service.", "allowedHosts": hosts,
+            "auth": {"type": "basic",
+                     "test": {"url": base + "/basic", "method": "GET",
+                              "headers": {"Authorization": "[[basicAuth]]"}}},
+        },
+        "open": {
+            "name": "open", "version": "1.0.0", "title": "Open Data",
+            "description": "Needs no account.", "allowedHosts": hosts,
+            "actions": [{"name": "ping", "title": "Ping",
+                         "requests": [{"url": base + "/ping", "method": "GET"}]}],
+        },
+    }
+
+
+@dataclass
+class Hosted:
+    """An initialised host, its provider, and two people in separate workspaces."""
+
+    app: Flask
+    provider: Provider
+    alice: Any
+    bob: Any
+    alice_token: str
+    bob_token: str
+    admin_token: str
+
+    def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        client = self.app.test_client()
+        headers = kwargs.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return client.open(path, method=method, headers=headers, **kwargs)
+
+    def login(self, client: FlaskClient, email: str, password: str = "correct horse") -> Any:
+        page = client.get("/login")
+        token = csrf_from(page.get_data(as_text=True))
+        return client.post("/login", data={"email": email, "password": password,
+                                           "csrf_token": token})
+
+
+def csrf_from(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def good_provider(provider: Provider) -> None:
+    """The provider's answers for the local mini-apps."""
+    import json as _json
+
+    def me(request: Request) -> Response:
+        if request.headers.get("X-Api-Key") == "key-good-123":
+            return Response('{"name": "Alice Corp"}', mimetype="application/json")
+        return Response('{"message": "Invalid API key"}', status=401,
+                        mimetype="application/json")
+
+    def basic(request: Request) -> Response:
+        auth = request.authorization
+        if auth and auth.username == "ada" and auth.password == "s3cret-pw":
+            return Response("{}", mimetype="application/json")
+        return Response('{"error": "bad login"}', status=401, mimetype="application/json")
+
+    provider.route("/me", me)
+    provider.route("/basic", basic)
+    provider.json("/hooks", '{"id": "hook-42"}', status=201)
+    provider.route("/hooks/hook-42", lambda r: Response(status=204))
+    provider.route("/echo", lambda r: Response(_json.dumps({"text": r.get_json()["text"]}),
+                                               mimetype="application/json"))
+    provider.json("/ping", '{"pong": true}')
+
+
+@pytest.fixture
+def hosted(tmp_path: Path, provider: Provider) -> Iterator[Hosted]:
+    import json as _json
+
+    from host.db import get_database
+    from host.services import accounts
+
+    apps = tmp_path / "apps"
+    for name, doc in local_manifests(provider.base, provider.port).items():
+        (apps / name).mkdir(parents=True)
+        (apps / name / "manifest.json").write_text(_json.dumps(doc))
+    good_provider(provider)
+    app = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(apps)], EGRESS_ALLOW_PRIVATE=True,
+                                 ACTION_TIMEOUT=2),
+                     instance_path=tmp_path)
+    instance_service.init(app)
+    with get_database(app).transaction() as db:
+        alice = accounts.create_user(db, "alice@example.com", "correct horse")
+        bob = accounts.create_user(db, "bob@example.com", "correct horse")
+        admin = accounts.create_user(db, "ops@example.com", "correct horse", admin=True)
+        _, alice_token = accounts.create_token(db, alice, "test", "test")
+        _, bob_token = accounts.create_token(db, bob, "test", "test")
+        _, admin_token = accounts.create_token(db, admin, "test", "test")
+    yield Hosted(app, provider, alice, bob, alice_token, bob_token, admin_token)
+    get_database(app).engine.dispose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest
 
 from ..errors import FieldError, ValidationError
 
@@ -15,7 +15,7 @@ __all__ = ["json_object", "optional"]
 
 def json_object() -> dict[str, Any]:
     if not request.is_json:
-        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+        raise BadRequest("send the body as JSON with Content-Type: application/json")
     try:
         body = request.get_json(force=False, silent=False)
     except BadRequest:

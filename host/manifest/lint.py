@@ -100,6 +100,10 @@ class Linter:
             names.update(_obj(_obj(auth.get("fields")).get("properties")))
             if kind == "basic":
                 names.update(BASIC_FIELDS)
+            for step in [auth.get("test"), *_list(auth.get("registrationRequests"))]:
+                mapping = _obj(step).get("mapping")
+                if isinstance(mapping, dict):
+                    names.update(mapping)
             return frozenset(names)
         if kind == "oauth2":
             steps = [auth.get("get_token"), auth.get("refresh_token"), auth.get("userDetails")]
@@ -164,6 +168,9 @@ class Linter:
             self._check_schema_doc("/auth/fields", auth.get("fields"), "auth.fields")
             if "test" in auth:
                 self._check_chain("/auth/test", [auth["test"]], plain, forward_objects=False)
+            for key in ("registrationRequests", "unregistrationRequests"):
+                self._check_chain(f"/auth/{key}", _list(auth.get(key)), plain,
+                                  forward_objects=False, pointer_is_list=True)
         if kind != "oauth2":
             return
         authorize = _obj(auth.get("authorize"))

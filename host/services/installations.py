@@ -253,7 +253,39 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
                  detail={"miniapp": manifest.name, "version": manifest.version,
                          "credentialKeys": sorted(values)})
     db.commit()
+    _register(app, db, installation, manifest, values, principal)
     return installation
+
+
+def _register(app: Flask, db: Session, installation: Installation, manifest: Manifest,
+              credentials: dict[str, Any], principal: Principal) -> None:
+    """Run ``registrationRequests`` (a webhook, say); their object mappings join the
+    credentials. A failure leaves the installation in ``error`` with the reason, to retry."""
+    requests = manifest.auth.registration
+    if not requests:
+        return
+    ctx = context_for(app, db, installation, manifest, actor=principal.actor,
+                      reason="connect", credentials=credentials)
+    result, _ = execute(
+        app, workspace_id=installation.workspace_id, installation_id=installation.id,
+        kind="auth", name="registration", requests=requests, ctx=ctx,
+        allowed_hosts=manifest.allowed_hosts, persist="credentials",
+        sandbox=installation.sandbox, actor_id=principal.user.id)
+    if result.ok:
+        vault.store_credentials(app, installation, {**credentials, **result.values})
+    else:
+        installation.status = "error"
+        installation.error = (f"registering with {manifest.title} failed: "
+                              f"{result.error.detail if result.error else 'unknown error'}; "
+                              "connect again to retry")
+    installation.updated_at = utcnow()
+    installation.row_version += 1
+    audit.record(db, "registered" if result.ok else "registration_failed",
+                 actor=principal.actor, workspace_id=installation.workspace_id,
+                 installation_id=installation.id,
+                 detail={"credentialKeys": sorted(result.values)} if result.ok else
+                 {"reason": installation.error})
+    db.commit()
 
 
 def reconnect(app: Flask, db: Session, principal: Principal, installation: Installation,
@@ -280,6 +312,7 @@ def reconnect(app: Flask, db: Session, principal: Principal, installation: Insta
     audit.record(db, "connected", actor=principal.actor, workspace_id=installation.workspace_id,
                  installation_id=installation.id, detail={"credentialKeys": sorted(values)})
     db.commit()
+    _register(app, db, installation, manifest, values, principal)
     return installation
 
 

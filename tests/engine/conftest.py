@@ -4,76 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from host.engine import EgressPolicy, GuardedClient
 from host.engine.egress import is_public_address
 
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Provider:
-    host: str
-    port: int = 0
-    routes: dict[str, Callable[[Request], Response]] = field(default_factory=dict)
-    received: list[Received] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def route(self, path: str, handler: Callable[[Request], Response] | None = None,
-              **response) -> None:
-        self.routes[path] = handler or (lambda request: Response(**response))
-
-    def json(self, path: str, body: str, status: int = 200, **headers) -> None:
-        self.routes[path] = lambda request: Response(body, status=status, headers=headers,
-                                                     mimetype="application/json")
-
-    def app(self, environ, start_response):
-        request = Request(environ)
-        self.received.append(Received(
-            request.method, request.path, request.query_string.decode(),
-            dict(request.headers), request.get_data()))
-        handler = self.routes.get(request.path)
-        if handler is None:
-            response = Response("not found", status=404)
-        else:
-            response = handler(request)
-        return response(environ, start_response)
-
-
-def serve(host: str) -> Iterator[Provider]:
-    provider = Provider(host)
-    server = make_server(host, 0, provider.app, threaded=True)
-    provider.port = server.server_port
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield provider
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    yield from serve("127.0.0.1")
+from ..conftest import Provider, serve
 
 
 @pytest.fixture
