@@ -21,7 +21,12 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 from werkzeug.wrappers import Response
 
 from .db import session as db_session
-from .services.accounts import Principal, principal_for_session, principal_for_token
+from .services.accounts import (
+    SESSION_LIFETIME,
+    Principal,
+    principal_for_session,
+    principal_for_token,
+)
 
 __all__ = ["SignedIn", "admin_required", "current_principal", "init_app", "login_required",
            "require_principal"]
@@ -134,10 +139,12 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     https = urlsplit(app.config["PUBLIC_URL"]).scheme == "https"
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
     if https:
-        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+        app.config["SESSION_COOKIE_SECURE"] = True
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # bound to the session instead
     manager = LoginManager()
