@@ -15,6 +15,7 @@ would have to be worked around to get.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,10 @@ from .egress import Target
 __all__ = ["RawResponse", "SendError", "Transport"]
 
 CHUNK = 64 * 1024
+
+# urllib3 logs each request line at DEBUG, query string included, and a query
+# may carry a credential (``?key=[[apiKey]]``): its pool logger stays quiet.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.WARNING)
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from ..audit import as_dict as audit_dict
 from ..db import AuditEvent
 from ..db import session as db_session
-from ..errors import ValidationError
+from ..errors import BadInput, ValidationError
 from ..identity import login_required, require_principal
 from ..services import catalog, installations
 from ..services.installations import ConnectRefused
@@ -111,6 +111,8 @@ def reconnect(installation_id: str) -> Response | tuple[str, int]:
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
     manifest = installations.manifest_of(current_app, db, installation)
+    if manifest.auth.form is None:
+        raise BadInput(f"{manifest.title} has no credentials to enter")
     action = url_for("installations.reconnect", installation_id=installation.id)
     if request.method == "GET":
         return _connect_page(manifest, action, installation=installation)

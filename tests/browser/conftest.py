@@ -49,6 +49,19 @@ def live_server(app) -> Iterator[str]:
 
 
 @pytest.fixture
+def hosted_server(hosted) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, hosted.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server)
     page = context.new_page()

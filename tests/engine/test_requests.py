@@ -206,3 +206,17 @@ def test_non_latin1_header_values_are_sent_as_utf8(provider, client):
                  params=("title",), ctx=Context(parameters={"title": "café €"}))
     assert result.ok, result.error
     assert provider.received[0].headers["X-Name"].encode("latin-1") == "café €".encode()
+
+
+def test_credentials_in_query_strings_never_reach_the_logs(provider, client, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    provider.json("/q", "{}")
+    result = run(provider, client, [{"url": provider.base + "/q", "method": "GET",
+                                     "queryParams": {"key": "[[apiKey]]"}}],
+                 ctx=Context(credentials={"apiKey": "query-secret-99"}))
+    assert result.ok
+    engine_logs = [r.getMessage() for r in caplog.records if r.name.startswith(("urllib3",
+                                                                               "host"))]
+    assert not any("query-secret-99" in text for text in engine_logs)
