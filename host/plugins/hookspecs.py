@@ -83,3 +83,22 @@ def register_commands(cli: click.Group) -> None:
 
     :param cli: the group to add commands to (``@cli.command()``).
     """
+
+
+# --------------------------------------------------------------------------------------
+# Lifecycle
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def audit_event(event: Mapping[str, Any]) -> None:
+    """Observe every audit event, for example to ship it to a log store.
+
+    Called after the event is added to the database transaction (it is written
+    when that transaction commits). A plugin that raises here is logged and
+    never stops the audited action.
+
+    :param event: ``id``, ``at`` (ISO 8601), ``actor``, ``workspace``,
+        ``installation``, ``kind`` and ``detail`` — the same shape as
+        ``GET /api/v1/audit``. It never holds a secret.
+    """

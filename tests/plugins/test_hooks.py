@@ -160,3 +160,32 @@ def test_entry_point_plugins_load(tmp_path, make_app, monkeypatch):
     assert ("ep", "entry point", "1.5") in [
         (p.name, p.origin, p.version) for p in get_plugins(app).loaded
     ]
+
+
+def test_hook_audit_event(tmp_path, make_app, caplog):
+    folder = plugin(tmp_path / "plugins", "auditor", """
+        from host.plugins import hookimpl
+
+        SEEN = []
+
+        @hookimpl
+        def audit_event(event):
+            SEEN.append((event["kind"], event["actor"], event["detail"]))
+    """)
+    plugin(folder, "broken_auditor", """
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def audit_event(event):
+            raise RuntimeError("log store down")
+    """)
+    app = make_app(folder)
+    from host.services import accounts
+
+    with app.app_context(), get_database(app).transaction() as db:
+        accounts.create_user(db, "audited@example.com", "password1", actor="cli")
+    seen = sys.modules["minihost_plugins.auditor"].SEEN
+    assert seen == [("user_created", "cli", {"email": "audited@example.com", "admin": False})]
+    assert "a plugin failed in audit_event for user_created" in caplog.text
+    with get_database(app).sessions() as db:
+        assert db.scalars(select(MiniApp)).all() == []  # the app still works
