@@ -7,7 +7,6 @@ Audit rows are append-only: nothing in the host edits or deletes them.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
@@ -16,8 +15,6 @@ from sqlalchemy.orm import Session
 from .db import AuditEvent, new_id, utcnow
 
 __all__ = ["record"]
-
-log = logging.getLogger(__name__)
 
 
 def record(
@@ -53,14 +50,9 @@ def record(
 
 
 def _notify(app: Flask, event: AuditEvent) -> None:
-    plugins = app.extensions.get("minihost.plugins")
-    hook = getattr(getattr(plugins, "hook", None), "audit_event", None)
-    if hook is None:
-        return
-    try:
-        hook(event=as_dict(event))
-    except Exception:  # a plugin's failure must not undo what is being audited
-        log.exception("a plugin failed in audit_event for %s", event.kind)
+    from .plugins import notify
+
+    notify(app, "audit_event", event=as_dict(event))
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:

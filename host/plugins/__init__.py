@@ -150,3 +150,18 @@ def register_extensions(app: Flask) -> None:
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
     hook.register_commands(cli=app.cli)
+
+
+def notify(app: Flask, hook_name: str, **kwargs: object) -> None:
+    """Call every implementation of a notification hook, each on its own, so one
+    failing plugin is logged and the others still hear about it (pluggy alone
+    would stop at the first exception)."""
+    plugins = app.extensions.get("minihost.plugins")
+    if plugins is None:
+        return
+    caller = getattr(plugins.hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+        try:
+            impl.function(*[kwargs[name] for name in impl.argnames])
+        except Exception:
+            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
