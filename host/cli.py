@@ -132,6 +132,10 @@ def serve(host: str, port: int) -> None:
     else:
         catalog_service.sync(app)
     click.echo(f"Minihost {__version__} on http://{host}:{port}/ (instance {app.instance_path})")
+    with get_database(app).sessions() as db:
+        if not accounts.has_users(db):
+            click.echo("No one can sign in yet: create an operator with "
+                       "`minihost users create EMAIL --admin`.")
     run_simple(host, port, app, threaded=True)
 
 

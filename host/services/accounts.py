@@ -105,6 +105,10 @@ def create_user(db: Session, email: str, password: str | None, admin: bool = Fal
     return user
 
 
+def has_users(db: Session) -> bool:
+    return db.scalar(select(User.id).limit(1)) is not None
+
+
 def get_user(db: Session, email: str) -> User:
     user = db.scalar(select(User).where(User.email == _normalise_email(email)))
     if user is None:
