@@ -231,7 +231,9 @@ class Installation(Base):
     """A mini-app installed in a workspace, with its encrypted credentials.
 
     ``lease_owner``/``lease_expires_at`` are the single-flight refresh lease,
-    taken by compare-and-set; ``row_version`` guards concurrent writers.
+    taken by compare-and-set; ``refresh_started_at`` is written before a refresh
+    request leaves and cleared when its tokens are stored, so a refresh whose
+    outcome is unknown is detected; ``row_version`` counts credential writes.
     """
 
     __tablename__ = "installation"
@@ -256,6 +258,7 @@ class Installation(Base):
     deleted_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    refresh_started_at: Mapped[datetime | None]
     row_version: Mapped[int] = mapped_column(Integer, default=0)
 
 

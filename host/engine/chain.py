@@ -118,6 +118,23 @@ def _map(request: Any, response: Response, body: Any) -> tuple[dict[str, Any], d
     return {}, forwarded
 
 
+def _redactor(ctx: Context, extra: Sequence[str]) -> Redactor:
+    return Redactor([*secret_values(ctx.credentials, ctx.client.get("clientSecret"),
+                                    ctx.client.get("clientBasicAuth")), *extra])
+
+
+def _expired(response: Response, body: Any, refresh_on: Any) -> bool:
+    """A 401, or an answer matching ``auth.refreshOn``: the token needs refreshing."""
+    if response.status == 401:
+        return True
+    if refresh_on is None or not (refresh_on.status or refresh_on.body):
+        return False
+    if refresh_on.status and response.status not in refresh_on.status:
+        return False
+    return all(path.evaluate(body, response.header_map) == wanted
+               for path, wanted in refresh_on.body)
+
+
 def _credentials(values: dict[str, Any], now: float) -> dict[str, Any]:
     """Drop unmapped names (a refresh answer without a new refresh token keeps the old
     one) and turn ``expiresIn`` into ``expiresAt``."""
@@ -143,35 +160,56 @@ def run_chain(
     hooks: Hooks | None = None,
     extra_secrets: Sequence[str] = (),
     clock: Callable[[], float] = time.time,
+    refresh: Callable[[], Mapping[str, Any]] | None = None,
+    refresh_on: Any = None,
 ) -> ChainResult:
     """Run ``requests`` (compiled ``Request`` objects) in order.
 
     ``deadline`` is a ``time.monotonic()`` instant for the whole chain;
     ``persist`` says what object mappings become (and, for credentials, that
     every mapped value is redacted in the trace).
+
+    ``refresh``, when given, is called at most once per chain when a request is
+    answered 401 (or matches ``refresh_on``, an ``Expect``); it returns fresh
+    credentials and that request is sent once more with them.
     """
     hooks = hooks or NoHooks()
-    redactor = Redactor([*secret_values(ctx.credentials, ctx.client.get("clientSecret"),
-                                        ctx.client.get("clientBasicAuth")), *extra_secrets])
+    secrets = [*extra_secrets]
+    redactor = _redactor(ctx, secrets)
     result = ChainResult(ok=True)
     started = time.monotonic()
+    refreshed = False
     for request in requests:
         entry: dict[str, Any] = {"request": request.pointer, "method": request.method}
         result.trace.append(entry)
         try:
-            if time.monotonic() >= deadline:
-                raise RequestTimedOut(
-                    f"request {request.pointer}: the chain's time budget ran out before it "
-                    "started", request.pointer)
-            outgoing = render_request(request, ctx)
-            hooks.prepare_request(outgoing)
-            _record_outgoing(entry, outgoing, redactor)
-            sent = time.monotonic()
-            response = client.send(outgoing, request, allowed_hosts, deadline, follow_redirects)
-            entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
-            hooks.response_received(outgoing, response)
-            _record_response(entry, response)
-            body = parse_body(response)
+            while True:
+                if time.monotonic() >= deadline:
+                    raise RequestTimedOut(
+                        f"request {request.pointer}: the chain's time budget ran out before "
+                        "it started", request.pointer)
+                outgoing = render_request(request, ctx)
+                hooks.prepare_request(outgoing)
+                _record_outgoing(entry, outgoing, redactor)
+                sent = time.monotonic()
+                response = client.send(outgoing, request, allowed_hosts, deadline,
+                                       follow_redirects)
+                entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
+                hooks.response_received(outgoing, response)
+                _record_response(entry, response)
+                body = parse_body(response)
+                if refresh is not None and not refreshed and _expired(response, body,
+                                                                      refresh_on):
+                    refreshed = True
+                    entry["refreshed"] = "the provider refused the token; refreshed it and " \
+                                         "sent the request again"
+                    secrets.extend(secret_values(ctx.credentials))
+                    ctx.credentials = refresh()
+                    redactor = _redactor(ctx, secrets)
+                    entry = {"request": request.pointer, "method": request.method}
+                    result.trace.append(entry)
+                    continue
+                break
             _check(request, response, body, redactor)
             values, forwarded = _map(request, response, body)
         except MinihostError as error:

@@ -334,8 +334,8 @@ def _compile_auth(spec: dict[str, Any]) -> Auth:
     if "authorize" in spec:
         raw = spec["authorize"]
         authorize = Authorize(
-            url=compile_template(raw["url"]),
-            query=tuple((k, compile_value(v)) for k, v in raw.get("queryParams", {}).items()),
+            request=_compile_request("/auth/authorize", {
+                "url": raw["url"], "method": "GET", "queryParams": raw.get("queryParams", {})}),
             pkce=bool(raw.get("pkce", False)),
         )
     return Auth(

@@ -83,9 +83,14 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Authorize:
-    url: Template | str
-    query: tuple[tuple[str, Any], ...]
+    """The authorize redirect, compiled as a GET request whose URL the browser visits."""
+
+    request: Request
     pkce: bool
+
+    @property
+    def url(self) -> UrlTemplate:
+        return self.request.url
 
 
 @dataclass(frozen=True, slots=True)

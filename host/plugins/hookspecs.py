@@ -91,6 +91,21 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def installation_changed(installation: Mapping[str, Any], change: str) -> None:
+    """React to an installation's life: provision something, notify someone.
+
+    Called after the change is committed. A plugin that raises here is logged
+    and never undoes the change.
+
+    :param installation: the installation as ``GET /api/v1/installations/{id}``
+        shows it (never a credential value).
+    :param change: ``installed``, ``connected`` (an OAuth connect finished),
+        ``reconnected`` (new credentials for an existing installation) or
+        ``uninstalled``.
+    """
+
+
+@hookspec
 def audit_event(event: Mapping[str, Any]) -> None:
     """Observe every audit event, for example to ship it to a log store.
 

@@ -28,6 +28,7 @@ from ..engine.render import operator_client
 from ..errors import BadInput, FieldError, NotFound, ValidationError
 from ..forms import coerce, validate
 from ..manifest import Manifest
+from ..plugins import notify
 from . import catalog
 from .accounts import Principal
 from .runs import execute
@@ -225,9 +226,9 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
     """Install ``miniapp`` (its newest version) in the caller's workspace."""
     manifest = catalog.get_catalog(app).require(db, miniapp)
     kind = manifest.auth.type
-    if kind not in ("none", "apiKey", "basic"):
+    if kind not in ("none", "apiKey", "basic", "oauth2"):
         raise BadInput(f"{manifest.title} connects with {kind}, which this host cannot "
-                       "install yet")
+                       "install")
     if not isinstance(sandbox, bool):
         raise ValidationError([FieldError("sandbox", "must be true or false")])
     installation = Installation(
@@ -235,6 +236,22 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
         miniapp_version=manifest.version, status="pending", config=validate_config(config),
         sandbox=sandbox, webhook_token=secrets.token_urlsafe(32), created_by=principal.user.id,
         meta={}, created_at=utcnow(), updated_at=utcnow(), row_version=0)
+    if kind == "oauth2":
+        if credentials:
+            raise ValidationError([FieldError(
+                "credentials", f"{manifest.title} connects through its sign-in page, not "
+                "with credentials")])
+        from ..auth.oauth2 import _client
+
+        _client(db, manifest)  # refuse before creating anything when no client is set
+        db.add(installation)
+        audit.record(db, "installed", actor=principal.actor,
+                     workspace_id=installation.workspace_id, installation_id=installation.id,
+                     detail={"miniapp": manifest.name, "version": manifest.version})
+        db.commit()
+        notify(app, "installation_changed", installation=as_dict(installation),
+               change="installed")
+        return installation
     if kind == "none":
         if credentials:
             raise ValidationError([FieldError("credentials", f"{manifest.title} needs none")])
@@ -253,24 +270,25 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
                  detail={"miniapp": manifest.name, "version": manifest.version,
                          "credentialKeys": sorted(values)})
     db.commit()
-    _register(app, db, installation, manifest, values, principal)
+    register(app, db, installation, manifest, values, principal.actor, principal.user.id)
+    notify(app, "installation_changed", installation=as_dict(installation), change="installed")
     return installation
 
 
-def _register(app: Flask, db: Session, installation: Installation, manifest: Manifest,
-              credentials: dict[str, Any], principal: Principal) -> None:
+def register(app: Flask, db: Session, installation: Installation, manifest: Manifest,
+             credentials: dict[str, Any], actor: str, actor_id: str | None) -> None:
     """Run ``registrationRequests`` (a webhook, say); their object mappings join the
     credentials. A failure leaves the installation in ``error`` with the reason, to retry."""
     requests = manifest.auth.registration
     if not requests:
         return
-    ctx = context_for(app, db, installation, manifest, actor=principal.actor,
+    ctx = context_for(app, db, installation, manifest, actor=actor,
                       reason="connect", credentials=credentials)
     result, _ = execute(
         app, workspace_id=installation.workspace_id, installation_id=installation.id,
         kind="auth", name="registration", requests=requests, ctx=ctx,
         allowed_hosts=manifest.allowed_hosts, persist="credentials",
-        sandbox=installation.sandbox, actor_id=principal.user.id)
+        sandbox=installation.sandbox, actor_id=actor_id)
     if result.ok:
         vault.store_credentials(app, installation, {**credentials, **result.values})
     else:
@@ -281,7 +299,7 @@ def _register(app: Flask, db: Session, installation: Installation, manifest: Man
     installation.updated_at = utcnow()
     installation.row_version += 1
     audit.record(db, "registered" if result.ok else "registration_failed",
-                 actor=principal.actor, workspace_id=installation.workspace_id,
+                 actor=actor, workspace_id=installation.workspace_id,
                  installation_id=installation.id,
                  detail={"credentialKeys": sorted(result.values)} if result.ok else
                  {"reason": installation.error})
@@ -312,7 +330,8 @@ def reconnect(app: Flask, db: Session, principal: Principal, installation: Insta
     audit.record(db, "connected", actor=principal.actor, workspace_id=installation.workspace_id,
                  installation_id=installation.id, detail={"credentialKeys": sorted(values)})
     db.commit()
-    _register(app, db, installation, manifest, values, principal)
+    register(app, db, installation, manifest, values, principal.actor, principal.user.id)
+    notify(app, "installation_changed", installation=as_dict(installation), change="reconnected")
     return installation
 
 
@@ -343,6 +362,8 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
                  workspace_id=installation.workspace_id, installation_id=installation.id,
                  detail={"unregistration": outcome})
     db.commit()
+    notify(app, "installation_changed", installation=as_dict(installation),
+           change="uninstalled")
     return outcome
 
 

@@ -7,7 +7,7 @@ still leaves a record; the outcome is written when the chain ends.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import Flask
@@ -15,7 +15,7 @@ from flask import Flask
 from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
 from ..engine.chain import Persist
-from ..errors import MinihostError
+from ..errors import FieldError, MinihostError
 from .outbound import client_for
 
 __all__ = ["error_document", "execute"]
@@ -52,8 +52,15 @@ def execute(
     actor_id: str | None = None,
     parameters: dict[str, Any] | None = None,
     record: bool = True,
+    deadline: float | None = None,
+    refresh: Callable[[], Mapping[str, Any]] | None = None,
+    refresh_on: Any = None,
 ) -> tuple[ChainResult, str | None]:
-    """Run a chain for an installation and record it; returns (result, run id)."""
+    """Run a chain for an installation and record it; returns (result, run id).
+
+    ``deadline`` (``time.monotonic()``) defaults to ``ACTION_TIMEOUT`` from now;
+    ``refresh``/``refresh_on`` let the chain refresh the token once on a 401.
+    """
     database = get_database(app)
     run_id = None
     sandboxed = sandbox or bool(app.config["SANDBOX"])
@@ -63,10 +70,12 @@ def execute(
             db.add(Run(id=run_id, workspace_id=workspace_id, installation_id=installation_id,
                        kind=kind, name=name, status="running", parameters=parameters or {},
                        sandbox=sandboxed, actor_id=actor_id, started_at=utcnow()))
+    if deadline is None:
+        deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
     result = run_chain(
         requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
-        deadline=time.monotonic() + float(app.config["ACTION_TIMEOUT"]), persist=persist,
-        follow_redirects=follow_redirects)
+        deadline=deadline, persist=persist, follow_redirects=follow_redirects,
+        refresh=refresh, refresh_on=refresh_on)
     if record:
         with database.transaction() as db:
             run = db.get(Run, run_id)
@@ -86,3 +95,105 @@ def _output(result: ChainResult, persist: Persist) -> Any:
     if persist == "credentials":
         return {"credentialKeys": sorted(result.values)}
     return result.values
+
+
+def record_failure(app: Flask, *, workspace_id: str, installation_id: str | None, kind: str,
+                   name: str, error: MinihostError, sandbox: bool = False,
+                   actor_id: str | None = None,
+                   parameters: dict[str, Any] | None = None) -> str:
+    """A run that failed before any request could be sent (e.g. a refresh failed)."""
+    run_id = new_id("run")
+    now = utcnow()
+    with get_database(app).transaction() as db:
+        db.add(Run(id=run_id, workspace_id=workspace_id, installation_id=installation_id,
+                   kind=kind, name=name, status="failed", parameters=parameters or {},
+                   error=error_document(error), trace={"requests": []},
+                   sandbox=sandbox or bool(app.config["SANDBOX"]), actor_id=actor_id,
+                   started_at=now, finished_at=now, duration_ms=0))
+    return run_id
+
+
+def run_authenticated(
+    app: Flask,
+    installation: Any,
+    manifest: Any,
+    requests: Sequence[Any],
+    *,
+    kind: str,
+    name: str,
+    parameters: dict[str, Any],
+    actor: str,
+    actor_id: str | None,
+    persist: Persist = "output",
+) -> tuple[ChainResult | None, str]:
+    """Run a chain with the installation's credentials, refreshing the token before
+    it expires and once after a 401 (or an ``auth.refreshOn`` match)."""
+    from ..auth import refresh as refresher
+    from ..db import get_database as database_of
+    from .installations import context_for
+
+    deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
+    common = {"workspace_id": installation.workspace_id, "installation_id": installation.id,
+              "kind": kind, "name": name, "sandbox": installation.sandbox,
+              "actor_id": actor_id, "parameters": parameters}
+    try:
+        held = refresher.load(app, installation.id, actor=actor, reason=kind)
+        if not installation.sandbox and not app.config["SANDBOX"]:
+            held = refresher.ensure_fresh(app, installation.id, manifest, held, actor=actor,
+                                          deadline=deadline)
+    except MinihostError as error:
+        return None, record_failure(app, error=error, **common)
+    state = {"held": held}
+
+    def refreshed() -> Mapping[str, Any]:
+        state["held"] = refresher.refresh(app, installation.id, manifest, state["held"].version,
+                                          actor=actor, deadline=deadline)
+        return state["held"].values
+
+    with database_of(app).sessions() as db:
+        ctx = context_for(app, db, installation, manifest, actor=actor, reason=kind,
+                          parameters=parameters, credentials=held.values)
+    can_refresh = manifest.auth.refresh_token is not None and not installation.sandbox
+    result, run_id = execute(app, ctx=ctx, requests=requests,
+                             allowed_hosts=manifest.allowed_hosts, persist=persist,
+                             deadline=deadline, refresh=refreshed if can_refresh else None,
+                             refresh_on=manifest.auth.refresh_on, **common)
+    assert run_id is not None
+    return result, run_id
+
+
+def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
+               submitted: Any, *, from_form: bool = False) -> Run:
+    """Validate an action's parameters (nothing is sent when any is invalid), run it
+    with the installation's credentials, and return the recorded Run."""
+    from ..errors import BadInput, NotFound, ValidationError
+    from ..forms import coerce, validate
+    from .installations import manifest_of
+
+    manifest = manifest_of(app, db, installation)
+    action = manifest.action(action_name)
+    if action is None:
+        raise NotFound(f"{manifest.title} has no action {action_name!r}")
+    if installation.status != "active":
+        raise BadInput(f"the installation is {installation.status.replace('_', ' ')}"
+                       + (f": {installation.error}" if installation.error else "")
+                       + "; connect it again before running actions")
+    if from_form:
+        values, errors = coerce(action.form, submitted)
+    else:
+        if submitted is None:
+            submitted = {}
+        if not isinstance(submitted, dict):
+            raise ValidationError([FieldError("parameters", "must be an object")])
+        values, errors = dict(submitted), []
+    errors += validate(action.form, values)
+    if errors:
+        raise ValidationError(errors)
+    _, run_id = run_authenticated(app, installation, manifest, action.requests, kind="action",
+                                  name=action.name, parameters=values, actor=principal.actor,
+                                  actor_id=principal.user.id)
+    with get_database(app).sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        session.expunge(run)
+        return run

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 from .. import __version__
-from ..engine.template import Template
+from ..engine.template import Template, UrlTemplate
 from ..forms import Field
 
 AUTH_LABELS = {
@@ -41,8 +41,8 @@ def widget_label(field: Field) -> str:
     return WIDGET_LABELS.get(field.widget, field.widget)
 
 
-def host_of(url: Template | str) -> str:
-    text = url.source if isinstance(url, Template) else url
+def host_of(url: Template | UrlTemplate | str) -> str:
+    text = url if isinstance(url, str) else url.source
     return urlsplit(text).hostname or text
 
 

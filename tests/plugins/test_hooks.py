@@ -189,3 +189,30 @@ def test_hook_audit_event(tmp_path, make_app, caplog):
     assert "plugin broken_auditor failed in audit_event" in caplog.text
     with get_database(app).sessions() as db:
         assert db.scalars(select(MiniApp)).all() == []  # the app still works
+
+
+def test_hook_installation_changed(hosted, tmp_path):
+    from host.plugins import get_plugins
+    from host.services import installations
+    from host.services.accounts import Principal, personal_workspace
+
+    seen = []
+
+    from host.plugins import hookimpl
+
+    class Watcher:
+        @hookimpl
+        def installation_changed(self, installation, change):
+            seen.append((change, installation["miniapp"], installation["status"],
+                         installation["credentialKeys"]))
+
+    get_plugins(hosted.app).manager.register(Watcher(), name="watcher")
+    with get_database(hosted.app).sessions() as db:
+        who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
+        keyed = installations.install(hosted.app, db, who, "keyed",
+                                      credentials={"apiKey": "key-good-123"})
+        installations.reconnect(hosted.app, db, who, keyed, {"apiKey": "key-good-123"})
+        installations.uninstall(hosted.app, db, who, keyed)
+    assert seen == [("installed", "keyed", "active", ["apiKey", "hookId"]),
+                    ("reconnected", "keyed", "active", ["apiKey", "hookId"]),
+                    ("uninstalled", "keyed", "uninstalled", [])]

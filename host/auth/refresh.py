@@ -1,0 +1,338 @@
+"""Token refresh that never loses a token (MANIFEST §3).
+
+One refresh per installation at a time, across threads and processes: the
+refresher takes a lease on the installation row by compare-and-set (an
+``UPDATE … WHERE lease is free``, which SQLite and PostgreSQL both do
+atomically) and holds **no** database transaction while the token request is
+in flight. Others wait, re-reading the row, and reuse what the refresher
+stored. Before the request leaves, ``refresh_started_at`` is committed; it is
+cleared in the same write that stores the new tokens. If a refresher dies or
+cannot store what it got, that marker says the outcome is unknown: the next
+attempt tries once more (a provider that does not rotate refresh tokens then
+simply answers), and when the provider refuses the old refresh token the
+installation becomes ``reconnect_required`` with the reason — never a silent
+loss, never a retry loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import or_, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import audit, vault
+from ..db import Installation, get_database, utcnow
+from ..engine.errors import ConnectFailed, RequestFailed
+from ..errors import ReconnectRequired, UpstreamFailed
+from ..faults import fault
+from ..manifest import Manifest
+
+__all__ = [
+    "Held",
+    "RefreshInProgress",
+    "RefreshOutcomeUnknown",
+    "ensure_fresh",
+    "load",
+    "needs_refresh",
+    "refresh",
+]
+
+log = logging.getLogger(__name__)
+DEFAULT_MARGIN = 300.0
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+class RefreshInProgress(UpstreamFailed):
+    """Another process is refreshing this installation's token; try again shortly."""
+
+    status = 503
+    slug = "refresh-in-progress"
+    title = "Token refresh in progress"
+
+
+class RefreshOutcomeUnknown(UpstreamFailed):
+    """The refresh request may have been received; its tokens never arrived."""
+
+    status = 502
+    slug = "refresh-outcome-unknown"
+    title = "Token refresh outcome unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Credentials as read, with the row version they were read at."""
+
+    values: dict[str, Any]
+    version: int
+
+
+def margin(credentials: dict[str, Any]) -> float:
+    """Refresh this many seconds early: 5 minutes, or a tenth of the token's
+    lifetime when that is smaller, so short-lived tokens still get used."""
+    lifetime = credentials.get("expiresIn")
+    if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) and lifetime > 0:
+        return min(DEFAULT_MARGIN, lifetime / 10)
+    return DEFAULT_MARGIN
+
+
+def needs_refresh(credentials: dict[str, Any], now: float | None = None) -> bool:
+    expires_at = credentials.get("expiresAt")
+    if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
+        return False
+    return expires_at - (now if now is not None else time.time()) <= margin(credentials)
+
+
+def _row(app: Flask, installation_id: str) -> Installation:
+    with get_database(app).sessions() as db:
+        row = db.get(Installation, installation_id)
+        if row is None or row.deleted_at is not None:
+            raise ReconnectRequired(f"installation {installation_id} no longer exists")
+        db.expunge(row)
+        return row
+
+
+def load(app: Flask, installation_id: str, *, actor: str, reason: str) -> Held:
+    """Read (and audit) the installation's credentials with their version."""
+    row = _row(app, installation_id)
+    return Held(vault.read_credentials(app, row, actor=actor, reason=reason), row.row_version)
+
+
+def ensure_fresh(
+    app: Flask, installation_id: str, manifest: Manifest, held: Held, *, actor: str, deadline: float
+) -> Held:
+    """Refresh before use when the token expires within the margin."""
+    if manifest.auth.refresh_token is None or not needs_refresh(held.values):
+        return held
+    return refresh(app, installation_id, manifest, held.version, actor=actor, deadline=deadline)
+
+
+def _lease_seconds(app: Flask) -> float:
+    return float(app.config.get("REFRESH_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+
+
+def _take_lease(app: Flask, installation_id: str, owner: str) -> bool:
+    now = utcnow()
+    with get_database(app).transaction() as db:
+        taken = db.execute(
+            update(Installation)
+            .where(
+                Installation.id == installation_id,
+                Installation.deleted_at.is_(None),
+                or_(Installation.lease_expires_at.is_(None), Installation.lease_expires_at < now),
+            )
+            .values(
+                lease_owner=owner, lease_expires_at=now + timedelta(seconds=_lease_seconds(app))
+            )
+        ).rowcount
+    return taken == 1
+
+
+def _release(app: Flask, installation_id: str, owner: str, **values: Any) -> int:
+    with get_database(app).transaction() as db:
+        return db.execute(
+            update(Installation)
+            .where(Installation.id == installation_id, Installation.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None, **values)
+        ).rowcount
+
+
+def _reconnect(app: Flask, installation_id: str, owner: str, reason: str) -> ReconnectRequired:
+    message = f"{reason}; connect this installation again"
+    with get_database(app).transaction() as db:
+        db.execute(
+            update(Installation)
+            .where(Installation.id == installation_id)
+            .values(
+                status="reconnect_required",
+                error=message,
+                updated_at=utcnow(),
+                lease_owner=None,
+                lease_expires_at=None,
+                refresh_started_at=None,
+            )
+        )
+        row = db.get(Installation, installation_id)
+        audit.record(
+            db,
+            "reconnect_required",
+            actor="system",
+            app=app,
+            workspace_id=row.workspace_id if row else None,
+            installation_id=installation_id,
+            detail={"reason": reason},
+        )
+    return ReconnectRequired(f"installation {installation_id}: {message}")
+
+
+def refresh(
+    app: Flask,
+    installation_id: str,
+    manifest: Manifest,
+    seen_version: int,
+    *,
+    actor: str,
+    deadline: float,
+) -> Held:
+    """Fresh credentials for the installation, refreshed by exactly one caller.
+
+    ``seen_version`` is the row version of the credentials the caller found
+    stale: if the row has moved on, someone already refreshed and those are used.
+    """
+    owner = f"{os.getpid()}:{threading.get_ident()}:{time.monotonic_ns()}"
+    delay = 0.02
+    while True:
+        row = _row(app, installation_id)
+        if row.status == "reconnect_required":
+            raise ReconnectRequired(f"installation {installation_id}: {row.error}")
+        if row.row_version != seen_version:
+            return load(app, installation_id, actor=actor, reason="refresh")
+        if _take_lease(app, installation_id, owner):
+            return _lead(app, installation_id, manifest, seen_version, owner, actor, deadline)
+        if time.monotonic() + delay >= deadline:
+            raise RefreshInProgress(
+                f"installation {installation_id}: another request is refreshing its token; "
+                "try again in a moment"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def _lead(
+    app: Flask,
+    installation_id: str,
+    manifest: Manifest,
+    seen_version: int,
+    owner: str,
+    actor: str,
+    deadline: float,
+) -> Held:
+    from ..services.installations import context_for
+    from ..services.runs import execute
+
+    try:
+        row = _row(app, installation_id)
+        if row.row_version != seen_version:  # refreshed while we took the lease
+            _release(app, installation_id, owner)
+            return load(app, installation_id, actor=actor, reason="refresh")
+        unknown_since = row.refresh_started_at
+        current = vault.read_credentials(app, row, actor=actor, reason="refresh")
+        with get_database(app).transaction() as db:
+            db.execute(
+                update(Installation)
+                .where(Installation.id == installation_id, Installation.lease_owner == owner)
+                .values(refresh_started_at=unknown_since or utcnow())
+            )
+        fault("refresh.before_call")
+        with get_database(app).sessions() as db:
+            ctx = context_for(
+                app, db, row, manifest, actor=actor, reason="refresh", credentials=current
+            )
+        result, _ = execute(
+            app,
+            workspace_id=row.workspace_id,
+            installation_id=installation_id,
+            kind="auth",
+            name="refresh_token",
+            requests=[manifest.auth.refresh_token],
+            ctx=ctx,
+            allowed_hosts=manifest.allowed_hosts,
+            persist="credentials",
+            follow_redirects=False,
+            sandbox=row.sandbox,
+            deadline=deadline,
+        )
+        fault("refresh.after_token_response")
+    except BaseException:
+        _release(app, installation_id, owner)
+        raise
+    if not result.ok:
+        return _failed(
+            app, installation_id, owner, seen_version, result.error, unknown_since, actor
+        )
+    if not result.values.get("accessToken"):
+        raise _reconnect(
+            app,
+            installation_id,
+            owner,
+            "the refresh answer held no access token, so the stored tokens may no longer be valid",
+        )
+    fresh = {**current, **result.values}
+    try:
+        with get_database(app).transaction() as db:
+            stored = db.get(Installation, installation_id)
+            if stored is None or stored.lease_owner != owner or stored.row_version != seen_version:
+                raise RuntimeError("the lease was lost while refreshing")
+            vault.store_credentials(app, stored, fresh)
+            stored.row_version += 1
+            stored.refresh_started_at = None
+            stored.lease_owner = stored.lease_expires_at = None
+            if stored.status in ("error", "pending"):
+                stored.status, stored.error = "active", None
+            stored.updated_at = utcnow()
+            version = stored.row_version
+    except (SQLAlchemyError, RuntimeError) as error:
+        log.error("installation %s: new tokens could not be stored: %s", installation_id, error)
+        try:
+            raise _reconnect(
+                app,
+                installation_id,
+                owner,
+                "a token refresh succeeded but its tokens could not be stored "
+                f"({type(error).__name__})",
+            ) from None
+        except SQLAlchemyError:
+            raise ReconnectRequired(
+                f"installation {installation_id}: a token refresh succeeded but its tokens "
+                "could not be stored; connect it again"
+            ) from None
+    fault("refresh.after_commit")
+    return Held(fresh, version)
+
+
+def _invalid_grant(error: Any) -> bool:
+    message = (getattr(error, "provider_message", None) or str(error)).lower()
+    return "invalid_grant" in message
+
+
+def _failed(
+    app: Flask,
+    installation_id: str,
+    owner: str,
+    seen_version: int,
+    error: Any,
+    unknown_since: Any,
+    actor: str,
+) -> Held:
+    if isinstance(error, RequestFailed) and _invalid_grant(error):
+        row = _row(app, installation_id)
+        if row.row_version != seen_version:  # a sibling stored newer tokens meanwhile
+            _release(app, installation_id, owner)
+            return load(app, installation_id, actor=actor, reason="refresh")
+        if unknown_since is not None:
+            reason = (
+                f"a token refresh started at {unknown_since.isoformat(timespec='seconds')} "
+                "did not finish, and the provider now refuses the refresh token"
+            )
+        else:
+            reason = f"the provider refused the refresh token ({error.provider_message or error})"
+        raise _reconnect(app, installation_id, owner, reason)
+    if isinstance(error, (ConnectFailed, RequestFailed)):
+        # Nothing was issued: the request never arrived, or the provider answered
+        # with an error of its own.
+        _release(app, installation_id, owner, refresh_started_at=unknown_since)
+        raise error
+    # It may have arrived (a timeout, a broken answer): keep the marker so the next
+    # attempt knows the outcome is unknown.
+    _release(app, installation_id, owner)
+    raise RefreshOutcomeUnknown(
+        f"installation {installation_id}: the token refresh may have reached the provider "
+        f"but its answer was lost ({error}); the next use tries again"
+    )
