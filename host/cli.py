@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from sqlalchemy import select
 from werkzeug.serving import run_simple
 
 from . import __version__, create_app, vault
-from .db import get_database
-from .errors import ManifestError, MinihostError, to_cli_line
+from .db import User, get_database
+from .errors import ConfigError, ManifestError, MinihostError, to_cli_line
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
 from .services import accounts
@@ -117,17 +118,25 @@ def _echo_sync(report: catalog_service.SyncReport) -> None:
             click.echo(f"  {problem}", err=True)
 
 
+DEMO_ADDRESS = ("127.0.0.1", 5000)
+DEMO_USER = ("demo@example.com", "demo-password")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--demo", is_flag=True,
+              help="Development only: mount the demo OAuth provider and allow private egress.")
 @with_appcontext
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, demo: bool) -> None:
     """Initialise the instance if needed, then serve (development server).
 
     For production run: gunicorn "host:create_app()".
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if not instance_service.is_initialised(app):
+    if demo:
+        app = _demo_app(host, port)
+    elif not instance_service.is_initialised(app):
         instance_service.init(app)
     else:
         catalog_service.sync(app)
@@ -137,6 +146,34 @@ def serve(host: str, port: int) -> None:
             click.echo("No one can sign in yet: create an operator with "
                        "`minihost users create EMAIL --admin`.")
     run_simple(host, port, app, threaded=True)
+
+
+def _demo_app(host: str, port: int) -> Flask:
+    """An app with the demo provider mounted, its client registered, and a demo login."""
+    if (host, port) != DEMO_ADDRESS or current_app.config["PUBLIC_URL"] != "http://127.0.0.1:5000":
+        raise ConfigError(
+            "the demo runs at http://127.0.0.1:5000, the address the bundled demo-tasks "
+            "mini-app calls; run `minihost serve --demo` without --host, --port or another "
+            "PUBLIC_URL")
+    info = click.get_current_context().find_object(ScriptInfo)
+    assert info is not None and info.create_app is not None
+    app = info.create_app({"DEMO": True, "EGRESS_ALLOW_PRIVATE": True})
+    instance_service.init(app)
+    demo = app.extensions.get("demo_provider")
+    if demo is None:
+        raise ConfigError("the demo provider plugin is not loaded; remove demo_provider from "
+                          "DISABLED_PLUGINS or keep the bundled plugins folder in PLUGINS_DIRS")
+    with app.app_context(), get_database(app).sessions() as db:
+        clients_service.set_client(app, db, "demo-tasks", demo["client_id"],
+                                   demo["client_secret"], "demo")
+        if not db.scalar(select(User.id).where(User.email == DEMO_USER[0])):
+            accounts.create_user(db, DEMO_USER[0], DEMO_USER[1], admin=True, actor="demo")
+            db.commit()
+    click.echo("Demo mode — development only: private network egress is allowed and a demo "
+               "OAuth provider runs at http://127.0.0.1:5000/demo-provider/.")
+    click.echo(f"Sign in to Minihost as {DEMO_USER[0]} / {DEMO_USER[1]}, install Demo Tasks, "
+               f"and sign in at the provider as {demo['login'][0]} / {demo['login'][1]}.")
+    return app
 
 
 @cli.command()

@@ -28,8 +28,15 @@ from .services.accounts import (
     principal_for_token,
 )
 
-__all__ = ["SignedIn", "admin_required", "current_principal", "init_app", "login_required",
-           "require_principal"]
+__all__ = [
+    "SignedIn",
+    "admin_required",
+    "allow_form_action",
+    "current_principal",
+    "init_app",
+    "login_required",
+    "require_principal",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -114,19 +121,32 @@ def _load_user(cookie_value: str) -> SignedIn | None:
 
 
 def _csrf_guard() -> None:
-    """Cookie-authenticated changes need the CSRF token. API calls without a
-    signed-in session carry no ambient authority, and unrouted requests fall
-    through to their 404/405."""
+    """Changes made with the browser's session cookie need the CSRF token, and so
+    does the sign-in form (login CSRF). A request without the cookie carries no
+    ambient authority — a program's Bearer call, a provider calling back
+    server-to-server — and unrouted requests fall through to their 404/405."""
     if request.method not in UNSAFE or request.url_rule is None:
         return
     if request.path.startswith("/api/") and (_bearer() or not current_user.is_authenticated):
         return
+    has_cookie = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+    if not has_cookie and request.endpoint != "auth.login":
+        return
     current_app.extensions["csrf"].protect()
+
+
+def allow_form_action(url: str) -> None:
+    """Let this page's forms lead to ``url``'s origin (an OAuth authorize page):
+    CSP ``form-action`` also governs the redirect that follows a form post."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        g.setdefault("form_origins", set()).add(f"{parts.scheme}://{parts.netloc}")
 
 
 def _security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
+    origins = " ".join(sorted(g.get("form_origins", ())))
+    headers.setdefault("Content-Security-Policy", CSP + (f" {origins}" if origins else ""))
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "same-origin")

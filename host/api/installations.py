@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, request
 from sqlalchemy import select
 
 from ..audit import as_dict as audit_dict
+from ..auth import oauth2
 from ..db import AuditEvent, Installation
 from ..db import session as db_session
 from ..errors import FieldError, ValidationError
@@ -26,12 +27,19 @@ def create() -> tuple[dict[str, Any], int]:
     if unknown:
         raise ValidationError([FieldError(name, "is not a member of this body")
                                for name in unknown])
+    db = db_session()
+    principal = require_principal()
     installation = installations.install(
-        current_app, db_session(), require_principal(), miniapp,
+        current_app, db, principal, miniapp,
         config=optional(body, "config", dict, "an object"),
         credentials=optional(body, "credentials", dict, "an object"),
         sandbox=optional(body, "sandbox", bool, "true or false") or False)
-    return installations.as_dict(installation), 201
+    answer = installations.as_dict(installation)
+    manifest = installations.manifest_of(current_app, db, installation)
+    if manifest.auth.type == "oauth2":
+        answer["authorizeUrl"] = oauth2.start_connect(current_app, db, principal, installation,
+                                                      manifest)
+    return answer, 201
 
 
 def list_all() -> dict[str, Any]:
@@ -61,6 +69,10 @@ def connect(installation_id: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
+    manifest = installations.manifest_of(current_app, db, installation)
+    if manifest.auth.type == "oauth2":
+        return {"authorizeUrl": oauth2.start_connect(current_app, db, principal, installation,
+                                                     manifest)}
     body = json_object()
     credentials = optional(body, "credentials", dict, "an object")
     installations.reconnect(current_app, db, principal, installation, credentials)

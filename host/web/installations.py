@@ -9,10 +9,16 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..audit import as_dict as audit_dict
+from ..auth import oauth2
 from ..db import AuditEvent
 from ..db import session as db_session
 from ..errors import BadInput, ValidationError
-from ..identity import login_required, require_principal
+from ..identity import (
+    allow_form_action,
+    current_principal,
+    login_required,
+    require_principal,
+)
 from ..services import catalog, installations
 from ..services.installations import ConnectRefused
 
@@ -47,11 +53,15 @@ def _submitted_values(manifest: Any) -> dict[str, Any]:
 @login_required
 def install(name: str) -> Response | tuple[str, int]:
     """Install from the marketplace: at once for ``none``, else via the connect form."""
-    manifest = catalog.get_catalog(current_app).require(db_session(), name)
-    if manifest.auth.type != "none":
+    db = db_session()
+    manifest = catalog.get_catalog(current_app).require(db, name)
+    if manifest.auth.type in ("apiKey", "basic"):
         return redirect(url_for("installations.connect_new", name=name))
-    installation = installations.install(current_app, db_session(), require_principal(), name,
+    principal = require_principal()
+    installation = installations.install(current_app, db, principal, name,
                                          sandbox=request.form.get("sandbox") == "true")
+    if manifest.auth.type == "oauth2":
+        return redirect(oauth2.start_connect(current_app, db, principal, installation, manifest))
     flash(f"{manifest.title} is installed.", "info")
     return redirect(url_for("installations.detail", installation_id=installation.id))
 
@@ -78,6 +88,27 @@ def connect_new(name: str) -> Response | tuple[str, int]:
     return redirect(url_for("installations.detail", installation_id=installation.id))
 
 
+@blueprint.get("/connect/<name>/callback")
+def callback(name: str) -> Response | tuple[str, int, dict[str, str]]:
+    """Where the provider sends the browser back. It never shows a token, loads
+    nothing from elsewhere, and leaks no code through the Referer header."""
+    no_referrer = {"Referrer-Policy": "no-referrer"}
+    db = db_session()
+    try:
+        finished = oauth2.finish_connect(current_app, db, name, request.args,
+                                         current_principal())
+    except oauth2.CallbackRejected as error:
+        return (render_template("error.html", status=400, title="Connect not finished",
+                                detail=error.detail), 400, no_referrer)
+    if finished.error:
+        flash(finished.error, "error")
+    else:
+        flash("Connected.", "info")
+    response = redirect(url_for("installations.detail", installation_id=finished.installation_id))
+    response.headers.update(no_referrer)
+    return response
+
+
 @blueprint.get("/installations")
 @login_required
 def index() -> str:
@@ -96,6 +127,8 @@ def detail(installation_id: str) -> str:
     installation = installations.get_installation(db, principal, installation_id)
     manifest = catalog.get_catalog(current_app).snapshot(db).get(
         installation.miniapp, installation.miniapp_version)
+    if manifest is not None and manifest.auth.authorize is not None:
+        allow_form_action(manifest.auth.authorize.url.source)
     return render_template(
         "installations/detail.html", installation=installation, manifest=manifest,
         credential_keys=installations.credential_keys(installation),
@@ -111,6 +144,10 @@ def reconnect(installation_id: str) -> Response | tuple[str, int]:
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
     manifest = installations.manifest_of(current_app, db, installation)
+    if manifest.auth.type == "oauth2":
+        if request.method == "GET":
+            return redirect(url_for("installations.detail", installation_id=installation.id))
+        return redirect(oauth2.start_connect(current_app, db, principal, installation, manifest))
     if manifest.auth.form is None:
         raise BadInput(f"{manifest.title} has no credentials to enter")
     action = url_for("installations.reconnect", installation_id=installation.id)

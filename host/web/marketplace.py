@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, render_template, request, send_
 from werkzeug.wrappers import Response
 
 from ..db import session
+from ..identity import allow_form_action
 from ..services.catalog import get_catalog, icon_path
 
 blueprint = Blueprint("marketplace", __name__)
@@ -33,6 +34,8 @@ def detail(name: str) -> str:
     snapshot = catalog.snapshot(session())
     version = request.args.get("version") or None
     manifest = catalog.require(session(), name, version)
+    if manifest.auth.authorize is not None:
+        allow_form_action(manifest.auth.authorize.url.source)
     return render_template(
         "marketplace/detail.html",
         manifest=manifest,
