@@ -79,6 +79,22 @@ def _snippet(text: str) -> str:
     return text if len(text) <= SNIPPET else text[:SNIPPET] + "…"
 
 
+def _common_message(body: dict[str, Any]) -> str | None:
+    """Where most APIs put their message, when the manifest names no ``expect.error``:
+    OAuth's ``error`` + ``error_description`` (RFC 6749 §5.2), ``error.message``,
+    ``message``."""
+    error = body.get("error")
+    description = body.get("error_description")
+    if isinstance(error, str) and error:
+        return _snippet(f"{error}: {description}" if isinstance(description, str) and description
+                        else error)
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return _snippet(error["message"])
+    if isinstance(body.get("message"), str) and body["message"]:
+        return _snippet(body["message"])
+    return None
+
+
 def _check(request: Any, response: Response, body: Any, redactor: Redactor) -> None:
     expect = request.expect
     statuses = expect.status if expect is not None and expect.status else None
@@ -95,6 +111,8 @@ def _check(request: Any, response: Response, body: Any, redactor: Redactor) -> N
         found = expect.error.evaluate(body, response.header_map)
         if found is not MISSING and found is not None:
             message = _snippet(stringify(found))
+    if message is None and isinstance(body, dict):
+        message = _common_message(body)
     if message is None and response.body:
         message = _snippet(response.body.decode("utf-8", errors="replace"))
     message = redactor.text(message) if message else None

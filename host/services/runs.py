@@ -162,11 +162,27 @@ def run_authenticated(
     return result, run_id
 
 
+class NotReady(MinihostError):
+    """The installation cannot run actions until it is connected (again)."""
+
+    status = 409
+    slug = "not-connected"
+    title = "Installation not connected"
+
+    def __init__(self, installation: Any) -> None:
+        if installation.status == "pending":
+            detail = "the installation is not connected yet; finish connecting it first"
+        else:
+            reason = installation.error or installation.status
+            detail = f"the installation cannot run actions: {reason}"
+        super().__init__(detail)
+
+
 def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
                submitted: Any, *, from_form: bool = False) -> Run:
     """Validate an action's parameters (nothing is sent when any is invalid), run it
     with the installation's credentials, and return the recorded Run."""
-    from ..errors import BadInput, NotFound, ValidationError
+    from ..errors import NotFound, ValidationError
     from ..forms import coerce, validate
     from .installations import manifest_of
 
@@ -175,9 +191,7 @@ def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_na
     if action is None:
         raise NotFound(f"{manifest.title} has no action {action_name!r}")
     if installation.status != "active":
-        raise BadInput(f"the installation is {installation.status.replace('_', ' ')}"
-                       + (f": {installation.error}" if installation.error else "")
-                       + "; connect it again before running actions")
+        raise NotReady(installation)
     if from_form:
         values, errors = coerce(action.form, submitted)
     else:

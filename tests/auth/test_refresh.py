@@ -1,0 +1,134 @@
+"""Token refresh: proactive, on 401, on refreshOn; rotation; invalid_grant; never lost."""
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from host.db import AuditEvent, Run, get_database
+from host.services.runs import NotReady, run_action
+from host.vault import read_credentials
+
+
+def run(tokened, action="fetch"):
+    with get_database(tokened.app).sessions() as db:
+        from host.db import Installation
+
+        installation = db.get(Installation, tokened.installation_id)
+        return run_action(tokened.app, db, tokened.principal, installation, action, {})
+
+
+def stored(tokened):
+    return read_credentials(tokened.app, tokened.row(), actor="test", reason="test")
+
+
+def test_a_token_about_to_expire_is_refreshed_before_the_request(tokened):
+    old = tokened.seed(expires_in=60)  # inside the 5-minute margin
+    result = run(tokened)
+    assert result.status == "succeeded", result.error
+    assert tokened.server.refresh_calls == 1
+    new = stored(tokened)
+    assert new["accessToken"] != old["accessToken"]
+    assert new["refreshToken"] != old["refreshToken"]  # rotated and kept
+    assert new["expiresAt"] > time.time() + 3000
+    assert result.output == {"value": 42, "token": new["accessToken"]}
+    assert tokened.server.token_requests[-1] == {
+        "grant_type": "refresh_token", "refresh_token": old["refreshToken"],
+        "client_id": "client-1", "client_secret": "client-secret-1"}
+
+
+def test_a_fresh_token_is_not_refreshed(tokened):
+    tokened.seed(expires_in=3000)
+    assert run(tokened).status == "succeeded"
+    assert tokened.server.refresh_calls == 0
+
+
+def test_short_lived_tokens_use_a_tenth_of_their_lifetime():
+    from host.auth.refresh import needs_refresh
+
+    now = 1_000_000
+    assert not needs_refresh({"expiresIn": 60, "expiresAt": now + 10}, now)
+    assert needs_refresh({"expiresIn": 60, "expiresAt": now + 5}, now)
+    assert needs_refresh({"expiresIn": 3600, "expiresAt": now + 299}, now)
+    assert not needs_refresh({"accessToken": "x"}, now)
+
+
+def test_a_401_refreshes_once_and_retries(tokened):
+    credentials = tokened.seed(expires_in=3000)
+    tokened.server.live_access.discard(credentials["accessToken"])  # revoked early
+    result = run(tokened)
+    assert result.status == "succeeded", result.error
+    assert tokened.server.refresh_calls == 1 and tokened.server.api_calls == 2
+    first, second = result.trace["requests"]
+    assert first["status"] == 401 and "refreshed" in first
+    assert second["status"] == 200
+
+
+def test_refresh_on_matches_an_ok_false_answer(tokened):
+    credentials = tokened.seed(expires_in=3000)
+    tokened.server.live_access.discard(credentials["accessToken"])
+    result = run(tokened, "chat")
+    assert result.status == "succeeded", result.error
+    assert tokened.server.refresh_calls == 1
+
+
+def test_a_second_401_is_a_failure_not_a_loop(tokened):
+    tokened.seed(expires_in=3000)
+    tokened.server.provider.json("/api", '{"message": "no"}', status=401)
+    result = run(tokened)
+    assert result.status == "failed"
+    assert tokened.server.refresh_calls == 1
+    assert result.error["providerStatus"] == 401
+    assert result.error["providerMessage"] == "no"
+
+
+def test_an_answer_without_a_refresh_token_keeps_the_old_one(tokened):
+    tokened.server.rotate = False
+    old = tokened.seed(expires_in=10)
+    tokened.server.omit_refresh_token = True
+    assert run(tokened).status == "succeeded"
+    new = stored(tokened)
+    assert new["refreshToken"] == old["refreshToken"]
+    assert new["accessToken"] != old["accessToken"]
+
+
+def test_invalid_grant_requires_a_reconnect_and_never_loops(tokened):
+    tokened.seed(expires_in=10)
+    tokened.server.live_refresh.clear()
+    result = run(tokened)
+    assert result.status == "failed"
+    assert tokened.server.refresh_calls == 1
+    row = tokened.row()
+    assert row.status == "reconnect_required"
+    assert row.error == ("the provider refused the refresh token (invalid_grant: refresh token is "
+                         "invalid or was used); connect this installation again")
+    with pytest.raises(NotReady) as info:
+        run(tokened)
+    assert str(info.value) == f"the installation cannot run actions: {row.error}"
+    assert tokened.server.refresh_calls == 1
+    with get_database(tokened.app).sessions() as db:
+        kinds = [e.kind for e in db.scalars(select(AuditEvent))]
+    assert "reconnect_required" in kinds
+
+
+def test_a_token_answer_without_an_access_token_changes_nothing_stored(tokened):
+    old = tokened.seed(expires_in=10)
+    tokened.server.provider.json("/token", '{"token_type": "Bearer"}')
+    result = run(tokened)
+    assert result.status == "failed"
+    row = tokened.row()
+    assert row.status == "reconnect_required"
+    assert row.error.startswith("the refresh answer held no access token")
+    with get_database(tokened.app).sessions() as db:
+        from host.db import Installation
+
+        assert read_credentials(tokened.app, db.get(Installation, row.id), actor="t",
+                                reason="t") == old
+
+
+def test_runs_record_the_refresh_step(tokened):
+    tokened.seed(expires_in=10)
+    run(tokened)
+    with get_database(tokened.app).sessions() as db:
+        names = [(r.kind, r.name, r.status) for r in db.scalars(select(Run).order_by(Run.id))]
+    assert names == [("auth", "refresh_token", "succeeded"), ("action", "fetch", "succeeded")]
