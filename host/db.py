@@ -37,7 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -346,7 +346,13 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
 
 def make_engine(url: str) -> Engine:
     """An engine with the settings Minihost relies on for each backend."""
-    engine = create_engine(url, pool_pre_ping=True)
+    # Each in-flight run holds at most a short transaction at a time, but a threaded
+    # server can have many runs at once: keep enough connections at hand.
+    parsed = make_url(url)
+    in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "",
+                                                                               ":memory:")
+    pooling = {} if in_memory else {"pool_size": 10, "max_overflow": 30, "pool_timeout": 30}
+    engine = create_engine(url, pool_pre_ping=True, **pooling)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

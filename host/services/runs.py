@@ -203,6 +203,7 @@ def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_na
     errors += validate(action.form, values)
     if errors:
         raise ValidationError(errors)
+    db.commit()  # hand the caller's connection back to the pool while the chain runs
     _, run_id = run_authenticated(app, installation, manifest, action.requests, kind="action",
                                   name=action.name, parameters=values, actor=principal.actor,
                                   actor_id=principal.user.id)
