@@ -128,8 +128,14 @@ def authorize() -> Any:
         scopes = [s for s in (grant.request.payload.scope or "").split() if s in DESCRIBE]
         return _page("Allow access", CONSENT, client=grant.client.get_client_id(),
                      user=user["email"], scopes=scopes, describe=DESCRIBE)
+    try:
+        grant = server.get_consent_grant(end_user=User(user_id))
+    except Exception as error:  # the same checks as the consent page
+        message = getattr(error, "description", None) or str(error)
+        return _page("Cannot continue", f"<section class='panel'><h1>This sign-in request is "
+                     f"not valid</h1><p>{_escape(message)}</p></section>", 400)
     grant_user = User(user_id) if request.form.get("decision") == "allow" else None
-    return server.create_authorization_response(grant_user=grant_user)
+    return server.create_authorization_response(grant_user=grant_user, grant=grant)
 
 
 @blueprint.post("/oauth/token")

@@ -24,21 +24,21 @@ class Client(ClientMixin):
     def __init__(self, row: Any) -> None:
         self.client_id = row["client_id"]
         self.client_secret = row["client_secret"]
-        self.redirect_uri = row["redirect_uri"]
+        self.redirect_uris = row["redirect_uri"].split()
         self.scope = row["scope"]
 
     def get_client_id(self) -> str:
         return self.client_id
 
     def get_default_redirect_uri(self) -> str:
-        return self.redirect_uri
+        return self.redirect_uris[0]
 
     def get_allowed_scope(self, scope: str) -> str:
         allowed = set(self.scope.split())
         return " ".join(s for s in (scope or "").split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri == self.redirect_uri  # exact match (RFC 9700 §2.1)
+        return redirect_uri in self.redirect_uris  # exact match (RFC 9700 §2.1)
 
     def check_client_secret(self, client_secret: str) -> bool:
         import secrets

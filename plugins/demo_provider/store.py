@@ -102,13 +102,15 @@ class Store:
         return row
 
     def ensure_client(self, client_id: str, redirect_uri: str, scope: str) -> str:
-        """The client's secret (created once, kept across restarts)."""
+        """The client's secret (created once, kept across restarts); ``redirect_uri``
+        joins the client's registered redirect URIs (space-separated)."""
         row = self.one("SELECT * FROM clients WHERE client_id = ?", client_id)
         if row is not None:
-            if row["redirect_uri"] != redirect_uri:
+            uris = row["redirect_uri"].split()
+            if redirect_uri not in uris:
                 with self.transaction() as db:
                     db.execute("UPDATE clients SET redirect_uri = ? WHERE client_id = ?",
-                               (redirect_uri, client_id))
+                               (" ".join([*uris, redirect_uri]), client_id))
             return row["client_secret"]
         secret = secrets.token_urlsafe(32)
         with self.transaction() as db:
