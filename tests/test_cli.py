@@ -146,3 +146,13 @@ def test_plugins_dir_option_adds_plugins(run, tmp_path):
     )
     result = run("--instance", str(tmp_path / "i"), "--plugins-dir", str(folder), "shout")
     assert (result.exit_code, result.stdout) == (0, "HELLO\n")
+
+
+def test_serve_demo_needs_the_default_address(run, tmp_path):
+    result = run("--instance", str(tmp_path / "inst"), "serve", "--demo", "--port", "5001")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: the demo runs at http://127.0.0.1:5000, the address the bundled demo-tasks "
+        "mini-app calls; run `minihost serve --demo` without --host, --port or another "
+        "PUBLIC_URL\n")
+    assert not (tmp_path / "inst").exists()

@@ -70,11 +70,13 @@ def page(browser, live_server):
 
 
 @pytest.fixture
-def screenshot(page, request):
-    def take(name: str) -> Path:
+def screenshot(request):
+    """Save a full-page PNG under tests/browser/output/ (not committed)."""
+
+    def take(name: str, target=None) -> Path:
         OUTPUT.mkdir(exist_ok=True)
         path = OUTPUT / f"{request.node.name}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        (target or request.getfixturevalue("page")).screenshot(path=str(path), full_page=True)
         return path
 
     return take
