@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from .conftest import FIXTURES
@@ -47,3 +48,58 @@ def test_serve_initialises_and_answers(tmp_path):
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
+
+
+def port_free(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def csrf(html):
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_serve_demo_completes_a_real_oauth_connect(tmp_path):
+    """The README's first command: serve --demo, then the connect it prints how to do."""
+    if not port_free(5000):
+        pytest.skip("port 5000 is busy; the demo serves on the default address only")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
+    process = subprocess.Popen(
+        [str(MINIHOST), "--instance", str(tmp_path / "inst"), "serve", "--demo"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = "http://127.0.0.1:5000"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        browser = requests.Session()
+        page = browser.get(f"{base}/login").text
+        browser.post(f"{base}/login", data={"email": "demo@example.com",
+                                            "password": "demo-password", "csrf_token": csrf(page)})
+        page = browser.get(f"{base}/miniapps/demo-tasks").text
+        authorize = browser.post(f"{base}/miniapps/demo-tasks/install",
+                                 data={"csrf_token": csrf(page)}, allow_redirects=False)
+        login = browser.get(authorize.headers["Location"])
+        consent = browser.post(login.url, data={"username": "demo", "password": "demo",
+                                                "csrf_token": csrf(login.text)})
+        assert "Allow access?" in consent.text
+        done = browser.post(consent.url, data={"decision": "allow",
+                                               "csrf_token": csrf(consent.text)})
+        assert 'id="installation-status">active<' in done.text
+        assert "Demo User" in done.text
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert "Sign in to Minihost as demo@example.com / demo-password" in output
