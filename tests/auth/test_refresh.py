@@ -132,3 +132,46 @@ def test_runs_record_the_refresh_step(tokened):
     with get_database(tokened.app).sessions() as db:
         names = [(r.kind, r.name, r.status) for r in db.scalars(select(Run).order_by(Run.id))]
     assert names == [("auth", "refresh_token", "succeeded"), ("action", "fetch", "succeeded")]
+
+
+def test_tokens_that_cannot_be_stored_are_never_used(tokened):
+    """B7: the provider rotated the tokens but the write fails: fail closed."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    tokened.seed(expires_in=10)
+
+    def refuse(session, flush_context, instances):
+        from host.db import Installation
+
+        if any(isinstance(o, Installation) and o.refresh_started_at is None
+               and o.lease_owner is None for o in session.dirty):
+            raise RuntimeError("disk full")
+
+    event.listen(Session, "before_flush", refuse)
+    try:
+        result = run(tokened)
+    finally:
+        event.remove(Session, "before_flush", refuse)
+    assert result.status == "failed"
+    assert tokened.server.refresh_calls == 1 and tokened.server.api_calls == 0
+    row = tokened.row()
+    assert row.status == "reconnect_required"
+    assert row.error.startswith("a token refresh succeeded but its tokens could not be stored")
+
+
+def test_a_sibling_refresh_is_reused_instead_of_failing(tokened):
+    """B4: someone stored newer tokens between our read and our refresh."""
+    from host.auth import refresh
+
+    tokened.seed(expires_in=10)
+    stale_version = tokened.row().row_version
+    newer = tokened.seed(expires_in=3000)  # a sibling refreshed meanwhile
+    from host.services.installations import manifest_of
+
+    with get_database(tokened.app).sessions() as db:
+        manifest = manifest_of(tokened.app, db, tokened.row())
+    held = refresh.refresh(tokened.app, tokened.installation_id, manifest, stale_version,
+                           actor="t", deadline=time.monotonic() + 5)
+    assert held.values["accessToken"] == newer["accessToken"]
+    assert tokened.server.refresh_calls == 0
