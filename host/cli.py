@@ -20,7 +20,7 @@ from werkzeug.serving import run_simple
 
 from . import __version__, create_app, vault
 from .db import User, get_database
-from .errors import ConfigError, ManifestError, MinihostError, to_cli_line
+from .errors import ConfigError, ManifestError, MinihostError, NotFound, to_cli_line
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
 from .services import accounts
@@ -368,6 +368,54 @@ def rotate_keys(no_new_key: bool, batch_size: int) -> None:
                f"{report.already_current} already under the newest key.")
     click.echo("Older keys can be removed from VAULT_KEYS once every host process runs "
                "with the new one.")
+
+
+@cli.command("run-action")
+@click.argument("installation_id", metavar="INSTALLATION")
+@click.argument("action")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A form value (repeatable; a key given twice makes a list).")
+@click.option("--sandbox", is_flag=True, help="Send nothing; answers come from the manifest.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as the API shows it.")
+@with_appcontext
+def run_action(installation_id: str, action: str, params: tuple[str, ...], sandbox: bool,
+               as_json: bool) -> None:
+    """Run ACTION of INSTALLATION with form values, as the installing user."""
+    from werkzeug.datastructures import MultiDict
+
+    from .db import Installation
+    from .services import runs as runs_service
+
+    values: MultiDict[str, str] = MultiDict()
+    for item in params:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise click.UsageError(f"-p {item!r} is not KEY=VALUE")
+        values.add(key, value)
+    instance_service.prepare(current_app)
+    with get_database(current_app).sessions() as db:
+        installation = db.get(Installation, installation_id)
+        if installation is None or installation.deleted_at is not None:
+            raise NotFound(f"no installation {installation_id}")
+        user = db.get(User, installation.created_by) if installation.created_by else None
+        if user is None:
+            raise NotFound(f"installation {installation_id} has no user to act as")
+        principal = accounts.Principal(user, installation.workspace_id, "cli")
+        run = runs_service.run_action(current_app, db, principal, installation, action, values,
+                                      from_form=True, sandbox=sandbox)
+    document = runs_service.as_dict(run, with_trace=as_json)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(f"{run.status}: {action} ({run.id}, {run.duration_ms} ms"
+                   f"{', sandbox' if run.sandbox else ''})")
+        for key, value in (run.output or {}).items():
+            shown = value if isinstance(value, str) else json.dumps(value)
+            click.echo(f"  {key}: {shown}")
+        if run.error:
+            click.echo(f"Error: {run.error['message']}", err=True)
+    if run.status != "succeeded":
+        sys.exit(1)
 
 
 def main() -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import health, installations, miniapps
+from . import health, installations, miniapps, runs
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 miniapps.register(blueprint)
 installations.register(blueprint)
+runs.register(blueprint)
 
 
 def init_app(app: Flask) -> None:

@@ -143,9 +143,22 @@ def init_app(app: Flask, extra_dirs: Iterable[str] = ()) -> None:
     app.extensions["minihost.plugins"] = make_plugins(folders, app.config["DISABLED_PLUGINS"])
 
 
+BUILTIN_WIDGETS = frozenset({"text", "textarea", "select", "number", "toggle", "multi",
+                             "group", "source", "password"})
+
+
 def register_extensions(app: Flask) -> None:
-    """Let plugins add blueprints and commands, after the host's own are in place."""
+    """Let plugins add widgets, blueprints and commands, after the host's own are in place."""
     hook = get_plugins(app).hook
+    widgets: dict[str, object] = {}
+    for contributed in hook.form_widgets():
+        for name, render in (contributed or {}).items():
+            if name in BUILTIN_WIDGETS or not callable(render):
+                log.warning("ignoring plugin widget %r: a built-in name, or not callable", name)
+                continue
+            widgets.setdefault(name, render)
+    app.extensions["minihost.widgets"] = widgets
+    app.jinja_env.globals["plugin_widgets"] = widgets
     for blueprints in hook.register_blueprints(app=app):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)

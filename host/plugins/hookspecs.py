@@ -16,7 +16,7 @@ Plugins implement hooks with :data:`host.plugins.hookimpl`::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,30 @@ def miniapp_manifests(config: Mapping[str, Any]) -> Iterable[dict[str, Any] | st
         among the catalog errors with this plugin's name and never enters the
         catalog. A name and version already contributed by a folder keeps the
         folder's manifest.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Forms
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def form_widgets() -> Mapping[str, Callable[[Any, str, Any], str]] | None:
+    """Contribute form widgets, chosen by a field's ``x-widget``.
+
+    Called once while the application is created.
+
+    :return: a mapping from widget name to a function ``render(field, name, value)``
+        returning the HTML of the input: ``field`` is a :class:`host.forms.Field`,
+        ``name`` the form name to submit under (``id`` must be ``"f-" + name``
+        with dots replaced by ``-`` so the label points at it), ``value`` the
+        current value or ``None``. The function must escape what it inserts. The
+        submitted text is coerced to the field's JSON Schema type like any
+        other. A name the host already renders (``text``, ``textarea``,
+        ``select``, ``number``, ``toggle``, ``multi``, ``group``, ``source``,
+        ``password``) cannot be replaced; a widget no plugin provides renders as
+        a text input.
     """
 
 
@@ -102,6 +126,18 @@ def installation_changed(installation: Mapping[str, Any], change: str) -> None:
     :param change: ``installed``, ``connected`` (an OAuth connect finished),
         ``reconnected`` (new credentials for an existing installation) or
         ``uninstalled``.
+    """
+
+
+@hookspec
+def run_finished(run: Mapping[str, Any]) -> None:
+    """Observe every finished action run, for example to count or forward results.
+
+    Called after the run is recorded, whether it succeeded or failed. A plugin
+    that raises here is logged and never changes the run.
+
+    :param run: the run as ``GET /api/v1/runs/{id}`` shows it, with its redacted
+        ``trace``.
     """
 
 

@@ -125,7 +125,8 @@ def run_authenticated(
     actor: str,
     actor_id: str | None,
     persist: Persist = "output",
-) -> tuple[ChainResult | None, str]:
+    sandbox: bool = False,
+) -> tuple[ChainResult, str]:
     """Run a chain with the installation's credentials, refreshing the token before
     it expires and once after a 401 (or an ``auth.refreshOn`` match)."""
     from ..auth import refresh as refresher
@@ -133,16 +134,17 @@ def run_authenticated(
     from .installations import context_for
 
     deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
+    sandbox = sandbox or installation.sandbox or bool(app.config["SANDBOX"])
     common = {"workspace_id": installation.workspace_id, "installation_id": installation.id,
-              "kind": kind, "name": name, "sandbox": installation.sandbox,
+              "kind": kind, "name": name, "sandbox": sandbox,
               "actor_id": actor_id, "parameters": parameters}
     try:
         held = refresher.load(app, installation.id, actor=actor, reason=kind)
-        if not installation.sandbox and not app.config["SANDBOX"]:
+        if not sandbox:
             held = refresher.ensure_fresh(app, installation.id, manifest, held, actor=actor,
                                           deadline=deadline)
     except MinihostError as error:
-        return None, record_failure(app, error=error, **common)
+        return ChainResult(ok=False, error=error), record_failure(app, error=error, **common)
     state = {"held": held}
 
     def refreshed() -> Mapping[str, Any]:
@@ -153,7 +155,7 @@ def run_authenticated(
     with database_of(app).sessions() as db:
         ctx = context_for(app, db, installation, manifest, actor=actor, reason=kind,
                           parameters=parameters, credentials=held.values)
-    can_refresh = manifest.auth.refresh_token is not None and not installation.sandbox
+    can_refresh = manifest.auth.refresh_token is not None and not sandbox
     result, run_id = execute(app, ctx=ctx, requests=requests,
                              allowed_hosts=manifest.allowed_hosts, persist=persist,
                              deadline=deadline, refresh=refreshed if can_refresh else None,
@@ -179,7 +181,7 @@ class NotReady(MinihostError):
 
 
 def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
-               submitted: Any, *, from_form: bool = False) -> Run:
+               submitted: Any, *, from_form: bool = False, sandbox: bool = False) -> Run:
     """Validate an action's parameters (nothing is sent when any is invalid), run it
     with the installation's credentials, and return the recorded Run."""
     from ..errors import NotFound, ValidationError
@@ -206,9 +208,33 @@ def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_na
     db.commit()  # hand the caller's connection back to the pool while the chain runs
     _, run_id = run_authenticated(app, installation, manifest, action.requests, kind="action",
                                   name=action.name, parameters=values, actor=principal.actor,
-                                  actor_id=principal.user.id)
+                                  actor_id=principal.user.id, sandbox=sandbox)
     with get_database(app).sessions() as session:
         run = session.get(Run, run_id)
         assert run is not None
         session.expunge(run)
-        return run
+    from ..plugins import notify
+
+    notify(app, "run_finished", run=as_dict(run, with_trace=True))
+    return run
+
+
+def as_dict(run: Run, with_trace: bool = False) -> dict[str, Any]:
+    """A run as the API shows it; ``trace`` (already redacted) only when asked."""
+    body: dict[str, Any] = {
+        "id": run.id,
+        "installation": run.installation_id,
+        "kind": run.kind,
+        "action": run.name,
+        "status": run.status,
+        "parameters": run.parameters,
+        "output": run.output,
+        "error": run.error,
+        "sandbox": run.sandbox,
+        "startedAt": run.started_at.isoformat(),
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "durationMs": run.duration_ms,
+    }
+    if with_trace:
+        body["trace"] = run.trace or {"requests": []}
+    return body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, auth, errors, helpers, installations, marketplace
+from . import admin, auth, errors, helpers, installations, marketplace, runs
 
 
 def init_app(app: Flask) -> None:
@@ -13,4 +13,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(marketplace.blueprint)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(installations.blueprint)
+    app.register_blueprint(runs.blueprint)
     app.register_blueprint(admin.blueprint)

@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 import textwrap
 
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from host import create_app
 from host.db import CatalogError, MiniApp, get_database
 from host.plugins import get_plugins
-from host.services import catalog
+from host.services import catalog, installations
 from host.services import instance as instance_service
 
 from ..conftest import FIXTURES, make_config
@@ -29,8 +30,8 @@ def make_app(tmp_path):
     apps = []
 
     def build(plugins_dir, **config):
-        app = create_app(make_config(tmp_path, PLUGINS_DIRS=[str(plugins_dir)], **config),
-                         instance_path=tmp_path)
+        config.setdefault("PLUGINS_DIRS", [str(plugins_dir)])
+        app = create_app(make_config(tmp_path, **config), instance_path=tmp_path)
         instance_service.migrate(app)
         apps.append(app)
         return app
@@ -216,3 +217,58 @@ def test_hook_installation_changed(hosted, tmp_path):
     assert seen == [("installed", "keyed", "active", ["apiKey", "hookId"]),
                     ("reconnected", "keyed", "active", ["apiKey", "hookId"]),
                     ("uninstalled", "keyed", "uninstalled", [])]
+
+
+def test_hook_form_widgets(tmp_path, make_app):
+    from host.config import REPO_ROOT
+
+    folder = plugin(tmp_path / "plugins", "stars", """
+        from markupsafe import Markup, escape
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def form_widgets():
+            def stars(field, name, value):
+                return Markup(f'<input type="range" min="1" max="5" id="f-{escape(name)}" '
+                              f'name="{escape(name)}" value="{escape(value or 3)}">')
+            return {"stars": stars, "text": stars}
+    """)
+    app = make_app(folder, PLUGINS_DIRS=[str(folder), str(REPO_ROOT / "plugins")])
+    widgets = app.extensions["minihost.widgets"]
+    assert set(widgets) >= {"stars", "date"} and "text" not in widgets
+    from host.forms import build_form
+
+    form = build_form({"type": "object", "properties": {
+        "rating": {"type": "integer", "x-widget": "stars"},
+        "due": {"type": "string", "x-widget": "date"},
+        "other": {"type": "string", "x-widget": "no-such-widget"}}})
+    with app.test_request_context():
+        from flask import render_template_string
+
+        html = render_template_string(
+            '{% from "forms/_fields.html" import render_fields %}'
+            '{{ render_fields(form.fields, {"due": "2026-12-31"}, {}) }}', form=form)
+    assert '<input type="range" min="1" max="5" id="f-rating" name="rating" value="3">' in html
+    assert '<input type="date" id="f-due" name="due" value="2026-12-31">' in html
+    assert re.search(r'<input type="text" id="f-other" name="other"', html)
+
+
+def test_hook_run_finished(hosted):
+    from host.plugins import get_plugins, hookimpl
+    from host.services.accounts import Principal, personal_workspace
+    from host.services.runs import run_action
+
+    seen = []
+
+    class Counter:
+        @hookimpl
+        def run_finished(self, run):
+            seen.append((run["action"], run["status"], run["output"],
+                         len(run["trace"]["requests"])))
+
+    get_plugins(hosted.app).manager.register(Counter(), name="counter")
+    with get_database(hosted.app).sessions() as db:
+        who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
+        installation = installations.install(hosted.app, db, who, "open")
+        run_action(hosted.app, db, who, installation, "ping", {})
+    assert seen == [("ping", "succeeded", {}, 1)]
