@@ -206,6 +206,48 @@ def local_manifests(base: str, port: int) -> dict[str, dict]:
                      "test": {"url": base + "/basic", "method": "GET",
                               "headers": {"Authorization": "[[basicAuth]]"}}},
         },
+        "board": {
+            "name": "board", "version": "1.0.0", "title": "Board",
+            "description": "Cards on boards, with dependent dropdowns.", "allowedHosts": hosts,
+            "sources": {
+                "rpc_boards": {"requests": [{"url": base + "/boards", "method": "GET"}],
+                               "options": {"items": "$.boards[*]", "value": "$",
+                                           "label": "$.name"}, "cacheSeconds": 60},
+                "rpc_lists": {"requests": [{"url": base + "/boards/{{board.id}}/lists",
+                                            "method": "GET"}],
+                              "options": {"items": "$[*]", "value": "$.id", "label": "$.name"},
+                              "dependsOn": ["board"]},
+                "rpc_columns": {"requests": [{"url": base + "/columns", "method": "GET",
+                                              "expect": {"error": "$.message"}}],
+                                "options": {"items": "$[*]", "value": "$", "label": "$"}},
+            },
+            "actions": [{
+                "name": "addCard", "title": "Add card", "description": "Add a card to a list.",
+                "parameters": {
+                    "type": "object", "required": ["board", "list", "title"],
+                    "properties": {
+                        "board": {"type": "object", "title": "Board", "x-source": "rpc_boards"},
+                        "list": {"type": "string", "title": "List", "x-source": "rpc_lists"},
+                        "title": {"type": "string", "title": "Title", "minLength": 1},
+                        "priority": {"type": "integer", "enum": [1, 2, 3], "default": 2},
+                        "urgent": {"type": "boolean", "title": "Urgent"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                        "estimate": {"type": "number", "minimum": 0},
+                        "details": {"type": "object", "title": "Details", "properties": {
+                            "notes": {"type": "string", "x-widget": "textarea"},
+                            "points": {"type": "integer"}}},
+                        "column": {"type": "string", "title": "Column",
+                                   "x-source": "rpc_columns", "x-fallback": "input"},
+                    }},
+                "requests": [{
+                    "url": base + "/boards/{{board.id}}/lists/{{list}}/cards", "method": "POST",
+                    "body": {"title": "{{title}}", "priority": "{{priority}}",
+                             "urgent": "{{urgent}}", "tags": "{{tags}}",
+                             "estimate": "{{estimate}}", "details": "{{details}}",
+                             "column": "{{column}}", "owner": "{{board.owner.login}}"},
+                    "mapping": {"cardId": "$.id", "url": "$.url"}}],
+            }],
+        },
         "open": {
             "name": "open", "version": "1.0.0", "title": "Open Data",
             "description": "Needs no account.", "allowedHosts": hosts,
@@ -272,6 +314,16 @@ def good_provider(provider: Provider) -> None:
     provider.route("/echo", lambda r: Response(_json.dumps({"text": r.get_json()["text"]}),
                                                mimetype="application/json"))
     provider.json("/ping", '{"pong": true}')
+    provider.json("/boards", _json.dumps({"boards": [
+        {"id": "b1", "name": "Roadmap", "owner": {"login": "ada"}},
+        {"id": "b2", "name": "Bugs", "owner": {"login": "bob"}}]}))
+    provider.json("/boards/b1/lists", '[{"id": "l1", "name": "Now"}, {"id": "l2", "name": "Next"}]')
+    provider.json("/boards/b2/lists",
+                  '[{"id": "l3", "name": "Triage"}, {"id": "l1", "name": "Now"}]')
+    provider.json("/columns", '{"message": "columns are down for maintenance"}', status=500)
+    provider.route("/boards/b1/lists/l1/cards", lambda r: Response(
+        _json.dumps({"id": "card-7", "url": "https://board.example/card-7",
+                     "echo": r.get_json()}), status=201, mimetype="application/json"))
 
 
 @pytest.fixture

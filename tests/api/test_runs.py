@@ -1,0 +1,142 @@
+"""Forms, sources and runs through the API, as a program uses them."""
+
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def board(hosted):
+    response = hosted.api("POST", "/api/v1/installations", hosted.alice_token,
+                          json={"miniapp": "board"})
+    return response.get_json()["id"]
+
+
+def run(hosted, installation, parameters, token=None, action="addCard", **extra):
+    return hosted.api("POST", f"/api/v1/installations/{installation}/actions/{action}/runs",
+                      token or hosted.alice_token, json={"parameters": parameters, **extra})
+
+
+GOOD = {"board": {"id": "b1", "name": "Roadmap", "owner": {"login": "ada"}}, "list": "l1",
+        "title": "Write docs", "tags": ["docs"], "details": {"points": 3}}
+
+
+def test_the_form_endpoint(hosted, board):
+    body = hosted.api("GET", f"/api/v1/installations/{board}/actions/addCard/form",
+                      hosted.alice_token).get_json()
+    assert body["schema"]["required"] == ["board", "list", "title"]
+    fields = {f["name"]: f for f in body["fields"]}
+    assert fields["board"]["widget"] == "source"
+    assert [o["label"] for o in fields["board"]["options"]] == ["Roadmap", "Bugs"]
+    assert fields["list"]["waitingFor"] == ["board"] and "options" not in fields["list"]
+    assert fields["column"]["fallback"] == "input"
+    assert fields["column"]["optionsError"].endswith("columns are down for maintenance")
+    assert fields["priority"] == {"name": "priority", "title": "priority", "type": "integer",
+                                  "widget": "select", "required": False, "default": 2,
+                                  "enum": [1, 2, 3]}
+    chosen = hosted.api("GET", f"/api/v1/installations/{board}/actions/addCard/form"
+                               '?board={"id":"b2"}', hosted.alice_token).get_json()
+    lists = {f["name"]: f for f in chosen["fields"]}["list"]
+    assert [o["value"] for o in lists["options"]] == ["l3", "l1"]
+
+
+def test_the_sources_endpoint(hosted, board):
+    ok = hosted.api("GET", f"/api/v1/installations/{board}/sources/rpc_lists?board=%7B%22id%22"
+                           "%3A%22b1%22%7D", hosted.alice_token)
+    assert ok.get_json() == {"options": [{"value": "l1", "label": "Now"},
+                                         {"value": "l2", "label": "Next"}]}
+    failing = hosted.api("GET", f"/api/v1/installations/{board}/sources/rpc_columns",
+                         hosted.alice_token)
+    assert (failing.status_code, failing.mimetype) == (502, PROBLEM)
+    assert failing.get_json()["detail"] == ("Board did not return the options for rpc_columns: "
+                                            "columns are down for maintenance")
+    missing = hosted.api("GET", f"/api/v1/installations/{board}/sources/nope",
+                         hosted.alice_token)
+    assert missing.status_code == 404
+
+
+def test_a_run_through_the_api(hosted, board):
+    response = run(hosted, board, GOOD)
+    assert response.status_code == 201
+    body = response.get_json()
+    assert (body["status"], body["output"], body["error"]) == (
+        "succeeded", {"cardId": "card-7", "url": "https://board.example/card-7"}, None)
+    assert isinstance(body["durationMs"], int) and "trace" not in body
+    sent = hosted.provider.received[-1]
+    assert (sent.method, sent.path) == ("POST", "/boards/b1/lists/l1/cards")
+    # JSON Schema defaults are hints for forms: a program's omitted field stays omitted.
+    assert sent.body == (b'{"title":"Write docs","tags":["docs"],"details":{"points":3},'
+                         b'"owner":"ada"}')
+    detail = hosted.api("GET", f"/api/v1/runs/{body['id']}", hosted.alice_token).get_json()
+    [entry] = detail["trace"]["requests"]
+    assert entry["status"] == 201 and entry["url"].endswith("/boards/b1/lists/l1/cards")
+    assert detail["parameters"] == GOOD
+
+
+def test_invalid_parameters_answer_422_and_send_nothing(hosted, board):
+    before = len(hosted.provider.received)
+    response = run(hosted, board, {"board": "b1", "title": "", "priority": 7, "nope": 1})
+    assert (response.status_code, response.mimetype) == (422, PROBLEM)
+    assert sorted((e["field"], e["message"]) for e in response.get_json()["errors"]) == [
+        ("board", "must be an object"), ("list", "is required"),
+        ("nope", "is not a field of this form"), ("priority", "must be one of: 1, 2, 3"),
+        ("title", "is required")]
+    assert len(hosted.provider.received) == before
+
+
+def test_a_failed_run_is_201_with_the_provider_message(hosted, board):
+    hosted.provider.json("/boards/b1/lists/l1/cards", '{"message": "list is archived"}',
+                         status=409)
+    body = run(hosted, board, GOOD).get_json()
+    assert body["status"] == "failed"
+    assert body["error"] == {"type": "upstream-failed",
+                             "message": "request /actions/0/requests/0 (POST) failed with HTTP "
+                                        "409: list is archived",
+                             "request": "/actions/0/requests/0", "providerStatus": 409,
+                             "providerMessage": "list is archived"}
+
+
+def test_sandbox_runs_send_nothing(hosted, board):
+    before = len(hosted.provider.received)
+    body = run(hosted, board, GOOD, sandbox=True).get_json()
+    assert (body["status"], body["sandbox"]) == ("succeeded", True)
+    assert len(hosted.provider.received) == before
+    detail = hosted.api("GET", f"/api/v1/runs/{body['id']}", hosted.alice_token).get_json()
+    assert detail["trace"]["requests"][0]["wouldHaveSent"] is True
+
+
+def test_run_lists_are_paginated_and_filtered(hosted, board):
+    hosted.provider.json("/ping", '{"pong": true}')
+    ids = [run(hosted, board, GOOD).get_json()["id"] for _ in range(3)]
+    failed = run(hosted, board, {**GOOD, "list": "l9"}).get_json()["id"]
+    page = hosted.api("GET", "/api/v1/runs?limit=2&kind=action", hosted.alice_token).get_json()
+    assert [r["id"] for r in page["items"]] == [failed, ids[2]]
+    rest = hosted.api("GET", f"/api/v1/runs?limit=10&kind=action&cursor={page['next']}",
+                      hosted.alice_token).get_json()
+    assert [r["id"] for r in rest["items"]] == [ids[1], ids[0]] and rest["next"] is None
+    only_failed = hosted.api("GET", f"/api/v1/runs?installation={board}&status=failed",
+                             hosted.alice_token).get_json()
+    assert [r["id"] for r in only_failed["items"]] == [failed]
+    bad = hosted.api("GET", "/api/v1/runs?status=weird", hosted.alice_token)
+    assert bad.status_code == 422
+
+
+def test_another_workspace_sees_none_of_it(hosted, board):
+    run_id = run(hosted, board, GOOD).get_json()["id"]
+    for method, path in [
+        ("GET", f"/api/v1/installations/{board}/actions/addCard/form"),
+        ("GET", f"/api/v1/installations/{board}/sources/rpc_boards"),
+        ("POST", f"/api/v1/installations/{board}/actions/addCard/runs"),
+        ("GET", f"/api/v1/runs/{run_id}"),
+        ("GET", f"/api/v1/runs?installation={board}"),
+    ]:
+        response = hosted.api(method, path, hosted.bob_token,
+                              json={"parameters": GOOD} if method == "POST" else None)
+        assert response.status_code == 404, path
+    assert hosted.api("GET", "/api/v1/runs", hosted.bob_token).get_json()["items"] == []
+
+
+def test_unknown_action(hosted, board):
+    response = run(hosted, board, {}, action="nope")
+    assert response.status_code == 404
+    assert response.get_json()["detail"] == "Board has no action 'nope'"
