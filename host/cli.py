@@ -32,10 +32,12 @@ from .services import instance as instance_service
 def _configure(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Option callback: options parse before any command loads the app, so
     ``--instance`` and ``--plugins-dir`` reach ``create_app`` in time."""
+    if not value:
+        return value
     info = ctx.ensure_object(ScriptInfo)
-    if param.name == "instance" and value:
+    if param.name == "instance":
         info.data["instance_path"] = value
-    elif param.name == "plugins_dirs" and value:
+    elif param.name == "plugins_dirs":
         info.data["plugins_dirs"] = tuple(value)
     info.create_app = partial(
         create_app,
