@@ -70,7 +70,10 @@ def _coerce_field(field: Field, data: Any, prefix: str, errors: list[FieldError]
     try:
         if field.widget == "source" or (field.type in ("object", "array")
                                         and raw_values[0].lstrip().startswith(("{", "["))):
-            decoded = [_json(v) for v in raw_values if v != ""]
+            # Options carry JSON; a text field standing in for a failed source
+            # (x-fallback) carries what the user typed.
+            lenient = field.widget == "source" and field.type == "string"
+            decoded = [_json(v, lenient) for v in raw_values if v != ""]
             if field.type == "array":
                 flat: list[Any] = []
                 for item in decoded:
@@ -92,10 +95,12 @@ def _coerce_field(field: Field, data: Any, prefix: str, errors: list[FieldError]
         return _ABSENT
 
 
-def _json(text: str) -> Any:
+def _json(text: str, lenient: bool = False) -> Any:
     try:
         return json.loads(text)
     except ValueError:
+        if lenient:
+            return text
         raise ValueError("is not a valid choice; pick an option again") from None
 
 

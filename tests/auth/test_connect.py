@@ -31,8 +31,12 @@ class Recorder:
     def __init__(self) -> None:
         self.app = None
         self.token_bodies: list[bytes] = []
+        self.fail: set[str] = set()  # paths answered 500, to play a failing provider
 
     def __call__(self, environ, start_response):
+        if environ["PATH_INFO"] in self.fail:
+            start_response("500 INTERNAL SERVER ERROR", [("Content-Type", "application/json")])
+            return [b'{"error": "server_error", "message": "the demo API is down"}']
         if environ["PATH_INFO"] == "/demo-provider/oauth/token":
             import io
 
