@@ -118,12 +118,12 @@ def read_credentials(
     When they cannot be read the installation becomes ``reconnect_required`` with
     the reason, an audit event says so, and :class:`CredentialsUnreadable` is raised.
     """
+    if installation.credentials is None:
+        return {}  # nothing stored, nothing decrypted, nothing to audit
     database = get_database(app)
     with database.transaction() as db:
         audit.record(db, "credentials_read", actor=actor, workspace_id=installation.workspace_id,
                      installation_id=installation.id, detail={"reason": reason}, app=app)
-    if installation.credentials is None:
-        return {}
     try:
         binding = _installation_binding(installation)
         value = get_vault(app).decrypt(installation.credentials, binding)

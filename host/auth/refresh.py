@@ -99,9 +99,12 @@ def _row(app: Flask, installation_id: str) -> Installation:
         return row
 
 
-def load(app: Flask, installation_id: str, *, actor: str, reason: str) -> Held:
-    """Read (and audit) the installation's credentials with their version."""
-    row = _row(app, installation_id)
+def load(app: Flask, installation_id: str, *, actor: str, reason: str,
+         row: Installation | None = None) -> Held:
+    """Read (and audit) the installation's credentials with their version; ``row``,
+    when the caller just read it, saves reading it again."""
+    if row is None:
+        row = _row(app, installation_id)
     return Held(vault.read_credentials(app, row, actor=actor, reason=reason), row.row_version)
 
 

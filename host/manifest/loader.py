@@ -12,6 +12,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Collection
 from functools import cache
 from importlib import resources
@@ -42,6 +43,8 @@ from .model import (
 
 MANIFEST_NAMES = ("manifest.json", "manifest.yaml", "manifest.yml")
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
+_CLIENT_PLACEHOLDER = re.compile(r"\[\[\s*client(Id|Secret|BasicAuth)\b")
+_CLIENT_SECRET_PLACEHOLDER = re.compile(r"\[\[\s*client(Secret|BasicAuth)\b")
 MAX_DEPTH = 64
 ICON_SUFFIXES = (".svg", ".png")
 
@@ -259,6 +262,7 @@ def compile_manifest(
     if problems:
         raise ManifestError(problems)
     doc = copy.deepcopy(doc)
+    text = json.dumps(doc)
     auth = _compile_auth(_obj(doc.get("auth")) or {"type": "none"})
     sources = {name: _compile_source(name, spec) for name, spec in _obj(doc.get("sources")).items()}
     actions = tuple(
@@ -281,6 +285,8 @@ def compile_manifest(
         digest=digest_of(doc),
         location=location,
         actions_by_name=MappingProxyType({action.name: action for action in actions}),
+        uses_client=bool(_CLIENT_PLACEHOLDER.search(text)),
+        uses_client_secret=bool(_CLIENT_SECRET_PLACEHOLDER.search(text)),
     )
 
 

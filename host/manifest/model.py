@@ -131,6 +131,8 @@ class Manifest:
     digest: str
     location: str
     actions_by_name: Mapping[str, Action] = field(default_factory=lambda: EMPTY)
+    uses_client: bool = False
+    uses_client_secret: bool = False
 
     def action(self, name: str) -> Action | None:
         return self.actions_by_name.get(name)

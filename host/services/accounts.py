@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -263,16 +263,20 @@ def revoke_token(db: Session, token_id: str, actor: str, user: User | None = Non
 
 
 def principal_for_token(db: Session, secret: str) -> Principal | None:
+    """The caller of an API token: one query on every API call, so it is a join."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
-    if token is None or token.revoked_at is not None:
+    found = db.execute(
+        select(User, ApiToken.id, ApiToken.workspace_id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_secret(secret), ApiToken.revoked_at.is_(None),
+               User.is_active)
+    ).first()
+    if found is None:
         return None
-    user = db.get(User, token.user_id)
-    if user is None or not user.is_active:
-        return None
+    user, token_id, workspace_id, last_used = found
     now = utcnow()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        token.last_used_at = now
+    if last_used is None or (now - last_used).total_seconds() > 60:
+        db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
         db.commit()
-    return Principal(user, token.workspace_id, f"token:{token.id}")
+    return Principal(user, workspace_id, f"token:{token_id}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "version_key",
 ]
 
+CHECK_SECONDS = 1.0
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
 
 
@@ -268,16 +270,24 @@ class Catalog:
         self._app = app
         self._lock = threading.Lock()
         self._fingerprint: tuple[Any, ...] | None = None
+        self._checked_until = 0.0
         self._snapshot = Snapshot({}, (), (), {})
         self._compiled: dict[str, Manifest] = {}
 
     def invalidate(self) -> None:
         self._fingerprint = None
+        self._checked_until = 0.0
 
     def snapshot(self, db: Session) -> Snapshot:
+        """The current snapshot. Another process's sync is noticed within
+        ``CHECK_SECONDS``; this process's own syncs at once."""
+        now = time.monotonic()
+        if self._fingerprint is not None and now < self._checked_until:
+            return self._snapshot
         fingerprint = tuple(db.execute(
             select(func.count(MiniApp.id), func.max(MiniApp.synced_at)).where(MiniApp.enabled)
         ).one())
+        self._checked_until = now + CHECK_SECONDS
         if fingerprint == self._fingerprint:
             return self._snapshot
         with self._lock:

@@ -10,11 +10,9 @@ exist as far as a caller can tell (404).
 from __future__ import annotations
 
 import base64
-import json
 import re
 import secrets
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from flask import Flask
@@ -94,18 +92,17 @@ def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest
 # -- values for the engine ---------------------------------------------------------------
 
 
-@lru_cache(maxsize=512)
-def _uses_client_secret(digest: str, raw: str) -> bool:
-    return "[[clientSecret" in raw or "[[clientBasicAuth" in raw
-
-
 def _client(app: Flask, db: Session, manifest: Manifest, installation: Installation | None,
             actor: str, reason: str) -> dict[str, str]:
+    """The operator's client values, read (and the secret decrypted, audited) only when
+    the manifest uses them."""
+    if not manifest.uses_client:
+        return {}
     client = db.scalar(select(AppClient).where(AppClient.miniapp == manifest.name))
     if client is None:
         return {}
     secret = None
-    if _uses_client_secret(manifest.digest, json.dumps(dict(manifest.raw))):
+    if manifest.uses_client_secret:
         secret = vault.read_client_secret(
             app, client, actor=actor, reason=reason,
             workspace_id=installation.workspace_id if installation else None,
@@ -206,7 +203,7 @@ def _test(app: Flask, db: Session, installation: Installation, manifest: Manifes
         return Connected({}, None)
     ctx = context_for(app, db, installation, manifest, actor=principal.actor, reason="connect",
                       credentials=credentials)
-    result, run_id = execute(
+    result, run = execute(
         app, workspace_id=installation.workspace_id,
         installation_id=installation.id if record else None, kind="auth", name="test",
         requests=[test], ctx=ctx, allowed_hosts=manifest.allowed_hosts, persist="metadata",
@@ -217,7 +214,8 @@ def _test(app: Flask, db: Session, installation: Installation, manifest: Manifes
         raise ConnectRefused(
             f"{manifest.title} did not accept the credentials: "
             f"{message or (error.detail if error else 'the test request failed')}", message)
-    return Connected({k: v for k, v in result.values.items() if v is not None}, run_id)
+    return Connected({k: v for k, v in result.values.items() if v is not None},
+                     run.id if run is not None else None)
 
 
 def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,

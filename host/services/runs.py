@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import insert, update
 
 from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
@@ -55,38 +56,45 @@ def execute(
     deadline: float | None = None,
     refresh: Callable[[], Mapping[str, Any]] | None = None,
     refresh_on: Any = None,
-) -> tuple[ChainResult, str | None]:
-    """Run a chain for an installation and record it; returns (result, run id).
+) -> tuple[ChainResult, Run | None]:
+    """Run a chain for an installation and record it; returns (result, the Run).
 
     ``deadline`` (``time.monotonic()``) defaults to ``ACTION_TIMEOUT`` from now;
     ``refresh``/``refresh_on`` let the chain refresh the token once on a 401.
     """
     database = get_database(app)
-    run_id = None
+    run: Run | None = None
     sandboxed = sandbox or bool(app.config["SANDBOX"])
     if record:
-        run_id = new_id("run")
-        with database.transaction() as db:
-            db.add(Run(id=run_id, workspace_id=workspace_id, installation_id=installation_id,
-                       kind=kind, name=name, status="running", parameters=parameters or {},
-                       sandbox=sandboxed, actor_id=actor_id, started_at=utcnow()))
+        run = Run(id=new_id("run"), workspace_id=workspace_id, installation_id=installation_id,
+                  kind=kind, name=name, status="running", parameters=parameters or {},
+                  sandbox=sandboxed, actor_id=actor_id, started_at=utcnow())
+        with database.write() as connection:  # a plain insert: no unit of work
+            connection.execute(insert(Run).values(
+                id=run.id, workspace_id=workspace_id, installation_id=installation_id,
+                kind=kind, name=name, status="running", parameters=run.parameters,
+                sandbox=sandboxed, actor_id=actor_id, started_at=run.started_at))
     if deadline is None:
         deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
     result = run_chain(
         requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
         deadline=deadline, persist=persist, follow_redirects=follow_redirects,
         refresh=refresh, refresh_on=refresh_on)
-    if record:
-        with database.transaction() as db:
-            run = db.get(Run, run_id)
-            assert run is not None
-            run.status = "succeeded" if result.ok else "failed"
-            run.output = _output(result, persist)
-            run.error = error_document(result.error) if result.error is not None else None
-            run.trace = {"requests": result.trace}
-            run.finished_at = utcnow()
-            run.duration_ms = result.duration_ms
-    return result, run_id
+    if run is not None:
+        finished = utcnow()
+        outcome = {
+            "status": "succeeded" if result.ok else "failed",
+            "output": _output(result, persist),
+            "error": error_document(result.error) if result.error is not None else None,
+            "trace": {"requests": result.trace},
+            "finished_at": finished,
+            "duration_ms": result.duration_ms,
+        }
+        with database.write() as connection:
+            connection.execute(update(Run).where(Run.id == run.id).values(**outcome))
+        for key, value in outcome.items():
+            setattr(run, key, value)
+    return result, run
 
 
 def _output(result: ChainResult, persist: Persist) -> Any:
@@ -100,17 +108,17 @@ def _output(result: ChainResult, persist: Persist) -> Any:
 def record_failure(app: Flask, *, workspace_id: str, installation_id: str | None, kind: str,
                    name: str, error: MinihostError, sandbox: bool = False,
                    actor_id: str | None = None,
-                   parameters: dict[str, Any] | None = None) -> str:
+                   parameters: dict[str, Any] | None = None) -> Run:
     """A run that failed before any request could be sent (e.g. a refresh failed)."""
-    run_id = new_id("run")
     now = utcnow()
+    run = Run(id=new_id("run"), workspace_id=workspace_id, installation_id=installation_id,
+              kind=kind, name=name, status="failed", parameters=parameters or {},
+              error=error_document(error), trace={"requests": []},
+              sandbox=sandbox or bool(app.config["SANDBOX"]), actor_id=actor_id,
+              started_at=now, finished_at=now, duration_ms=0)
     with get_database(app).transaction() as db:
-        db.add(Run(id=run_id, workspace_id=workspace_id, installation_id=installation_id,
-                   kind=kind, name=name, status="failed", parameters=parameters or {},
-                   error=error_document(error), trace={"requests": []},
-                   sandbox=sandbox or bool(app.config["SANDBOX"]), actor_id=actor_id,
-                   started_at=now, finished_at=now, duration_ms=0))
-    return run_id
+        db.add(run)
+    return run
 
 
 def run_authenticated(
@@ -126,7 +134,7 @@ def run_authenticated(
     actor_id: str | None,
     persist: Persist = "output",
     sandbox: bool = False,
-) -> tuple[ChainResult, str]:
+) -> tuple[ChainResult, Run]:
     """Run a chain with the installation's credentials, refreshing the token before
     it expires and once after a 401 (or an ``auth.refreshOn`` match)."""
     from ..auth import refresh as refresher
@@ -139,7 +147,7 @@ def run_authenticated(
               "kind": kind, "name": name, "sandbox": sandbox,
               "actor_id": actor_id, "parameters": parameters}
     try:
-        held = refresher.load(app, installation.id, actor=actor, reason=kind)
+        held = refresher.load(app, installation.id, actor=actor, reason=kind, row=installation)
         if not sandbox:
             held = refresher.ensure_fresh(app, installation.id, manifest, held, actor=actor,
                                           deadline=deadline)
@@ -156,12 +164,12 @@ def run_authenticated(
         ctx = context_for(app, db, installation, manifest, actor=actor, reason=kind,
                           parameters=parameters, credentials=held.values)
     can_refresh = manifest.auth.refresh_token is not None and not sandbox
-    result, run_id = execute(app, ctx=ctx, requests=requests,
-                             allowed_hosts=manifest.allowed_hosts, persist=persist,
-                             deadline=deadline, refresh=refreshed if can_refresh else None,
-                             refresh_on=manifest.auth.refresh_on, **common)
-    assert run_id is not None
-    return result, run_id
+    result, run = execute(app, ctx=ctx, requests=requests,
+                          allowed_hosts=manifest.allowed_hosts, persist=persist,
+                          deadline=deadline, refresh=refreshed if can_refresh else None,
+                          refresh_on=manifest.auth.refresh_on, **common)
+    assert run is not None
+    return result, run
 
 
 class NotReady(MinihostError):
@@ -206,16 +214,13 @@ def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_na
     if errors:
         raise ValidationError(errors)
     db.commit()  # hand the caller's connection back to the pool while the chain runs
-    _, run_id = run_authenticated(app, installation, manifest, action.requests, kind="action",
-                                  name=action.name, parameters=values, actor=principal.actor,
-                                  actor_id=principal.user.id, sandbox=sandbox)
-    with get_database(app).sessions() as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        session.expunge(run)
-    from ..plugins import notify
+    _, run = run_authenticated(app, installation, manifest, action.requests, kind="action",
+                               name=action.name, parameters=values, actor=principal.actor,
+                               actor_id=principal.user.id, sandbox=sandbox)
+    from ..plugins import get_plugins, notify
 
-    notify(app, "run_finished", run=as_dict(run, with_trace=True))
+    if get_plugins(app).hook.run_finished.get_hookimpls():
+        notify(app, "run_finished", run=as_dict(run, with_trace=True))
     return run
 
 
