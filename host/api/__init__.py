@@ -6,16 +6,27 @@ Errors are problem JSON (see ``host.web.errors``); lists are paginated with
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask
 
-from . import health, installations, miniapps, runs
+from . import health, installations, miniapps, runs, spec
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> dict[str, Any]:
+    return spec.document()
+
+
 miniapps.register(blueprint)
 installations.register(blueprint)
 runs.register(blueprint)
 
 
 def init_app(app: Flask) -> None:
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = spec.MAX_BODY_BYTES
     app.register_blueprint(health.blueprint)
     app.register_blueprint(blueprint)

@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import FieldError, ValidationError
 
-__all__ = ["json_object", "optional"]
+__all__ = ["json_object"]
 
 
 def json_object() -> dict[str, Any]:
@@ -23,11 +23,3 @@ def json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationError([FieldError("", "the body must be a JSON object")])
     return body
-
-
-def optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
-             description: str) -> Any:
-    value = body.get(name)
-    if value is not None and not isinstance(value, kind):
-        raise ValidationError([FieldError(name, f"must be {description}")])
-    return value

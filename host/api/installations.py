@@ -11,29 +11,20 @@ from ..audit import as_dict as audit_dict
 from ..auth import oauth2
 from ..db import AuditEvent, Installation
 from ..db import session as db_session
-from ..errors import FieldError, ValidationError
 from ..identity import require_principal
 from ..services import installations
-from .body import json_object, optional
+from .body import json_object
 from .pagination import paginate_rows
+from .schemas import validate_request
 
 
 def create() -> tuple[dict[str, Any], int]:
-    body = json_object()
-    miniapp = body.get("miniapp")
-    if not isinstance(miniapp, str) or not miniapp:
-        raise ValidationError([FieldError("miniapp", "is required: the name of a mini-app")])
-    unknown = sorted(set(body) - {"miniapp", "config", "credentials", "sandbox"})
-    if unknown:
-        raise ValidationError([FieldError(name, "is not a member of this body")
-                               for name in unknown])
+    body = validate_request("InstallationCreate", json_object())
     db = db_session()
     principal = require_principal()
     installation = installations.install(
-        current_app, db, principal, miniapp,
-        config=optional(body, "config", dict, "an object"),
-        credentials=optional(body, "credentials", dict, "an object"),
-        sandbox=optional(body, "sandbox", bool, "true or false") or False)
+        current_app, db, principal, body["miniapp"], config=body.get("config"),
+        credentials=body.get("credentials"), sandbox=body.get("sandbox", False))
     answer = installations.as_dict(installation)
     manifest = installations.manifest_of(current_app, db, installation)
     if manifest.auth.type == "oauth2":
@@ -73,9 +64,8 @@ def connect(installation_id: str) -> dict[str, Any]:
     if manifest.auth.type == "oauth2":
         return {"authorizeUrl": oauth2.start_connect(current_app, db, principal, installation,
                                                      manifest)}
-    body = json_object()
-    credentials = optional(body, "credentials", dict, "an object")
-    installations.reconnect(current_app, db, principal, installation, credentials)
+    body = validate_request("Connect", json_object())
+    installations.reconnect(current_app, db, principal, installation, body.get("credentials"))
     return installations.as_dict(installation)
 
 

@@ -15,10 +15,22 @@ from ..identity import require_principal
 from ..services import installations, runs
 from ..services.actions import form_state
 from ..services.sources import load_options
-from .body import json_object, optional
+from .body import json_object
 from .pagination import paginate_rows
+from .schemas import validate_request
 
 RUN_STATUSES = ("running", "succeeded", "failed")
+RUN_KINDS = ("action", "source", "auth")
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    """A filter from the query string: absent, or one of ``allowed`` (never empty)."""
+    if name not in request.args:
+        return None
+    value = request.args[name]
+    if value not in allowed:
+        raise ValidationError([FieldError(name, f"must be one of {', '.join(allowed)}")])
+    return value
 
 
 def action_form(installation_id: str, action: str) -> dict[str, Any]:
@@ -42,15 +54,9 @@ def create_run(installation_id: str, action: str) -> tuple[dict[str, Any], int]:
     principal = require_principal()
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
-    body = json_object()
-    unknown = sorted(set(body) - {"parameters", "sandbox"})
-    if unknown:
-        raise ValidationError([FieldError(name, "is not a member of this body")
-                               for name in unknown])
-    parameters = optional(body, "parameters", dict, "an object") or {}
-    sandbox = optional(body, "sandbox", bool, "true or false") or False
-    run = runs.run_action(current_app, db, principal, installation, action, parameters,
-                          sandbox=sandbox)
+    body = validate_request("RunCreate", json_object())
+    run = runs.run_action(current_app, db, principal, installation, action,
+                          body.get("parameters", {}), sandbox=body.get("sandbox", False))
     return runs.as_dict(run), 201
 
 
@@ -64,13 +70,10 @@ def list_runs() -> dict[str, Any]:
         if installation is None or installation.workspace_id != principal.workspace_id:
             raise NotFound(f"no installation {installation_id}")
         query = query.where(Run.installation_id == installation_id)
-    status = request.args.get("status")
+    status = _choice("status", RUN_STATUSES)
     if status:
-        if status not in RUN_STATUSES:
-            raise ValidationError([FieldError("status",
-                                              f"must be one of {', '.join(RUN_STATUSES)}")])
         query = query.where(Run.status == status)
-    kind = request.args.get("kind")
+    kind = _choice("kind", RUN_KINDS)
     if kind:
         query = query.where(Run.kind == kind)
     rows, next_cursor = paginate_rows(db, query, Run.id)

@@ -18,7 +18,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 from ..errors import FieldError
 from .model import Field, Form
 
-__all__ = ["coerce", "validate"]
+__all__ = ["coerce", "describe_error", "validate"]
 
 _TYPE_NAMES = {"string": "text", "integer": "a whole number", "number": "a number",
                "boolean": "true or false", "array": "a list", "object": "an object",
@@ -129,7 +129,8 @@ def _path(parts: Any) -> str:
     return text
 
 
-def _message(error: SchemaViolation) -> str:
+def describe_error(error: SchemaViolation) -> str:
+    """A person-readable message for one JSON Schema violation."""
     kind, value = error.validator, error.validator_value
     if kind == "type":
         kinds = value if isinstance(value, list) else [value]
@@ -186,7 +187,7 @@ def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
                 if name not in allowed:
                     errors.append(FieldError(_path([*path, name]), "is not a field of this form"))
         else:
-            errors.append(FieldError(_path(path), _message(error)))
+            errors.append(FieldError(_path(path), describe_error(error)))
     unique: dict[tuple[str, str], FieldError] = {}
     for item in errors:
         unique.setdefault((item.field, item.message), item)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, auth, errors, helpers, installations, marketplace, runs
+from . import admin, apidocs, auth, errors, helpers, installations, marketplace, runs
 
 
 def init_app(app: Flask) -> None:
@@ -15,3 +15,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(installations.blueprint)
     app.register_blueprint(runs.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(apidocs.blueprint)

@@ -52,7 +52,7 @@ def test_refused_credentials_answer_422_with_the_provider_message(hosted):
 
 @pytest.mark.parametrize(
     ("body", "errors"),
-    [({}, [{"field": "miniapp", "message": "is required: the name of a mini-app"}]),
+    [({}, [{"field": "miniapp", "message": "is required"}]),
      ({"miniapp": "open", "sandbox": "yes"}, [{"field": "sandbox",
                                                "message": "must be true or false"}]),
      ({"miniapp": "open", "colour": "red"}, [{"field": "colour",

@@ -1,0 +1,214 @@
+"""The OpenAPI 3.1 document of the API, built from ``host.api.schemas`` and the list
+of operations below. A test checks that every ``/api/v1`` route of the app is in
+this list (and the other way round), so nothing goes undocumented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from .. import __version__
+from .pagination import DEFAULT_LIMIT, MAX_LIMIT
+from .schemas import COMPONENTS
+
+__all__ = ["OPERATIONS", "Operation", "document"]
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    responses: dict[int, str | None]  # status → schema name (None: no body)
+    public: bool = False
+    body: str | None = None
+    body_required: bool = True
+    query: tuple[dict[str, Any], ...] = ()
+    description: str = ""
+    errors: tuple[int, ...] = field(default=())
+
+
+def _id(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1}}
+
+
+LIMIT = {"name": "limit", "in": "query", "required": False,
+         "description": f"Items per page, 1–{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
+CURSOR = {"name": "cursor", "in": "query", "required": False,
+          "description": "The `next` value of the previous page.", "schema": {"type": "string"}}
+PAGE = (LIMIT, CURSOR)
+FORM_VALUES = {"name": "values", "in": "query", "required": False, "style": "form",
+               "explode": True, "description": "Current values of the fields the dropdowns "
+               "depend on, one query parameter per field (JSON for object values).",
+               "schema": {"type": "object"}}
+
+INSTALLATION = "/api/v1/installations/{installation_id}"
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("get", "/healthz", "Health of the host", "meta", {200: "Health"}, public=True,
+              description="200 while the database answers, else a 503 problem."),
+    Operation("get", "/api/v1/openapi.json", "This document", "meta", {200: None},
+              public=True),
+    Operation("get", "/api/v1/miniapps", "Search the catalog", "catalog", {200: "MiniAppPage"},
+              public=True, query=(
+                  {"name": "q", "in": "query", "required": False, "schema": {"type": "string"},
+                   "description": "Words that must all appear in the mini-app."},
+                  {"name": "category", "in": "query", "required": False,
+                   "schema": {"type": "string"}}, *PAGE), errors=(422,)),
+    Operation("get", "/api/v1/miniapps/{name}", "One mini-app", "catalog",
+              {200: "MiniAppDetail"}, public=True, query=(
+                  {"name": "version", "in": "query", "required": False,
+                   "schema": {"type": "string"}},), errors=(404,)),
+    Operation("post", "/api/v1/installations", "Install a mini-app", "installations",
+              {201: "Installation"}, body="InstallationCreate", errors=(400, 404, 422),
+              description="apiKey/basic credentials are checked with the provider first "
+                          "(422 with `providerMessage` when refused, nothing stored); OAuth "
+                          "answers `pending` with an `authorizeUrl`."),
+    Operation("get", "/api/v1/installations", "The workspace's installations", "installations",
+              {200: "InstallationPage"}, query=PAGE, errors=(422,)),
+    Operation("get", INSTALLATION, "One installation", "installations",
+              {200: "Installation"}, errors=(404,)),
+    Operation("delete", INSTALLATION, "Uninstall", "installations", {204: None},
+              errors=(404,), description="Runs unregistrationRequests, erases the "
+                                         "credentials; runs and audit events stay."),
+    Operation("post", f"{INSTALLATION}/connect", "Connect again", "installations",
+              {200: "Installation"}, body="Connect", body_required=False,
+              errors=(400, 404, 422),
+              description="OAuth: answers `{\"authorizeUrl\"}`. apiKey/basic: send new "
+                          "`credentials`; they are checked before they replace the old."),
+    Operation("get", f"{INSTALLATION}/usage", "What uses this connection", "installations",
+              {200: "Usage"}, errors=(404,)),
+    Operation("get", f"{INSTALLATION}/actions/{{action}}/form", "An action's form",
+              "runs", {200: "Form"}, query=(FORM_VALUES,), errors=(404, 409)),
+    Operation("get", f"{INSTALLATION}/sources/{{source}}", "A dropdown's options", "runs",
+              {200: "Options"}, query=(FORM_VALUES,), errors=(404, 409, 422, 502)),
+    Operation("post", f"{INSTALLATION}/actions/{{action}}/runs", "Run an action", "runs",
+              {201: "Run"}, body="RunCreate", errors=(400, 404, 409, 422),
+              description="201 with the run whether it succeeded or failed; 422 with "
+                          "per-field errors when a parameter is invalid (nothing is sent)."),
+    Operation("get", "/api/v1/runs", "Runs, newest first", "runs", {200: "RunPage"}, query=(
+        {"name": "installation", "in": "query", "required": False,
+         "schema": {"type": "string"}},
+        {"name": "status", "in": "query", "required": False,
+         "schema": {"enum": ["running", "succeeded", "failed"]}},
+        {"name": "kind", "in": "query", "required": False,
+         "schema": {"enum": ["action", "source", "auth"]}}, *PAGE), errors=(404, 422)),
+    Operation("get", "/api/v1/runs/{run_id}", "One run with its redacted trace", "runs",
+              {200: "Run"}, errors=(404,)),
+    Operation("get", "/api/v1/audit", "Audit events, newest first", "audit",
+              {200: "AuditPage"}, query=(
+                  {"name": "installation", "in": "query", "required": False,
+                   "schema": {"type": "string"}}, *PAGE), errors=(404, 422)),
+)
+
+PATH_PARAMETERS = {
+    "installation_id": "An installation id (`ins_…`).",
+    "action": "An action name of the installation's mini-app.",
+    "source": "A source name (`rpc_…`).",
+    "run_id": "A run id (`run_…`).",
+    "name": "A mini-app name.",
+}
+ERROR_TEXT = {400: "Malformed JSON, a body that is not JSON, or a request that cannot be "
+                   "served as sent",
+              401: "No valid API token or login session",
+              404: "No such object in your workspace",
+              409: "The installation is not connected",
+              413: f"The body is larger than {MAX_BODY_BYTES // 1024} KB",
+              422: "Invalid values, with per-field `errors`",
+              429: "Too many requests; see `Retry-After`",
+              502: "The provider failed; its message is in `detail`"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {
+                "$ref": "#/components/schemas/Problem"}}}}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    parameters = [_id(name, text) for name, text in PATH_PARAMETERS.items()
+                  if f"{{{name}}}" in op.path]
+    parameters += list(op.query)
+    responses: dict[str, Any] = {}
+    for status, schema in op.responses.items():
+        if schema is None:
+            responses[str(status)] = {"description": "OK" if status < 300 else ""}
+            if op.path.endswith("openapi.json"):
+                responses[str(status)]["content"] = {"application/json": {"schema": {
+                    "type": "object"}}}
+        else:
+            responses[str(status)] = {"description": "OK", "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    if op.path == f"{INSTALLATION}/connect":
+        responses["200"]["content"]["application/json"]["schema"] = {"oneOf": [
+            {"$ref": "#/components/schemas/Installation"},
+            {"$ref": "#/components/schemas/AuthorizeUrl"}]}
+    for status in op.errors:
+        responses[str(status)] = _problem(ERROR_TEXT[status])
+    if not op.public:
+        responses["401"] = _problem(ERROR_TEXT[401])
+        responses["429"] = _problem(ERROR_TEXT[429])
+    if op.body:
+        responses["413"] = _problem(ERROR_TEXT[413])
+    responses["default"] = _problem("Any other error, always as problem JSON")
+    item: dict[str, Any] = {
+        "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '')}"
+                       .replace("}", "").replace(".", "_").replace("-", "_"),
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if op.description:
+        item["description"] = op.description
+    if op.public:
+        item["security"] = []
+    if op.body:
+        item["requestBody"] = {"required": op.body_required, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{op.body}"}}}}
+    return item
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of this API (built once per process)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Minihost API",
+            "version": __version__,
+            "summary": "Install mini-apps, connect them, run their actions.",
+            "description": (
+                "JSON in and out. Programs authenticate with `Authorization: Bearer <token>` "
+                "(`minihost tokens create EMAIL`); browsers use their login session and send "
+                "the CSRF token in `X-CSRFToken` on changes. Every error is RFC 9457 problem "
+                "JSON. Lists take `?limit=` (1–200, default 50) and `?cursor=` and answer "
+                f"`{{\"items\", \"next\"}}`. Bodies are limited to {MAX_BODY_BYTES // 1024} "
+                "KB. Another workspace's ids answer 404."),
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": "meta"}, {"name": "catalog"}, {"name": "installations"},
+                 {"name": "runs"}, {"name": "audit"}],
+        "security": [{"bearerToken": []}, {"sessionCookie": []}],
+        "paths": paths,
+        "components": {
+            "schemas": COMPONENTS,
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer",
+                                "description": "An API token (`mh_…`)."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session",
+                                  "description": "A signed-in browser; changes also need "
+                                                 "the X-CSRFToken header."},
+            },
+        },
+    }
