@@ -209,7 +209,7 @@ def _exchange(app: Flask, db: Session, installation: Installation, manifest: Man
     if verifier is not None:
         connect["codeVerifier"] = verifier
     ctx = context_for(app, db, installation, manifest, actor=actor, reason="connect",
-                      credentials={})
+                      credentials={}, requests=[auth.get_token])
     ctx.system = {**ctx.system, **connect}
     result, _ = execute(app, workspace_id=installation.workspace_id,
                         installation_id=installation.id, kind="auth", name="get_token",

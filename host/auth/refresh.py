@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit, vault
 from ..db import Installation, get_database, utcnow
-from ..engine.errors import ConnectFailed, RequestFailed
+from ..engine.errors import ConnectFailed, EgressDenied, RenderFailed, RequestFailed
 from ..errors import ReconnectRequired, UpstreamFailed
 from ..faults import fault
 from ..manifest import Manifest
@@ -47,7 +47,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 DEFAULT_MARGIN = 300.0
-DEFAULT_LEASE_SECONDS = 30.0
+MIN_LEASE_SECONDS = 3.0
+LEASE_MARGIN_SECONDS = 2.0
+
+
+class _Superseded(Exception):
+    """Newer credentials were stored while this refresh was in flight."""
 
 
 class RefreshInProgress(UpstreamFailed):
@@ -99,8 +104,9 @@ def _row(app: Flask, installation_id: str) -> Installation:
         return row
 
 
-def load(app: Flask, installation_id: str, *, actor: str, reason: str,
-         row: Installation | None = None) -> Held:
+def load(
+    app: Flask, installation_id: str, *, actor: str, reason: str, row: Installation | None = None
+) -> Held:
     """Read (and audit) the installation's credentials with their version; ``row``,
     when the caller just read it, saves reading it again."""
     if row is None:
@@ -117,11 +123,13 @@ def ensure_fresh(
     return refresh(app, installation_id, manifest, held.version, actor=actor, deadline=deadline)
 
 
-def _lease_seconds(app: Flask) -> float:
-    return float(app.config.get("REFRESH_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+def _lease_seconds(deadline: float) -> float:
+    """The lease outlives the refresh request: it lasts until the caller's deadline
+    (when that request is abandoned at the latest), plus a margin."""
+    return max(MIN_LEASE_SECONDS, deadline - time.monotonic() + LEASE_MARGIN_SECONDS)
 
 
-def _take_lease(app: Flask, installation_id: str, owner: str) -> bool:
+def _take_lease(app: Flask, installation_id: str, owner: str, deadline: float) -> bool:
     now = utcnow()
     with get_database(app).transaction() as db:
         taken = db.execute(
@@ -132,7 +140,8 @@ def _take_lease(app: Flask, installation_id: str, owner: str) -> bool:
                 or_(Installation.lease_expires_at.is_(None), Installation.lease_expires_at < now),
             )
             .values(
-                lease_owner=owner, lease_expires_at=now + timedelta(seconds=_lease_seconds(app))
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=_lease_seconds(deadline)),
             )
         ).rowcount
     return taken == 1
@@ -197,7 +206,7 @@ def refresh(
             raise ReconnectRequired(f"installation {installation_id}: {row.error}")
         if row.row_version != seen_version:
             return load(app, installation_id, actor=actor, reason="refresh")
-        if _take_lease(app, installation_id, owner):
+        if _take_lease(app, installation_id, owner, deadline):
             return _lead(app, installation_id, manifest, seen_version, owner, actor, deadline)
         if time.monotonic() + delay >= deadline:
             raise RefreshInProgress(
@@ -236,7 +245,14 @@ def _lead(
         fault("refresh.before_call")
         with get_database(app).sessions() as db:
             ctx = context_for(
-                app, db, row, manifest, actor=actor, reason="refresh", credentials=current
+                app,
+                db,
+                row,
+                manifest,
+                actor=actor,
+                reason="refresh",
+                credentials=current,
+                requests=[manifest.auth.refresh_token],
             )
         result, _ = execute(
             app,
@@ -271,8 +287,18 @@ def _lead(
     try:
         with get_database(app).transaction() as db:
             stored = db.get(Installation, installation_id)
-            if stored is None or stored.lease_owner != owner or stored.row_version != seen_version:
-                raise RuntimeError("the lease was lost while refreshing")
+            if stored is None:
+                raise RuntimeError("the installation disappeared while refreshing")
+            if stored.row_version != seen_version:
+                # Someone stored newer credentials meanwhile (a reconnect, a sibling whose
+                # lease outlived ours): theirs win, ours are dropped.
+                newer = True
+            else:
+                newer = False
+            if newer:
+                if stored.lease_owner == owner:
+                    stored.lease_owner = stored.lease_expires_at = None
+                raise _Superseded()
             vault.store_credentials(app, stored, fresh)
             stored.row_version += 1
             stored.refresh_started_at = None
@@ -281,6 +307,8 @@ def _lead(
                 stored.status, stored.error = "active", None
             stored.updated_at = utcnow()
             version = stored.row_version
+    except _Superseded:
+        return load(app, installation_id, actor=actor, reason="refresh")
     except (SQLAlchemyError, RuntimeError) as error:
         log.error("installation %s: new tokens could not be stored: %s", installation_id, error)
         try:
@@ -327,9 +355,9 @@ def _failed(
         else:
             reason = f"the provider refused the refresh token ({error.provider_message or error})"
         raise _reconnect(app, installation_id, owner, reason)
-    if isinstance(error, (ConnectFailed, RequestFailed)):
-        # Nothing was issued: the request never arrived, or the provider answered
-        # with an error of its own.
+    if isinstance(error, (ConnectFailed, RequestFailed, EgressDenied, RenderFailed)):
+        # Nothing was issued: the request never left, never arrived, or the provider
+        # answered with an error of its own.
         _release(app, installation_id, owner, refresh_started_at=unknown_since)
         raise error
     # It may have arrived (a timeout, a broken answer): keep the marker so the next

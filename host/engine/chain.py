@@ -69,9 +69,13 @@ def parse_body(response: Response) -> Any:
     if "json" in content_type or stripped[:1] in ("{", "["):
         try:
             return json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
             return text
     return text
+
+
+def _cap(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _snippet(text: str) -> str:
@@ -86,12 +90,12 @@ def _common_message(body: dict[str, Any]) -> str | None:
     error = body.get("error")
     description = body.get("error_description")
     if isinstance(error, str) and error:
-        return _snippet(f"{error}: {description}" if isinstance(description, str) and description
-                        else error)
+        return f"{error}: {description}" if isinstance(description, str) and description \
+            else error
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return _snippet(error["message"])
+        return error["message"]
     if isinstance(body.get("message"), str) and body["message"]:
-        return _snippet(body["message"])
+        return body["message"]
     return None
 
 
@@ -110,12 +114,13 @@ def _check(request: Any, response: Response, body: Any, redactor: Redactor) -> N
     if expect is not None and expect.error is not None:
         found = expect.error.evaluate(body, response.header_map)
         if found is not MISSING and found is not None:
-            message = _snippet(stringify(found))
+            message = stringify(found)
     if message is None and isinstance(body, dict):
         message = _common_message(body)
     if message is None and response.body:
-        message = _snippet(response.body.decode("utf-8", errors="replace"))
-    message = redactor.text(message) if message else None
+        message = response.body.decode("utf-8", errors="replace")
+    # Redact the whole text before cutting it, or a secret cut in half would survive.
+    message = _snippet(redactor.text(message)) if message else None
     where = f"request {request.pointer} ({request.method})"
     detail = f"{where} failed with HTTP {response.status}"
     if message:
@@ -214,7 +219,7 @@ def run_chain(
                                        follow_redirects)
                 entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
                 hooks.response_received(outgoing, response)
-                _record_response(entry, response)
+                _record_response(entry, response, redactor)
                 body = parse_body(response)
                 if refresh is not None and not refreshed and _expired(response, body,
                                                                       refresh_on):
@@ -231,7 +236,7 @@ def run_chain(
             _check(request, response, body, redactor)
             values, forwarded = _map(request, response, body)
         except MinihostError as error:
-            error.detail = redactor.text(error.detail)
+            error.detail = _cap(redactor.text(error.detail))
             error.args = (error.detail,)
             entry["error"] = error.detail
             result.ok = False
@@ -240,6 +245,10 @@ def run_chain(
         ctx.forwarded.update(forwarded)
         result.values.update(values)
         result.last_body = body
+        if persist == "credentials" and values:
+            # New credentials may be forwarded to the next requests: hide them there too.
+            secrets.extend(secret_values(values))
+            redactor = _redactor(ctx, secrets)
         if values:
             entry["mapped"] = (
                 {k: REDACTED for k in values} if persist == "credentials"
@@ -258,14 +267,14 @@ def _record_outgoing(entry: dict[str, Any], outgoing: Outgoing, redactor: Redact
         entry["body"] = redactor.value(outgoing.body_trace)
 
 
-def _record_response(entry: dict[str, Any], response: Response) -> None:
+def _record_response(entry: dict[str, Any], response: Response, redactor: Redactor) -> None:
     entry["status"] = response.status
     if response.would_have_sent:
         entry["wouldHaveSent"] = True
     if response.attempts > 1:
         entry["attempts"] = response.attempts
     if response.hops:
-        entry["redirects"] = [{"status": h.status, "location": h.location}
+        entry["redirects"] = [{"status": h.status, "location": redactor.text(h.location)}
                               for h in response.hops]
 
 

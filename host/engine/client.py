@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 from .egress import EgressPolicy
 from .errors import (
     ConnectFailed,
+    ConnectionBroken,
     EgressDenied,
     RateLimited,
     RequestFailed,
@@ -204,6 +205,8 @@ class GuardedClient:
             return RequestTimedOut(message, pointer)
         if error.kind == "too_large":
             return ResponseTooLarge(message, pointer)
+        if error.kind == "broken":
+            return ConnectionBroken(message, pointer)
         return ConnectFailed(message, pointer)
 
 
@@ -232,7 +235,9 @@ class SandboxClient:
         expect = getattr(spec, "expect", None)
         status = expect.status[0] if expect is not None and expect.status else 200
         schema = getattr(spec, "response_schema", None)
-        body = b"" if schema is None else _json_bytes(sample(schema))
+        body = getattr(spec, "sandbox_body", None)
+        if body is None:
+            body = b"" if schema is None else _json_bytes(sample(schema))
         headers = [("Content-Type", "application/json")] if schema is not None else []
         return Response(status, headers, body, 0.0, 1, [], would_have_sent=True)
 

@@ -141,7 +141,7 @@ class EgressPolicy:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as error:
-            raise deny(f"the URL {url[:200]!r} cannot be parsed ({error})") from None
+            raise deny(f"the URL {url!r} cannot be parsed ({error})") from None
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS:
             raise deny(f"scheme {scheme or '(none)'!r} is not allowed; only http and https are")
@@ -150,7 +150,7 @@ class EgressPolicy:
         try:
             host = _normalise_host(parts.hostname or "")
         except (ValueError, UnicodeError):
-            raise deny(f"{parts.netloc[:200]!r} is not a valid host name") from None
+            raise deny(f"{parts.netloc!r} is not a valid host name") from None
         port = port or DEFAULT_PORTS[scheme]
         if host in METADATA_HOSTS:
             raise deny(f"host {host} is a cloud metadata service, which is always refused")

@@ -8,6 +8,7 @@
     ├── RateLimited                  429/503 whose Retry-After does not fit the deadline
     RequestNotCompleted (UpstreamFailed)
     ├── ConnectFailed                no connection was made (safe to retry any method)
+    ├── ConnectionBroken             it broke after the request may have arrived
     ├── RequestTimedOut              the request or the whole chain ran out of time
     └── ResponseTooLarge             the decoded answer passed the size cap
 
@@ -23,6 +24,7 @@ from ..errors import BadInput, PolicyDenied, UpstreamFailed
 
 __all__ = [
     "ConnectFailed",
+    "ConnectionBroken",
     "EgressDenied",
     "RateLimited",
     "RenderFailed",
@@ -99,6 +101,13 @@ class RequestNotCompleted(UpstreamFailed):
 class ConnectFailed(RequestNotCompleted):
     slug = "connect-failed"
     title = "Provider unreachable"
+
+
+class ConnectionBroken(RequestNotCompleted):
+    """The connection broke after the request may have reached the provider."""
+
+    slug = "connection-broken"
+    title = "Provider connection broke"
 
 
 class RequestTimedOut(RequestNotCompleted):

@@ -191,7 +191,7 @@ class _Renderer:
                 if not _LABEL.match(text):
                     raise RenderFailed(
                         f"request {self.pointer}: placeholder {placeholder} in the URL host must "
-                        f"be one DNS label (letters, digits, '-'), got {text[:80]!r}",
+                        f"be one DNS label (letters, digits, '-'), got {text!r}",
                         self.pointer,
                     )
             elif zone == "scheme":

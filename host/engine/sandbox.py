@@ -24,9 +24,21 @@ _STRING_FORMATS = {
 }
 
 
-def sample(schema: Any, depth: int = 0) -> Any:
-    """A value that fits ``schema`` (best effort for the keywords listed above)."""
-    if not isinstance(schema, Mapping) or depth > 16:
+MAX_NODES = 5000
+
+
+def sample(schema: Any) -> Any:
+    """A value that fits ``schema`` (best effort for the keywords listed above).
+
+    At most ``MAX_NODES`` values are built, so a hostile schema (arrays nested
+    deep with large ``minItems``) cannot make the host build billions of them.
+    """
+    return _sample(schema, 0, [MAX_NODES])
+
+
+def _sample(schema: Any, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if not isinstance(schema, Mapping) or depth > 16 or budget[0] < 0:
         return None
     examples = schema.get("examples")
     if isinstance(examples, list) and examples:
@@ -43,11 +55,11 @@ def sample(schema: Any, depth: int = 0) -> Any:
             if key == "allOf":
                 merged: dict[str, Any] = {}
                 for option in options:
-                    value = sample(option, depth + 1)
+                    value = _sample(option, depth + 1, budget)
                     if isinstance(value, dict):
                         merged.update(value)
                 return merged
-            return sample(options[0], depth + 1)
+            return _sample(options[0], depth + 1, budget)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -57,16 +69,20 @@ def sample(schema: Any, depth: int = 0) -> Any:
         properties = schema.get("properties")
         if not isinstance(properties, Mapping):
             return {}
-        return {name: sample(sub, depth + 1) for name, sub in properties.items()}
+        return {name: _sample(sub, depth + 1, budget) for name, sub in properties.items()}
     if kind == "array":
-        count = max(1, int(schema.get("minItems", 1) or 1))
-        return [sample(schema.get("items", {}), depth + 1) for _ in range(min(count, 3))]
+        minimum = schema.get("minItems", 1)
+        count = max(1, int(minimum)) if isinstance(minimum, int) else 1
+        return [_sample(schema.get("items", {}), depth + 1, budget)
+                for _ in range(min(count, 3))]
     if kind == "string":
         return _STRING_FORMATS.get(schema.get("format", ""), schema.get("title") or "string")
     if kind == "integer":
-        return int(schema.get("minimum", 1))
+        minimum = schema.get("minimum", 1)
+        return int(minimum) if isinstance(minimum, (int, float)) else 1
     if kind == "number":
-        return float(schema.get("minimum", 1.0))
+        minimum = schema.get("minimum", 1.0)
+        return float(minimum) if isinstance(minimum, (int, float)) else 1.0
     if kind == "boolean":
         return True
     return None

@@ -35,6 +35,9 @@ from .egress import Target
 __all__ = ["RawResponse", "SendError", "Transport"]
 
 CHUNK = 64 * 1024
+HOST_CONTROLLED = frozenset({"host", "content-length", "transfer-encoding", "connection",
+                             "keep-alive", "upgrade", "te", "trailer", "proxy-connection",
+                             "expect"})
 
 # urllib3 logs each request line at DEBUG, query string included, and a query
 # may carry a credential (``?key=[[apiKey]]``): its pool logger stays quiet.
@@ -110,14 +113,15 @@ class Transport:
         max_bytes: int,
     ) -> RawResponse:
         started = time.monotonic()
-        wire_headers: dict[str, str | bytes] = {
-            "Host": target.host_header, "Accept-Encoding": "gzip, deflate",
-            "User-Agent": "Minihost",
-        }
+        wire_headers: dict[str, str | bytes] = {"Accept-Encoding": "gzip, deflate",
+                                                "User-Agent": "Minihost"}
         for name, value in headers:
+            if name.lower() in HOST_CONTROLLED:
+                continue  # the lint refuses these; a plugin's hook must not add them either
             # Header values go out as UTF-8 bytes: http.client would refuse anything
             # outside Latin-1, and providers that accept non-ASCII expect UTF-8.
             wire_headers[name] = value if value.isascii() else value.encode()
+        wire_headers["Host"] = target.host_header  # always the checked host
         last: SendError | None = None
         for address in target.addresses:
             remaining = deadline - time.monotonic()

@@ -28,6 +28,13 @@ OPERATOR_CLIENT = ("clientId", "clientSecret", "clientBasicAuth")
 BASIC_FIELDS = ("username", "password", "basicAuth")
 CONNECT_STEPS = "authorize, get_token, userDetails and registrationRequests"
 BUILTIN_AUTH_TYPES = ("none", "apiKey", "basic", "oauth2")
+# Headers that decide where and how a request travels: a manifest (or a value it
+# takes from a user) must not choose them, or allowedHosts could be widened
+# through a shared proxy, or a request smuggled.
+HOST_CONTROLLED_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+    "te", "trailer", "proxy-connection", "proxy-authorization", "expect",
+})
 
 _URL_START = re.compile(r"^(https?)://([^/?#]*)")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -324,6 +331,9 @@ class Linter:
                 if key in request:
                     self._check_strings(f"{here}/{key}", request[key], chain_scope)
             for name, value in _obj(request.get("headers")).items():
+                if name.lower() in HOST_CONTROLLED_HEADERS:
+                    self.add(f"{here}/headers/{_escape(name)}",
+                             f"the host sets the {name} header itself; remove it")
                 if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
                     self.add(
                         f"{here}/headers/{_escape(name)}",

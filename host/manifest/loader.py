@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from ..engine.paths import compile_path
+from ..engine.sandbox import sample
 from ..engine.template import compile_template, compile_url, compile_value
 from ..errors import ManifestError, ManifestProblem
 from ..forms.model import Form, build_form
@@ -44,6 +45,7 @@ from .model import (
 MANIFEST_NAMES = ("manifest.json", "manifest.yaml", "manifest.yml")
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 _CLIENT_PLACEHOLDER = re.compile(r"\[\[\s*client(Id|Secret|BasicAuth)\b")
+_SECRET_ROOT = re.compile(r"\[\[\s*([A-Za-z_][A-Za-z0-9_]*)")
 _CLIENT_SECRET_PLACEHOLDER = re.compile(r"\[\[\s*client(Secret|BasicAuth)\b")
 MAX_DEPTH = 64
 ICON_SUFFIXES = (".svg", ".png")
@@ -325,6 +327,11 @@ def _compile_request(pointer: str, spec: dict[str, Any]) -> Request:
         timeout=spec.get("timeout"),
         expect=_compile_expect(spec.get("expect")),
         response_schema=spec.get("responseSchema"),
+        sandbox_body=(json.dumps(sample(spec["responseSchema"]), separators=(",", ":")).encode()
+                      if "responseSchema" in spec else None),
+        secret_roots=frozenset(match.group(1) for match in _SECRET_ROOT.finditer(
+            json.dumps([spec.get("url"), spec.get("headers"), spec.get("queryParams"),
+                        spec.get("body")]))),
     )
 
 

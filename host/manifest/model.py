@@ -53,6 +53,8 @@ class Request:
     timeout: float | None
     expect: Expect | None
     response_schema: Any
+    sandbox_body: bytes | None = None  # the sandbox answer, built once at load
+    secret_roots: frozenset[str] = frozenset()  # the [[…]] names this request uses
 
 
 @dataclass(frozen=True, slots=True)

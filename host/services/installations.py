@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,17 +93,26 @@ def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest
 # -- values for the engine ---------------------------------------------------------------
 
 
+CLIENT_NAMES = frozenset({"clientId", "clientSecret", "clientBasicAuth"})
+CLIENT_SECRET_NAMES = frozenset({"clientSecret", "clientBasicAuth"})
+
+
 def _client(app: Flask, db: Session, manifest: Manifest, installation: Installation | None,
-            actor: str, reason: str) -> dict[str, str]:
-    """The operator's client values, read (and the secret decrypted, audited) only when
-    the manifest uses them."""
-    if not manifest.uses_client:
+            actor: str, reason: str, requests: Sequence[Any] | None) -> dict[str, str]:
+    """The operator's client values, read only when the requests about to run use
+    them — and the secret decrypted (and audited) only when they use it."""
+    if requests is None:
+        uses, uses_secret = manifest.uses_client, manifest.uses_client_secret
+    else:
+        roots = frozenset().union(*(r.secret_roots for r in requests))
+        uses, uses_secret = bool(roots & CLIENT_NAMES), bool(roots & CLIENT_SECRET_NAMES)
+    if not uses:
         return {}
     client = db.scalar(select(AppClient).where(AppClient.miniapp == manifest.name))
     if client is None:
         return {}
     secret = None
-    if manifest.uses_client_secret:
+    if uses_secret:
         secret = vault.read_client_secret(
             app, client, actor=actor, reason=reason,
             workspace_id=installation.workspace_id if installation else None,
@@ -127,7 +137,8 @@ def system_values(app: Flask, installation: Installation) -> dict[str, Any]:
 
 def context_for(app: Flask, db: Session, installation: Installation, manifest: Manifest, *,
                 actor: str, reason: str, parameters: dict[str, Any] | None = None,
-                credentials: dict[str, Any] | None = None) -> Context:
+                credentials: dict[str, Any] | None = None,
+                requests: Sequence[Any] | None = None) -> Context:
     """Everything placeholders may name for this installation.
 
     Reading the stored credentials is audited (``reason`` says why); passing
@@ -140,7 +151,7 @@ def context_for(app: Flask, db: Session, installation: Installation, manifest: M
         parameters=parameters or {},
         credentials=credentials,
         metadata=dict(installation.meta or {}),
-        client=_client(app, db, manifest, installation, actor, reason),
+        client=_client(app, db, manifest, installation, actor, reason, requests),
         config=config,
         system=system_values(app, installation),
     )
@@ -202,7 +213,7 @@ def _test(app: Flask, db: Session, installation: Installation, manifest: Manifes
     if test is None:
         return Connected({}, None)
     ctx = context_for(app, db, installation, manifest, actor=principal.actor, reason="connect",
-                      credentials=credentials)
+                      credentials=credentials, requests=[test])
     result, run = execute(
         app, workspace_id=installation.workspace_id,
         installation_id=installation.id if record else None, kind="auth", name="test",
@@ -281,7 +292,7 @@ def register(app: Flask, db: Session, installation: Installation, manifest: Mani
     if not requests:
         return
     ctx = context_for(app, db, installation, manifest, actor=actor,
-                      reason="connect", credentials=credentials)
+                      reason="connect", credentials=credentials, requests=requests)
     result, _ = execute(
         app, workspace_id=installation.workspace_id, installation_id=installation.id,
         kind="auth", name="registration", requests=requests, ctx=ctx,
@@ -342,7 +353,7 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
     if manifest is not None and manifest.auth.unregistration:
         try:
             ctx = context_for(app, db, installation, manifest, actor=principal.actor,
-                              reason="uninstall")
+                              reason="uninstall", requests=manifest.auth.unregistration)
             result, _ = execute(
                 app, workspace_id=installation.workspace_id, installation_id=installation.id,
                 kind="auth", name="unregistration", requests=manifest.auth.unregistration,

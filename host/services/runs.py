@@ -162,7 +162,7 @@ def run_authenticated(
 
     with database_of(app).sessions() as db:
         ctx = context_for(app, db, installation, manifest, actor=actor, reason=kind,
-                          parameters=parameters, credentials=held.values)
+                          parameters=parameters, credentials=held.values, requests=requests)
     can_refresh = manifest.auth.refresh_token is not None and not sandbox
     result, run = execute(app, ctx=ctx, requests=requests,
                           allowed_hosts=manifest.allowed_hosts, persist=persist,

@@ -170,8 +170,7 @@ def tokened(tmp_path: Path, provider: Provider, database_url: str) -> Iterator[T
     (apps / "tokened" / "manifest.json").write_text(
         json.dumps(tokened_manifest(provider.base, provider.port)))
     config = make_config(tmp_path, MINIAPPS_DIRS=[str(apps)], EGRESS_ALLOW_PRIVATE=True,
-                         DATABASE_URL=database_url, ACTION_TIMEOUT=10,
-                         REFRESH_LEASE_SECONDS=2)
+                         DATABASE_URL=database_url, ACTION_TIMEOUT=10)
     app = create_app(config, instance_path=tmp_path)
     instance_service.init(app)
     (tmp_path / "vault_keys").write_text("\n".join(app.config["VAULT_KEYS"]) + "\n")

@@ -51,22 +51,22 @@ def test_twenty_threads_share_one_refresh(tokened):
           f"max {waits[-1]:.3f} s (token server latency 0.3 s)")
 
 
-def worker_settings(tokened, threads, start_at):
+def worker_settings(tokened, threads, start_at, timeout=20):
     config = {key: tokened.app.config[key] for key in (
         "DATABASE_URL", "VAULT_KEYS", "MINIAPPS_DIRS", "SECRET_KEY")}
-    config.update({"PLUGINS_DIRS": [], "EGRESS_ALLOW_PRIVATE": True, "ACTION_TIMEOUT": 20,
-                   "REFRESH_LEASE_SECONDS": 2})
+    config.update({"PLUGINS_DIRS": [], "EGRESS_ALLOW_PRIVATE": True,
+                   "ACTION_TIMEOUT": timeout})
     return json.dumps({"repo": str(REPO), "config": config, "instance": str(tokened.instance),
                        "installation": tokened.installation_id, "user": tokened.principal.user.id,
                        "workspace": tokened.principal.workspace_id, "threads": threads,
                        "start_at": start_at})
 
 
-def spawn(tokened, threads, start_at, **env):
+def spawn(tokened, threads, start_at, timeout=20, **env):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
     environment.update(env)
     return subprocess.Popen([sys.executable, str(WORKER), worker_settings(tokened, threads,
-                                                                          start_at)],
+                                                                          start_at, timeout)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=environment)
 
@@ -92,7 +92,9 @@ def test_three_processes_share_one_refresh(tokened):
 
 def test_a_refresher_killed_after_the_token_answer_leaves_reconnect_required(tokened):
     old = tokened.seed(expires_in=-5)
-    process = spawn(tokened, 1, time.time(), MINIHOST_FAULT="refresh.after_token_response:exit")
+    # A short deadline in the doomed process keeps its lease (deadline + 2 s) short.
+    process = spawn(tokened, 1, time.time(), 2,
+                    MINIHOST_FAULT="refresh.after_token_response:exit")
     process.communicate(timeout=60)
     assert process.returncode == 137
     assert tokened.server.refresh_calls == 1  # the rotated tokens died with the process
@@ -111,7 +113,9 @@ def test_a_refresher_killed_after_the_token_answer_leaves_reconnect_required(tok
 def test_a_killed_refresh_recovers_when_refresh_tokens_do_not_rotate(tokened):
     tokened.server.rotate = False
     tokened.seed(expires_in=-5)
-    process = spawn(tokened, 1, time.time(), MINIHOST_FAULT="refresh.after_token_response:exit")
+    # A short deadline in the doomed process keeps its lease (deadline + 2 s) short.
+    process = spawn(tokened, 1, time.time(), 2,
+                    MINIHOST_FAULT="refresh.after_token_response:exit")
     process.communicate(timeout=60)
     assert process.returncode == 137
     outcome = run(tokened)

@@ -175,3 +175,57 @@ def test_a_sibling_refresh_is_reused_instead_of_failing(tokened):
                            actor="t", deadline=time.monotonic() + 5)
     assert held.values["accessToken"] == newer["accessToken"]
     assert tokened.server.refresh_calls == 0
+
+
+def test_a_reconnect_during_a_refresh_wins(tokened):
+    """New tokens stored while a refresh is in flight are kept, not overwritten."""
+    from werkzeug.wrappers import Response
+
+    tokened.seed(expires_in=10)
+    newer = {}
+
+    def token_while_reconnecting(request):
+        newer.update(tokened.seed(expires_in=3000))  # a reconnect lands meanwhile
+        return Response('{"access_token": "from-refresh", "expires_in": 3600}',
+                        mimetype="application/json")
+
+    tokened.server.provider.route("/token", token_while_reconnecting)
+    result = run(tokened)
+    assert result.status == "succeeded", result.error
+    row = tokened.row()
+    assert (row.status, row.error) == ("active", None)
+    assert stored(tokened)["accessToken"] == newer["accessToken"]
+
+
+def test_a_broken_refresh_answer_keeps_the_outcome_unknown(tokened):
+    """A token request that may have arrived keeps the marker, so the next attempt
+    knows a refresh token may have been spent."""
+    import socket
+
+    tokened.seed(expires_in=10)
+
+    def hang_up(request):
+        sock = request.environ.get("werkzeug.socket")
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        raise ConnectionAbortedError
+
+    tokened.server.provider.route("/token", hang_up)
+    result = run(tokened)
+    assert result.status == "failed"
+    assert result.error["type"] == "refresh-outcome-unknown"
+    assert tokened.row().refresh_started_at is not None
+
+
+def test_runs_read_the_client_secret_only_when_their_requests_use_it(tokened):
+    tokened.seed(expires_in=3000)
+    for _ in range(3):
+        assert run(tokened).status == "succeeded"
+    with get_database(tokened.app).sessions() as db:
+        kinds = [e.kind for e in db.scalars(select(AuditEvent))]
+    assert kinds.count("client_secret_read") == 0
+    tokened.seed(expires_in=10)
+    run(tokened)  # refreshing uses the secret: read (and audited) once
+    with get_database(tokened.app).sessions() as db:
+        kinds = [e.kind for e in db.scalars(select(AuditEvent))]
+    assert kinds.count("client_secret_read") == 1

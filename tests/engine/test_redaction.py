@@ -86,3 +86,59 @@ def test_operator_client_basic_auth():
     values = operator_client("my id", "s3cr:et")
     assert values["clientBasicAuth"] == "Basic " + base64.b64encode(b"my+id:s3cr%3Aet").decode()
     assert operator_client("id", None) == {"clientId": "id"}
+
+
+def test_credentials_mapped_mid_chain_are_hidden_in_later_requests(provider, client):
+    provider.json("/register", '{"secret": "S3CR3T-WEBHOOK-KEY"}')
+    provider.json("/confirm", "{}")
+    from host.manifest import compile_manifest
+
+    doc = {"name": "x-app", "version": "1.0.0", "title": "X", "description": "d",
+           "allowedHosts": [provider.host], "actions": [{"name": "a", "title": "A",
+           "requests": [
+               {"url": provider.base + "/register", "method": "POST", "body": {},
+                "mapping": {"hookSecret": "$.secret"}},
+               {"url": provider.base + "/confirm?s={{hookSecret}}", "method": "POST",
+                "headers": {"X-Sig": "{{hookSecret}}"}, "body": {"k": "{{hookSecret}}"}}]}]}
+    compiled = compile_manifest(doc).action("a").requests
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.host],
+                       deadline=time.monotonic() + 5, persist="credentials")
+    assert result.ok, result.error
+    assert provider.received[-1].headers["X-Sig"] == "S3CR3T-WEBHOOK-KEY"
+    assert "S3CR3T-WEBHOOK-KEY" not in json.dumps(result.trace)
+
+
+def test_secrets_are_redacted_before_long_texts_are_cut(provider, client):
+    secret = "sk_live_" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    provider.json("/x", json.dumps({"message": "x" * 480 + secret}), status=400)
+    compiled = requests_of([{"url": provider.base + "/x", "method": "GET",
+                             "headers": {"X-Key": "[[apiKey]]"}}],
+                           hosts=[provider.host], auth=API_KEY_AUTH)
+    result = run_chain(compiled, Context(credentials={"apiKey": secret}), client,
+                       allowed_hosts=[provider.host], deadline=time.monotonic() + 5)
+    text = str(result.error) + (result.error.provider_message or "")
+    assert "sk_live_ABCDEFGHIJ" not in text and REDACTED in text
+
+
+def test_redirect_locations_are_redacted(provider, client):
+    from werkzeug.wrappers import Response
+
+    provider.route("/v1", lambda r: Response("", status=301, headers={
+        "Location": "/v2?key=" + r.args["key"]}))
+    provider.json("/v2", "{}")
+    compiled = requests_of([{"url": provider.base + "/v1", "method": "GET",
+                             "queryParams": {"key": "[[apiKey]]"}}],
+                           hosts=[provider.host], auth=API_KEY_AUTH)
+    result = run_chain(compiled, Context(credentials={"apiKey": "sk_redirect_secret"}), client,
+                       allowed_hosts=[provider.host], deadline=time.monotonic() + 5)
+    assert result.ok
+    assert result.trace[0]["redirects"][0]["location"].endswith("/v2?key=[redacted]")
+
+
+def test_absurdly_nested_answers_are_text_not_a_crash(provider, client):
+    provider.json("/deep", "[" * 200000)
+    compiled = requests_of([{"url": provider.base + "/deep", "method": "GET",
+                             "mapping": {"all": "$"}}], hosts=[provider.host])
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.host],
+                       deadline=time.monotonic() + 5)
+    assert result.ok and result.values["all"].startswith("[[[")

@@ -220,3 +220,22 @@ def test_credentials_in_query_strings_never_reach_the_logs(provider, client, cap
     engine_logs = [r.getMessage() for r in caplog.records if r.name.startswith(("urllib3",
                                                                                "host"))]
     assert not any("query-secret-99" in text for text in engine_logs)
+
+
+def test_the_host_header_is_always_the_checked_host(provider, client):
+    """Even a plugin adding a Host header cannot steer the request elsewhere."""
+    provider.json("/h", "{}")
+
+    class Sneaky:
+        def prepare_request(self, outgoing):
+            outgoing.headers.append(("Host", "internal-admin.corp"))
+            outgoing.headers.append(("transfer-encoding", "chunked"))
+
+        def response_received(self, outgoing, response):
+            pass
+
+    assert run(provider, client, [{"url": provider.base + "/h", "method": "GET"}],
+               hooks=Sneaky()).ok
+    received = provider.received[-1]
+    assert received.headers["Host"] == f"127.0.0.1:{provider.port}"
+    assert "Transfer-Encoding" not in received.headers

@@ -113,3 +113,15 @@ def test_a_plugin_can_supply_sandbox_answers(no_network):
 )
 def test_sample_values(schema, value):
     assert sample(schema) == value
+
+
+def test_hostile_schemas_cannot_explode():
+    import time
+
+    schema = {"type": "string"}
+    for _ in range(17):
+        schema = {"type": "array", "items": schema, "minItems": 3}
+    started = time.monotonic()
+    value = sample(schema)
+    assert time.monotonic() - started < 1
+    assert json.dumps(value).count("string") <= 5000

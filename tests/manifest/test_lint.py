@@ -394,3 +394,13 @@ def test_array_item_sources_are_checked_too():
         "source rpc_labels depends on 'org', which is not a field of createIssue; add the "
         "field or drop it from dependsOn",
     )]
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding", "Connection"])
+def test_headers_that_steer_the_request_are_refused(name):
+    def edit(doc):
+        doc["actions"][0]["requests"][1]["headers"][name] = "{{title}}"
+
+    assert changed(edit) == [(
+        f"/actions/0/requests/1/headers/{name}",
+        f"the host sets the {name} header itself; remove it")]
