@@ -27,22 +27,27 @@ def encode_cursor(key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Any:
+def decode_cursor(cursor: str) -> str:
+    """The key a cursor carries; every list here sorts by a text key."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError):
+        key = None
+    if not isinstance(key, str):
         raise ValidationError(
             [FieldError("cursor", "not a cursor this API returned; use the `next` value as given")]
-        ) from None
+        )
+    return key
 
 
-def page_args() -> tuple[int, Any]:
+def page_args() -> tuple[int, str | None]:
     """``(limit, cursor key or None)`` from the query string, validated."""
     raw = request.args.get("limit")
     limit = DEFAULT_LIMIT
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        # isdigit() alone accepts "²" and other digits int() refuses.
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise ValidationError(
                 [FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")]
             )
@@ -66,10 +71,6 @@ def paginate_rows(db: Any, query: Any, id_column: Any) -> tuple[list[Any], str |
     """Newest first by id (ids sort by creation time), continuing after the cursor."""
     limit, after = page_args()
     if after is not None:
-        if not isinstance(after, str):
-            raise ValidationError(
-                [FieldError("cursor", "not a cursor this API returned; use the `next` value "
-                                      "as given")])
         query = query.where(id_column < after)
     rows = list(db.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
     more = len(rows) > limit

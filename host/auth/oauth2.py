@@ -66,6 +66,29 @@ def _client(db: Session, manifest: Manifest) -> AppClient:
     return client
 
 
+def _authorize_base(app: Flask, manifest: Manifest, installation: Installation,
+                    client_id: str, uri: str, state: str) -> str:
+    from ..services.installations import system_values
+
+    authorize = manifest.auth.authorize
+    assert authorize is not None
+    ctx = Context(config={**dict(manifest.auth.config), **(installation.config or {})},
+                  client={"clientId": client_id},
+                  system={**system_values(app, installation), "redirectUri": uri,
+                          "state": state})
+    return render_request(authorize.request, ctx).url
+
+
+def check_can_connect(app: Flask, db: Session, manifest: Manifest,
+                      installation: Installation) -> None:
+    """Refuse an OAuth install before anything is stored when its connect could not
+    start: no client set up, or an authorize URL its settings cannot fill (a
+    subdomain left out, say)."""
+    client = _client(db, manifest)
+    _authorize_base(app, manifest, installation, client.client_id,
+                    redirect_uri(app, manifest.name), "state-check")
+
+
 def start_connect(app: Flask, db: Session, principal: Principal, installation: Installation,
                   manifest: Manifest) -> str:
     """Record a pending connect and return the URL to send the user's browser to."""
@@ -86,13 +109,7 @@ def start_connect(app: Flask, db: Session, principal: Principal, installation: I
     if verifier is not None:
         row.code_verifier = vault.get_vault(app).encrypt(verifier, {"state": row.id})
     uri = redirect_uri(app, manifest.name)
-    from ..services.installations import system_values
-
-    ctx = Context(config={**dict(manifest.auth.config), **(installation.config or {})},
-                  client={"clientId": client.client_id},
-                  system={**system_values(app, installation), "redirectUri": uri,
-                          "state": state})
-    url = render_request(authorize.request, ctx).url
+    url = _authorize_base(app, manifest, installation, client.client_id, uri, state)
     manifest_sets = {name for name, _ in authorize.request.query}
     params = []
     if "response_type" not in manifest_sets:

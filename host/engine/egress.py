@@ -48,6 +48,10 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
 ))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# Deprecated forms Python still calls global: IPv4-compatible (::a.b.c.d, which
+# some stacks route to the IPv4 address), SIIT-translated (::ffff:0:a.b.c.d) and
+# site-local (fec0::/10). No public service is reached through them.
+_DEPRECATED_V6 = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "fec0::/10"))
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -67,6 +71,8 @@ def unwrap(address: IPAddress) -> IPAddress:
 
 def is_public_address(address: IPAddress) -> bool:
     """Globally routable unicast (``is_global``), judged on the unwrapped address."""
+    if isinstance(address, ipaddress.IPv6Address) and any(address in n for n in _DEPRECATED_V6):
+        return False
     inner = unwrap(address)
     return inner.is_global and not inner.is_multicast and not address.is_multicast
 

@@ -264,6 +264,7 @@ def _render(request: Any, ctx: Context) -> Outgoing:
                 "(CR, LF, NUL, …); remove it from the value",
                 request.pointer,
             )
+        value.encode()  # an unpaired surrogate fails here, inside the guard above
         if renderer.secret_used:
             secret_headers.add(name.lower())
         headers.append((name, value))

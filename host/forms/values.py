@@ -155,7 +155,25 @@ def describe_error(error: SchemaViolation) -> str:
         return f"must match the pattern {value}"
     if kind == "format":
         return f"must be a valid {value}"
-    return error.message
+    if kind == "multipleOf":
+        return f"must be a multiple of {value}"
+    if kind == "uniqueItems":
+        return "must not repeat an item"
+    # jsonschema's own wording quotes the submitted value, which may be a secret
+    # and may be huge; say what failed without echoing it.
+    return _GENERIC.get(kind, "is not valid here")
+
+
+_GENERIC = {
+    "not": "is a value this field does not accept",
+    "oneOf": "must match exactly one of the allowed shapes",
+    "anyOf": "must match one of the allowed shapes",
+    "allOf": "does not meet every rule of this field",
+    "minProperties": "needs more entries",
+    "maxProperties": "has too many entries",
+    "contains": "needs an item of the expected kind",
+    "dependentRequired": "is missing a value it depends on",
+}
 
 
 def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
@@ -180,7 +198,8 @@ def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
             choices = [sorted(sub.get("required", [])) for sub in error.validator_value
                        if isinstance(sub, Mapping)]
             names = ", ".join(" and ".join(c) for c in choices if c)
-            errors.append(FieldError("", f"fill in one of: {names}" if names else error.message))
+            message = f"fill in one of: {names}" if names else describe_error(error)
+            errors.append(FieldError("", message))
         elif error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             allowed = error.schema.get("properties", {})
             for name in error.instance:

@@ -6,7 +6,7 @@ half-loaded: :class:`~host.errors.ManifestError` lists every problem with its
 file and JSON pointer.
 """
 
-from .lint import BUILTIN_AUTH_TYPES, RESERVED_PARAMETERS, SYSTEM_VALUES
+from .lint import BUILTIN_AUTH_TYPES, CONFIG_RESERVED, RESERVED_PARAMETERS, SYSTEM_VALUES
 from .loader import (
     compile_manifest,
     digest_of,
@@ -21,6 +21,7 @@ from .model import Action, Auth, Manifest, Request, Source
 
 __all__ = [
     "BUILTIN_AUTH_TYPES",
+    "CONFIG_RESERVED",
     "RESERVED_PARAMETERS",
     "SYSTEM_VALUES",
     "Action",

@@ -23,6 +23,9 @@ from ..engine.template import Placeholder, compile_template, malformed_placehold
 SYSTEM_VALUES = ("webhookUrl", "subdomain", "uid", "installationId", "hostUrl")
 CONNECT_VALUES = ("redirectUri", "code", "state", "codeVerifier")
 RESERVED_PARAMETERS = frozenset(SYSTEM_VALUES + CONNECT_VALUES)
+# auth.config outranks system values (MANIFEST §2.2), so no config key may take
+# a system value's name; `subdomain` is the one setting that is meant to be set.
+CONFIG_RESERVED = RESERVED_PARAMETERS - {"subdomain"}
 HOST_ADDED_AUTHORIZE = ("redirect_uri", "state", "code_challenge", "code_challenge_method")
 OPERATOR_CLIENT = ("clientId", "clientSecret", "clientBasicAuth")
 BASIC_FIELDS = ("username", "password", "basicAuth")
@@ -168,6 +171,10 @@ class Linter:
 
     def _check_auth(self) -> None:
         auth, kind = self.auth, self.auth_type
+        for key in sorted(self.config_keys & CONFIG_RESERVED):
+            self.add(f"/auth/config/{_escape(key)}",
+                     f"{key!r} is a system value the host sets; a config key cannot replace "
+                     "it, so give the setting another name")
         base = frozenset(self.config_keys | set(SYSTEM_VALUES))
         plain = Scope(base, False, "auth", "")
         connect = Scope(base | frozenset(CONNECT_VALUES), True, "connect", "")

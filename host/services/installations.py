@@ -26,7 +26,7 @@ from ..engine import Context
 from ..engine.render import operator_client
 from ..errors import BadInput, FieldError, NotFound, ValidationError
 from ..forms import coerce, validate
-from ..manifest import Manifest
+from ..manifest import CONFIG_RESERVED, Manifest
 from ..plugins import notify
 from . import catalog
 from .accounts import Principal
@@ -167,7 +167,10 @@ def validate_config(config: Any) -> dict[str, Any]:
         raise ValidationError([FieldError("config", "must be an object of settings")])
     errors = []
     for key, value in config.items():
-        if not isinstance(value, (str, int, float, bool)):
+        if key in CONFIG_RESERVED:
+            errors.append(FieldError(f"config.{key}", "is a value the host sets itself; leave "
+                                                      "it out of config"))
+        elif not isinstance(value, (str, int, float, bool)):
             errors.append(FieldError(f"config.{key}", "must be text, a number or true/false"))
     subdomain = config.get("subdomain")
     if subdomain is not None and (not isinstance(subdomain, str) or not _LABEL.match(subdomain)):
@@ -250,9 +253,9 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
             raise ValidationError([FieldError(
                 "credentials", f"{manifest.title} connects through its sign-in page, not "
                 "with credentials")])
-        from ..auth.oauth2 import _client
+        from ..auth.oauth2 import check_can_connect
 
-        _client(db, manifest)  # refuse before creating anything when no client is set
+        check_can_connect(app, db, manifest, installation)
         db.add(installation)
         audit.record(db, "installed", actor=principal.actor,
                      workspace_id=installation.workspace_id, installation_id=installation.id,

@@ -6,6 +6,7 @@ still leaves a record; the outcome is written when the chain ends.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -16,10 +17,12 @@ from sqlalchemy import insert, update
 from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
 from ..engine.chain import Persist
-from ..errors import FieldError, MinihostError
+from ..errors import Bug, FieldError, MinihostError
 from .outbound import client_for
 
 __all__ = ["error_document", "execute"]
+
+logger = logging.getLogger(__name__)
 
 
 def error_document(error: MinihostError) -> dict[str, Any]:
@@ -76,25 +79,41 @@ def execute(
                 sandbox=sandboxed, actor_id=actor_id, started_at=run.started_at))
     if deadline is None:
         deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
-    result = run_chain(
-        requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
-        deadline=deadline, persist=persist, follow_redirects=follow_redirects,
-        refresh=refresh, refresh_on=refresh_on)
+    try:
+        result = run_chain(
+            requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
+            deadline=deadline, persist=persist, follow_redirects=follow_redirects,
+            refresh=refresh, refresh_on=refresh_on)
+    except MinihostError as error:
+        # A refresh that needs a reconnect, say: the caller answers for it, but
+        # the run must not stay "running" forever.
+        if run is not None:
+            _finish(database, run, ChainResult(ok=False, error=error), persist)
+        raise
+    except Exception:
+        logger.exception("run %s (%s %s) stopped on an unexpected error",
+                         run.id if run else "-", kind, name)
+        result = ChainResult(ok=False, error=Bug(
+            "the run stopped on an internal error, which was logged for the operator; "
+            "try again, and tell the operator if it happens again"))
     if run is not None:
-        finished = utcnow()
-        outcome = {
-            "status": "succeeded" if result.ok else "failed",
-            "output": _output(result, persist),
-            "error": error_document(result.error) if result.error is not None else None,
-            "trace": {"requests": result.trace},
-            "finished_at": finished,
-            "duration_ms": result.duration_ms,
-        }
-        with database.write() as connection:
-            connection.execute(update(Run).where(Run.id == run.id).values(**outcome))
-        for key, value in outcome.items():
-            setattr(run, key, value)
+        _finish(database, run, result, persist)
     return result, run
+
+
+def _finish(database: Any, run: Run, result: ChainResult, persist: Persist) -> None:
+    outcome = {
+        "status": "succeeded" if result.ok else "failed",
+        "output": _output(result, persist),
+        "error": error_document(result.error) if result.error is not None else None,
+        "trace": {"requests": result.trace},
+        "finished_at": utcnow(),
+        "duration_ms": result.duration_ms,
+    }
+    with database.write() as connection:
+        connection.execute(update(Run).where(Run.id == run.id).values(**outcome))
+    for key, value in outcome.items():
+        setattr(run, key, value)
 
 
 def _output(result: ChainResult, persist: Persist) -> Any:

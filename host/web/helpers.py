@@ -54,7 +54,14 @@ def scope_list(scope: Any) -> list[str]:
 
 def safe_next(target: str | None) -> str | None:
     """A local path to go back to after signing in, never another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    # Browsers drop tabs and newlines and read "\\" as "/", so "/\t/evil.example"
+    # would still leave the site; refuse anything that is not a plain path.
+    if "\\" in target or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return None
     return target
 

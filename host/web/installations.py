@@ -42,11 +42,17 @@ def _connect_page(manifest: Any, action: str, values: dict[str, Any] | None = No
 
 
 def _submitted_values(manifest: Any) -> dict[str, Any]:
-    """What to show again after an error: never a secret field's value."""
+    """What to show again after an error: never a secret field's value.
+
+    Only the built-in plain widgets are filled back in; a password field or a
+    widget a plugin draws might hold a key, and a person retypes those."""
     form = manifest.auth.form
     if form is None:
         return {}
-    return {f.name: request.form.get(f.name) for f in form.fields if f.widget != "password"}
+    return {f.name: request.form.get(f.name) for f in form.fields if f.widget in _PLAIN_WIDGETS}
+
+
+_PLAIN_WIDGETS = frozenset({"text", "textarea", "select", "number", "toggle", "source"})
 
 
 @blueprint.post("/miniapps/<name>/install")

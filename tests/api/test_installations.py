@@ -60,7 +60,13 @@ def test_refused_credentials_answer_422_with_the_provider_message(hosted):
      ({"miniapp": "keyed", "credentials": {}}, [{"field": "apiKey", "message": "is required"}]),
      ({"miniapp": "open", "config": {"subdomain": "Not A Label"}},
       [{"field": "config.subdomain",
-        "message": "must be one DNS label: lower-case letters, digits and '-'"}])],
+        "message": "must be one DNS label: lower-case letters, digits and '-'"}]),
+     ({"miniapp": "keyed", "credentials": {"apiKey": "key-good-123"},
+       "config": {"webhookUrl": "https://attacker.example/", "hostUrl": "x"}},
+      [{"field": "config.hostUrl", "message": "is a value the host sets itself; leave it "
+                                              "out of config"},
+       {"field": "config.webhookUrl", "message": "is a value the host sets itself; leave it "
+                                                 "out of config"}])],
 )
 def test_invalid_bodies_answer_422_per_field(hosted, body, errors):
     response = create(hosted, hosted.alice_token, **body)

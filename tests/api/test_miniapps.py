@@ -76,6 +76,9 @@ def test_unknown_miniapp_is_a_problem(client):
     [("limit=0", "limit", "must be a whole number from 1 to 200"),
      ("limit=201", "limit", "must be a whole number from 1 to 200"),
      ("limit=abc", "limit", "must be a whole number from 1 to 200"),
+     ("limit=%C2%B2", "limit", "must be a whole number from 1 to 200"),  # "²"
+     ("cursor=MQ", "cursor", "not a cursor this API returned; use the `next` value as given"),
+     ("cursor=WzFd", "cursor", "not a cursor this API returned; use the `next` value as given"),
      ("cursor=%25%25", "cursor", "not a cursor this API returned; use the `next` value as given")],
 )
 def test_bad_paging_arguments(client, query, field, message):

@@ -367,3 +367,32 @@ def test_no_operator_client_means_a_clear_error(demo):
         "and run `minihost clients set demo-tasks --client-id …`")
     with get_database(demo).sessions() as db:
         assert db.scalars(select(Installation)).all() == []
+
+
+def test_an_authorize_url_its_settings_cannot_fill_stores_nothing(demo, tmp_path):
+    from host.services import catalog
+
+    doc = json.loads((tmp_path / "apps" / "demo-tasks" / "manifest.json").read_text())
+    doc.update(name="demo-tenant", title="Demo per tenant")
+    authorize = doc["auth"]["authorize"]
+    authorize["url"] = authorize["url"].replace("/demo-provider/", "/{{subdomain}}/demo-provider/")
+    (tmp_path / "apps" / "demo-tenant").mkdir()
+    (tmp_path / "apps" / "demo-tenant" / "manifest.json").write_text(json.dumps(doc))
+    shutil.copy(REPO / "miniapps" / "demo-tasks" / "icon.svg", tmp_path / "apps" / "demo-tenant")
+    with demo.app_context():
+        report = catalog.sync(demo)
+    assert report.added == ("demo-tenant 1.0.0",), report.refused
+    with get_database(demo).transaction() as db:
+        clients.set_client(demo, db, "demo-tenant", "id", "secret", "test")
+    response = demo.test_client().post(
+        "/api/v1/installations", json={"miniapp": "demo-tenant"},
+        headers={"Authorization": f"Bearer {demo.test_token}"})
+    assert response.status_code == 422, response.get_json()
+    assert "{{subdomain}}" in response.get_json()["detail"]
+    with get_database(demo).sessions() as db:
+        assert db.scalars(select(Installation)).all() == []
+    with_subdomain = demo.test_client().post(
+        "/api/v1/installations", json={"miniapp": "demo-tenant", "config": {"subdomain": "acme"}},
+        headers={"Authorization": f"Bearer {demo.test_token}"})
+    assert with_subdomain.status_code == 201
+    assert "/acme/demo-provider/" in with_subdomain.get_json()["authorizeUrl"]

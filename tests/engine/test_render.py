@@ -210,9 +210,11 @@ def test_type_preservation_round_trips(value):
     assert body(out) == expected
 
 
-def test_values_that_are_not_text_fail_cleanly():
+@pytest.mark.parametrize("where", [{"body": {"a": "{{v}}"}}, {"headers": {"X-Note": "{{v}}"}},
+                                   {"queryParams": {"q": "{{v}}"}}])
+def test_values_that_are_not_text_fail_cleanly(where):
     with pytest.raises(RenderFailed) as info:
-        render({"url": URL, "method": "POST", "body": {"a": "{{v}}"}}, parameters={"v": "\ud800"})
+        render({"url": URL, "method": "POST", **where}, parameters={"v": "\ud800"})
     assert str(info.value) == (
         "request /actions/0/requests/0: a value is not valid Unicode text (it holds an unpaired "
         "surrogate) and cannot be sent; correct the value")

@@ -103,3 +103,21 @@ def test_one_of_required_groups_say_which_fields():
     assert [(e.field, e.message) for e in validate(form, {})] == [
         ("", "fill in one of: text, html")]
     assert validate(form, {"html": "<p>"}) == []
+
+
+def test_messages_never_echo_the_submitted_value():
+    secret = "sk_live_DO_NOT_SHOW"
+    form = build_form({"type": "object", "properties": {
+        "key": {"type": "string", "not": {"pattern": "^sk_live_"}},
+        "target": {"oneOf": [{"type": "string", "maxLength": 3},
+                             {"type": "string", "minLength": 2}]},
+        "tags": {"type": "array", "uniqueItems": True, "items": {"type": "string"}},
+        "step": {"type": "integer", "multipleOf": 5}}})
+    errors = validate(form, {"key": secret, "target": secret[:3], "tags": [secret, secret],
+                             "step": 7})
+    assert sorted((e.field, e.message) for e in errors) == [
+        ("key", "is a value this field does not accept"),
+        ("step", "must be a multiple of 5"),
+        ("tags", "must not repeat an item"),
+        ("target", "must match exactly one of the allowed shapes"),
+    ]

@@ -281,6 +281,18 @@ def test_reserved_parameter_names():
     )]
 
 
+def test_config_keys_cannot_replace_system_values():
+    def edit(doc):
+        doc["auth"]["config"] = {"webhookUrl": "https://elsewhere.example/", "subdomain": "acme",
+                                 "scope": "repo"}
+
+    assert changed(edit) == [(
+        "/auth/config/webhookUrl",
+        "'webhookUrl' is a system value the host sets; a config key cannot replace it, so give "
+        "the setting another name",
+    )]
+
+
 def test_duplicate_action_names():
     def edit(doc):
         doc["actions"].append(copy.deepcopy(doc["actions"][0]))

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from host.db import LoginSession, get_database
 from host.services import accounts
+from host.web.helpers import safe_next
 
 from ..conftest import csrf_from
 
@@ -167,3 +168,18 @@ def test_next_never_leaves_the_site(hosted):
                                            "csrf_token": csrf_from(page),
                                            "next": "https://evil.example/"})
     assert response.headers["Location"] == "/installations"
+    tabbed = client.get("/login?next=/%09/evil.example/x").get_data(as_text=True)
+    assert "evil.example" not in tabbed
+
+
+@pytest.mark.parametrize("target", [
+    "/\t/evil.example/x", "/\\evil.example", "/\n/evil.example", "/ /evil.example",
+    "https://evil.example/", "//evil.example", "javascript:alert(1)"])
+def test_next_refuses_paths_a_browser_reads_as_another_site(target):
+    assert safe_next(target) is None
+
+
+@pytest.mark.parametrize("target",
+                         ["/installations", "/runs?status=failed", "/catalog/postmark#top"])
+def test_next_keeps_local_paths(target):
+    assert safe_next(target) == target

@@ -101,3 +101,20 @@ def test_another_workspace_cannot_see_the_pages(hosted):
         assert bob.get(path + suffix).status_code == 404
     assert post(bob, path + "/uninstall", "/installations").status_code == 404
     assert alice.get(path).status_code == 200
+
+
+def test_only_plain_fields_are_filled_back_in_after_an_error(hosted):
+    from types import SimpleNamespace
+
+    from host.forms import build_form
+    from host.web.installations import _submitted_values
+
+    form = build_form({"type": "object", "properties": {
+        "subdomain": {"type": "string", "x-widget": "text"},
+        "apiKey": {"type": "string", "x-widget": "password"},
+        "signingKey": {"type": "string", "x-widget": "date"},
+        "region": {"type": "string", "enum": ["eu", "us"]}}})
+    manifest = SimpleNamespace(auth=SimpleNamespace(form=form))
+    data = {"subdomain": "acme", "apiKey": "k-secret", "signingKey": "s-secret", "region": "eu"}
+    with hosted.app.test_request_context("/", method="POST", data=data):
+        assert _submitted_values(manifest) == {"subdomain": "acme", "region": "eu"}
