@@ -63,6 +63,16 @@ def parse_positive_number(key: str, value: Any) -> float:
     return number
 
 
+def parse_count(key: str, value: Any) -> int:
+    """A whole number, zero or more (``0`` switches the limit it sets off)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{key}={value!r} is not a whole number; use e.g. 600, or 0 for none")
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"{key}={value!r} is not a whole number; use e.g. 600, or 0 for none")
+    return int(text)
+
+
 def parse_optional_string(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -158,6 +168,7 @@ KEYS: Mapping[str, Key] = {
     "SANDBOX": Key(parse_bool, lambda inst: False),
     "ACTION_TIMEOUT": Key(parse_positive_number, lambda inst: 60),
     "CELERY_BROKER_URL": Key(parse_optional_string, lambda inst: None),
+    "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
 }
 
 # Flask's own keys a deployment may legitimately set in minihost.cfg.

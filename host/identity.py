@@ -58,7 +58,8 @@ class SignedIn(UserMixin):
         return self.principal.user.is_active
 
 
-def _bearer() -> str | None:
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if one was sent."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
@@ -69,7 +70,7 @@ def current_principal() -> Principal | None:
     if "principal" in g:
         return g.principal
     principal = None
-    token = _bearer() if request.path.startswith("/api/") else None
+    token = bearer_token() if request.path.startswith("/api/") else None
     if token is not None:
         principal = principal_for_token(db_session(), token)
         if principal is None:
@@ -127,7 +128,7 @@ def _csrf_guard() -> None:
     server-to-server — and unrouted requests fall through to their 404/405."""
     if request.method not in UNSAFE or request.url_rule is None:
         return
-    if request.path.startswith("/api/") and (_bearer() or not current_user.is_authenticated):
+    if request.path.startswith("/api/") and (bearer_token() or not current_user.is_authenticated):
         return
     has_cookie = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
     if not has_cookie and request.endpoint != "auth.login":

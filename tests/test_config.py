@@ -108,6 +108,10 @@ def test_unreadable_config_file(tmp_path):
                                       "postgresql+psycopg://user@host/dbname"),
         ("MINIAPPS_DIRS", 5, "MINIAPPS_DIRS=5 is not a list of strings; use a list such as "
                              '["/srv/a", "/srv/b"] or a \':\'-separated string'),
+        ("API_RATE_LIMIT", "lots", "API_RATE_LIMIT='lots' is not a whole number; use e.g. 600, "
+                                   "or 0 for none"),
+        ("API_RATE_LIMIT", -5, "API_RATE_LIMIT=-5 is not a whole number; use e.g. 600, or 0 for "
+                               "none"),
         ("VAULT_KEYS", ["short"], "VAULT_KEYS holds a value that is not a Fernet key (32 url-safe "
                                   "base64 bytes); generate one with `minihost init` or "
                                   "Fernet.generate_key()"),

@@ -194,7 +194,9 @@ def document() -> dict[str, Any]:
                 "the CSRF token in `X-CSRFToken` on changes. Every error is RFC 9457 problem "
                 "JSON. Lists take `?limit=` (1–200, default 50) and `?cursor=` and answer "
                 f"`{{\"items\", \"next\"}}`. Bodies are limited to {MAX_BODY_BYTES // 1024} "
-                "KB. Another workspace's ids answer 404."),
+                "KB. Another workspace's ids answer 404. Each token may make the operator's "
+                "`API_RATE_LIMIT` calls a minute (600 unless set); more answer 429 with "
+                "`Retry-After`."),
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": "meta"}, {"name": "catalog"}, {"name": "installations"},

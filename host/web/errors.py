@@ -41,7 +41,9 @@ def handle_minihost_error(error: MinihostError) -> Response | tuple[str, int]:
 
 def _respond(error: MinihostError) -> Response | tuple[str, int]:
     if wants_problem():
-        return problem_response(to_problem(error))
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if error.status == 429 and retry_after else None
+        return problem_response(to_problem(error), headers)
     body = to_problem(error)
     return _page(error.status, body["title"], body["detail"])
 
@@ -63,7 +65,9 @@ def handle_http_error(error: HTTPException) -> Response | tuple[str, int]:
 
 def handle_unexpected(error: Exception) -> Response | tuple[str, int]:
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
-    return _respond(Bug(str(error)))
+    # The exception's own text may name internals; the log has it, the client not.
+    return _respond(Bug("the host hit an internal error, which was logged for the operator; "
+                        "try again, and tell the operator if it happens again"))
 
 
 def init_app(app: Flask) -> None:
