@@ -1,7 +1,8 @@
 """The one writer of :class:`~host.db.AuditEvent` rows.
 
-Every event is also offered to plugins through the ``audit_event`` hook; a
-plugin that fails there is logged and never stops the action being audited.
+Every event is also offered to plugins through the ``audit_event`` hook once
+its transaction commits (an event rolled back with its action never reaches
+them); a plugin that fails there is reported and never stops anything.
 Audit rows are append-only: nothing in the host edits or deletes them.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
+from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
 from .db import AuditEvent, new_id, utcnow
@@ -45,14 +47,35 @@ def record(
     db.add(event)
     application = app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
     if application is not None:
-        _notify(application, event)
+        _after_commit(db, application, event)
     return event
 
 
-def _notify(app: Flask, event: AuditEvent) -> None:
+_PENDING = "minihost.audit_pending"
+
+
+def _after_commit(db: Session, app: Flask, event: AuditEvent) -> None:
+    pending = db.info.get(_PENDING)
+    if pending is None:
+        pending = db.info[_PENDING] = []
+        orm_event.listen(db, "after_commit", _offer)
+        orm_event.listen(db, "after_transaction_end", _forget)
+    pending.append((app, as_dict(event)))
+
+
+def _offer(db: Session) -> None:
     from .plugins import notify
 
-    notify(app, "audit_event", event=as_dict(event))
+    pending, db.info[_PENDING] = db.info[_PENDING], []
+    for app, event in pending:
+        notify(app, "audit_event", event=event)
+
+
+def _forget(db: Session, transaction: Any) -> None:
+    """A transaction that ended without committing (rolled back, or closed):
+    its events never happened. A commit has already offered and cleared them."""
+    if transaction.parent is None:
+        db.info[_PENDING] = []
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:

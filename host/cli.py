@@ -420,5 +420,32 @@ def run_action(installation_id: str, action: str, params: tuple[str, ...], sandb
         sys.exit(1)
 
 
+@cli.group()
+def plugins() -> None:
+    """Show the loaded plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_appcontext
+def plugins_list(as_json: bool) -> None:
+    """Every plugin: name, version, origin and the hooks it implements; and any
+    plugin that did not load."""
+    from .plugins import describe, get_plugins
+
+    found = describe(get_plugins(current_app))
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for plugin in found["plugins"]:
+        click.echo(f"{plugin['name']:<20} {plugin['version'] or '-':<10} {plugin['origin']}")
+        click.echo(f"  hooks: {', '.join(plugin['hooks']) or 'none'}")
+    if not found["plugins"]:
+        click.echo("No plugins loaded.")
+    for failure in found["notLoaded"]:
+        click.echo(f"Not loaded: {failure['name']} ({failure['origin']}): {failure['error']}",
+                   err=True)
+
+
 def main() -> None:
     cli.main(prog_name="minihost")

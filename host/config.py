@@ -135,6 +135,26 @@ def parse_string_list(key: str, value: Any) -> list[str]:
     return value
 
 
+_SETTINGS_EXAMPLE = '{"audit_jsonl": {"path": "/var/log/minihost/audit.jsonl"}}'
+
+
+def parse_plugin_settings(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    """Each plugin's own settings, by plugin name: a dict of dicts (JSON in the
+    environment)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"{key} is not valid JSON; give an object such as "
+                              f"{_SETTINGS_EXAMPLE}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(name, str) and isinstance(settings, dict) for name, settings in value.items()
+    ):
+        raise ConfigError(f"{key} must map plugin names to objects of settings, such as "
+                          f"{_SETTINGS_EXAMPLE}")
+    return value
+
+
 def parse_vault_keys(key: str, value: Any) -> list[str]:
     from cryptography.fernet import Fernet
 
@@ -169,6 +189,7 @@ KEYS: Mapping[str, Key] = {
     "ACTION_TIMEOUT": Key(parse_positive_number, lambda inst: 60),
     "CELERY_BROKER_URL": Key(parse_optional_string, lambda inst: None),
     "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
+    "PLUGIN_SETTINGS": Key(parse_plugin_settings, lambda inst: {}),
 }
 
 # Flask's own keys a deployment may legitimately set in minihost.cfg.

@@ -12,6 +12,7 @@
     │   └── DatabaseUnavailable    the database cannot be reached (503)
     ├── ReconnectRequired          an installation's credentials cannot be used; connect again
     ├── PolicyDenied               the host refused on purpose (egress, auth, permissions)
+    ├── PluginFailed               an operator's plugin raised where the host needs its answer
     └── Bug                        our own fault: logged, answered as 500
 
 Every class carries an HTTP status and a problem ``type`` slug. One function,
@@ -35,6 +36,7 @@ __all__ = [
     "ManifestProblem",
     "MinihostError",
     "NotFound",
+    "PluginFailed",
     "PolicyDenied",
     "ReconnectRequired",
     "UpstreamFailed",
@@ -178,6 +180,15 @@ class PolicyDenied(MinihostError):
     status = 403
     slug = "policy-denied"
     title = "Refused by policy"
+
+
+class PluginFailed(MinihostError):
+    """A plugin raised in a hook whose answer the host cannot do without (signing a
+    request, say); the operator sees it on ``/-/plugins``."""
+
+    status = 500
+    slug = "plugin-failed"
+    title = "Plugin failed"
 
 
 class Bug(MinihostError):

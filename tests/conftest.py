@@ -326,20 +326,24 @@ def good_provider(provider: Provider) -> None:
                      "echo": r.get_json()}), status=201, mimetype="application/json"))
 
 
-@pytest.fixture
-def hosted(tmp_path: Path, provider: Provider) -> Iterator[Hosted]:
+def build_hosted(tmp_path: Path, provider: Provider, *, manifests: dict[str, dict] | None = None,
+                 **config: Any) -> Hosted:
+    """An initialised host on ``provider`` with the local mini-apps (plus
+    ``manifests``) and two people; ``config`` overrides settings (plugins, say)."""
     import json as _json
 
     from host.db import get_database
     from host.services import accounts
 
     apps = tmp_path / "apps"
-    for name, doc in local_manifests(provider.base, provider.port).items():
+    documents = {**local_manifests(provider.base, provider.port), **(manifests or {})}
+    for name, doc in documents.items():
         (apps / name).mkdir(parents=True)
         (apps / name / "manifest.json").write_text(_json.dumps(doc))
     good_provider(provider)
-    app = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(apps)], EGRESS_ALLOW_PRIVATE=True,
-                                 ACTION_TIMEOUT=2),
+    app = create_app(make_config(tmp_path, **{"MINIAPPS_DIRS": [str(apps)],
+                                              "EGRESS_ALLOW_PRIVATE": True,
+                                              "ACTION_TIMEOUT": 2, **config}),
                      instance_path=tmp_path)
     instance_service.init(app)
     with get_database(app).transaction() as db:
@@ -349,5 +353,13 @@ def hosted(tmp_path: Path, provider: Provider) -> Iterator[Hosted]:
         _, alice_token = accounts.create_token(db, alice, "test", "test")
         _, bob_token = accounts.create_token(db, bob, "test", "test")
         _, admin_token = accounts.create_token(db, admin, "test", "test")
-    yield Hosted(app, provider, alice, bob, alice_token, bob_token, admin_token)
-    get_database(app).engine.dispose()
+    return Hosted(app, provider, alice, bob, alice_token, bob_token, admin_token)
+
+
+@pytest.fixture
+def hosted(tmp_path: Path, provider: Provider) -> Iterator[Hosted]:
+    from host.db import get_database
+
+    built = build_hosted(tmp_path, provider)
+    yield built
+    get_database(built.app).engine.dispose()

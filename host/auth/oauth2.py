@@ -231,7 +231,7 @@ def _exchange(app: Flask, db: Session, installation: Installation, manifest: Man
     result, _ = execute(app, workspace_id=installation.workspace_id,
                         installation_id=installation.id, kind="auth", name="get_token",
                         requests=[auth.get_token], ctx=ctx, allowed_hosts=manifest.allowed_hosts,
-                        persist="credentials", follow_redirects=False,
+                        miniapp=manifest.name, persist="credentials", follow_redirects=False,
                         sandbox=installation.sandbox, actor_id=user_id)
     if not result.ok:
         return _fail(app, db, installation, f"the token exchange failed: "
@@ -246,7 +246,8 @@ def _exchange(app: Flask, db: Session, installation: Installation, manifest: Man
         details, _ = execute(app, workspace_id=installation.workspace_id,
                              installation_id=installation.id, kind="auth", name="userDetails",
                              requests=[auth.user_details], ctx=ctx,
-                             allowed_hosts=manifest.allowed_hosts, persist="metadata",
+                             allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name,
+                             persist="metadata",
                              sandbox=installation.sandbox, actor_id=user_id)
         if not details.ok:
             return _fail(app, db, installation, "reading the account details failed: "

@@ -39,6 +39,7 @@ __all__ = [
     "Held",
     "RefreshInProgress",
     "RefreshOutcomeUnknown",
+    "can_refresh",
     "ensure_fresh",
     "load",
     "needs_refresh",
@@ -118,9 +119,16 @@ def ensure_fresh(
     app: Flask, installation_id: str, manifest: Manifest, held: Held, *, actor: str, deadline: float
 ) -> Held:
     """Refresh before use when the token expires within the margin."""
-    if manifest.auth.refresh_token is None or not needs_refresh(held.values):
+    if not can_refresh(manifest) or not needs_refresh(held.values):
         return held
     return refresh(app, installation_id, manifest, held.version, actor=actor, deadline=deadline)
+
+
+def can_refresh(manifest: Manifest) -> bool:
+    """A ``refresh_token`` request, or a plugin's auth type with a ``refresh``."""
+    plugin = manifest.auth.plugin
+    return manifest.auth.refresh_token is not None or (
+        plugin is not None and plugin.refresh is not None)
 
 
 def _lease_seconds(deadline: float) -> float:
@@ -226,8 +234,6 @@ def _lead(
     actor: str,
     deadline: float,
 ) -> Held:
-    from ..services.installations import context_for
-    from ..services.runs import execute
 
     try:
         row = _row(app, installation_id)
@@ -243,31 +249,17 @@ def _lead(
                 .values(refresh_started_at=unknown_since or utcnow())
             )
         fault("refresh.before_call")
-        with get_database(app).sessions() as db:
-            ctx = context_for(
-                app,
-                db,
-                row,
-                manifest,
-                actor=actor,
-                reason="refresh",
-                credentials=current,
-                requests=[manifest.auth.refresh_token],
-            )
-        result, _ = execute(
-            app,
-            workspace_id=row.workspace_id,
-            installation_id=installation_id,
-            kind="auth",
-            name="refresh_token",
-            requests=[manifest.auth.refresh_token],
-            ctx=ctx,
-            allowed_hosts=manifest.allowed_hosts,
-            persist="credentials",
-            follow_redirects=False,
-            sandbox=row.sandbox,
-            deadline=deadline,
-        )
+        if manifest.auth.plugin is not None:
+            from ..services import plugin_auth
+
+            answer = plugin_auth.refresh(app, row, manifest, current, actor=actor,
+                                         deadline=deadline)
+            if answer is None:
+                raise _reconnect(app, installation_id, owner,
+                                 f"{manifest.auth.plugin.title} cannot renew these credentials")
+            result = answer
+        else:
+            result = _refresh_request(app, row, manifest, current, actor, deadline)
         fault("refresh.after_token_response")
     except BaseException:
         _release(app, installation_id, owner)
@@ -276,7 +268,7 @@ def _lead(
         return _failed(
             app, installation_id, owner, seen_version, result.error, unknown_since, actor
         )
-    if not result.values.get("accessToken"):
+    if manifest.auth.plugin is None and not result.values.get("accessToken"):
         raise _reconnect(
             app,
             installation_id,
@@ -326,6 +318,23 @@ def _lead(
             ) from None
     fault("refresh.after_commit")
     return Held(fresh, version)
+
+
+def _refresh_request(app: Flask, row: Installation, manifest: Manifest, current: dict[str, Any],
+                     actor: str, deadline: float) -> Any:
+    """Send the manifest's ``refresh_token`` request with the current credentials."""
+    from ..services.installations import context_for
+    from ..services.runs import execute
+
+    with get_database(app).sessions() as db:
+        ctx = context_for(app, db, row, manifest, actor=actor, reason="refresh",
+                          credentials=current, requests=[manifest.auth.refresh_token])
+    result, _ = execute(
+        app, workspace_id=row.workspace_id, installation_id=row.id, kind="auth",
+        name="refresh_token", requests=[manifest.auth.refresh_token], ctx=ctx,
+        allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name, persist="credentials",
+        follow_redirects=False, sandbox=row.sandbox, deadline=deadline)
+    return result
 
 
 def _invalid_grant(error: Any) -> bool:

@@ -41,6 +41,7 @@ class Field:
     fallback: str | None = None
     children: tuple[Field, ...] = ()
     item_type: str | None = None
+    secret: bool = False  # ``"writeOnly": true``: never shown again once submitted
 
     @property
     def multiple(self) -> bool:
@@ -123,6 +124,7 @@ def _field(name: str, schema: Mapping[str, Any], required: bool) -> Field:
         enum=tuple(enum) if isinstance(enum, list) else None,
         source=schema.get("x-source") or items.get("x-source"),
         fallback=schema.get("x-fallback"),
+        secret=schema.get("writeOnly") is True,
         children=children,
         item_type=_type_of(items) if kind == "array" and items else None,
     )

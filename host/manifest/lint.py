@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,13 +87,18 @@ def _escape(token: str) -> str:
 
 
 class Linter:
-    def __init__(self, doc: dict[str, Any], auth_types: Collection[str]) -> None:
+    def __init__(self, doc: dict[str, Any], auth_types: Collection[str],
+                 system_values: Collection[str] = ()) -> None:
         self.doc = doc
         self.auth_types = auth_types
+        self.system = (*SYSTEM_VALUES, *sorted(system_values))
         self.problems: list[Problem] = []
         self.auth = _obj(doc.get("auth")) or {"type": "none"}
         self.auth_type = self.auth.get("type", "none")
         self.config_keys = frozenset(_obj(self.auth.get("config")))
+        self.plugin_auth = (auth_types.get(self.auth_type)
+                            if isinstance(auth_types, Mapping) and isinstance(self.auth_type, str)
+                            else None)
         self.secrets = self._secret_names()
 
     def add(self, pointer: str, message: str) -> None:
@@ -125,7 +130,13 @@ class Linter:
             if "expiresIn" in names:
                 names.add("expiresAt")
             return frozenset(names)
-        return None  # a plugin's auth type: it alone knows what it stores
+        if self.plugin_auth is not None:
+            try:
+                names.update(self.plugin_auth.credentials(auth))
+            except Exception:  # its schema check below says what is wrong with the block
+                return None
+            return frozenset(names)
+        return None  # an auth type this host does not know: reported in run()
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -169,13 +180,29 @@ class Linter:
 
     # -- auth ----------------------------------------------------------------------------
 
+    def _check_plugin_auth(self) -> None:
+        """A plugin's auth block: its own schema, and URLs its requests may call."""
+        assert self.plugin_auth is not None
+        schema = {"type": "object", **self.plugin_auth.schema}
+        body = {k: v for k, v in self.auth.items() if k != "type"}
+        for error in Draft202012Validator(schema).iter_errors(body):
+            where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
+            self.add(f"/auth{where}", f"{error.message} (auth type {self.auth_type})")
+        for member in self.plugin_auth.requests:
+            request = _obj(self.auth.get(member))
+            if isinstance(request.get("url"), str):
+                self.requests_exist = True
+                self._check_url(f"/auth/{member}/url", request["url"])
+
     def _check_auth(self) -> None:
         auth, kind = self.auth, self.auth_type
+        if self.plugin_auth is not None:
+            self._check_plugin_auth()
         for key in sorted(self.config_keys & CONFIG_RESERVED):
             self.add(f"/auth/config/{_escape(key)}",
                      f"{key!r} is a system value the host sets; a config key cannot replace "
                      "it, so give the setting another name")
-        base = frozenset(self.config_keys | set(SYSTEM_VALUES))
+        base = frozenset(self.config_keys | set(self.system))
         plain = Scope(base, False, "auth", "")
         connect = Scope(base | frozenset(CONNECT_VALUES), True, "connect", "")
         if kind in ("apiKey", "basic"):
@@ -226,7 +253,7 @@ class Linter:
             if item in RESERVED_PARAMETERS:
                 self.add(f"{pointer}/dependsOn", f"{item!r} is a system value, not a form field")
         scope = Scope(
-            frozenset(depends) | self.config_keys | frozenset(SYSTEM_VALUES),
+            frozenset(depends) | self.config_keys | frozenset(self.system),
             False,
             f"source {name}",
             f"one of its dependsOn fields ({_names(depends)})",
@@ -259,7 +286,7 @@ class Linter:
         if "output" in action:
             self._check_schema_doc(f"{pointer}/output", action["output"], f"output of {name}")
         scope = Scope(
-            frozenset(params) | self.config_keys | frozenset(SYSTEM_VALUES),
+            frozenset(params) | self.config_keys | frozenset(self.system),
             False,
             f"action {name}",
             f"a parameter of {name} (parameters: {_names(params)})",
@@ -412,7 +439,7 @@ class Linter:
             pointer,
             f"placeholder {placeholder} in {scope.where} is not {own}a value mapped by an earlier "
             f"request, an auth.config key ({_names(self.config_keys)}) or a system value "
-            f"({', '.join(SYSTEM_VALUES)}){hint}",
+            f"({', '.join(self.system)}){hint}",
         )
 
     def _check_url(self, pointer: str, url: str, egress: bool = True) -> None:
@@ -497,6 +524,11 @@ class Linter:
             )
 
 
-def lint(doc: dict[str, Any], auth_types: Collection[str] = BUILTIN_AUTH_TYPES) -> list[Problem]:
-    """Every semantic problem of ``doc`` as ``(pointer, message)`` pairs."""
-    return Linter(doc, auth_types).run()
+def lint(doc: dict[str, Any], auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
+         system_values: Collection[str] = ()) -> list[Problem]:
+    """Every semantic problem of ``doc`` as ``(pointer, message)`` pairs.
+
+    ``auth_types`` are the names this host knows, or a mapping from name to the
+    plugin's ``AuthType`` (``None`` for built-in ones); ``system_values`` the
+    ``{{…}}`` names plugins add."""
+    return Linter(doc, auth_types, system_values).run()

@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -206,32 +206,35 @@ def _obj(value: Any) -> dict[str, Any]:
 
 
 def validate_document(
-    doc: dict[str, Any], file: str, auth_types: Collection[str] = BUILTIN_AUTH_TYPES
+    doc: dict[str, Any], file: str, auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
+    system_values: Collection[str] = (),
 ) -> list[ManifestProblem]:
     """Every problem of ``doc``: schema violations, then the semantic lint.
 
     ``auth_types`` are the auth types this host knows (the built-in ones plus
-    those plugins contribute); any other ``auth.type`` is an error.
+    those plugins contribute, as a mapping to their ``AuthType``); any other
+    ``auth.type`` is an error. ``system_values`` are ``{{…}}`` names plugins add.
     """
     found: dict[tuple[str, str], None] = {}
     for error in _validator().iter_errors(doc):
         if error.validator in ("if", "allOf"):
             continue
         found[_schema_message(error)] = None
-    for pointer, message in lint(doc, auth_types):
+    for pointer, message in lint(doc, auth_types, system_values):
         found[(pointer, message)] = None
     return [ManifestProblem(file, pointer, message) for pointer, message in found]
 
 
-def load_manifest(path: Path, auth_types: Collection[str] = BUILTIN_AUTH_TYPES) -> Manifest:
+def load_manifest(path: Path, auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
+                  system_values: Collection[str] = ()) -> Manifest:
     """Read, validate and compile the mini-app at ``path``; raises ManifestError."""
     doc, file = read_document(path)
     folder = Path(file).parent
-    problems = validate_document(doc, file, auth_types)
+    problems = validate_document(doc, file, auth_types, system_values)
     problems.extend(check_icon(doc, folder, file))
     if problems:
         raise ManifestError(problems)
-    return compile_manifest(doc, file, str(folder), auth_types)
+    return compile_manifest(doc, file, str(folder), auth_types, system_values)
 
 
 def check_icon(doc: dict[str, Any], folder: Path, file: str) -> list[ManifestProblem]:
@@ -258,14 +261,24 @@ def compile_manifest(
     file: str = "<manifest>",
     location: str = "",
     auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
+    system_values: Collection[str] = (),
 ) -> Manifest:
     """Validate ``doc`` and build its frozen, ready-to-run form."""
-    problems = validate_document(doc, file, auth_types)
+    problems = validate_document(doc, file, auth_types, system_values)
     if problems:
         raise ManifestError(problems)
     doc = copy.deepcopy(doc)
     text = json.dumps(doc)
-    auth = _compile_auth(_obj(doc.get("auth")) or {"type": "none"})
+    auth_doc = _obj(doc.get("auth")) or {"type": "none"}
+    plugin_auth = auth_types.get(auth_doc["type"]) if isinstance(auth_types, Mapping) else None
+    try:
+        auth = _compile_auth(auth_doc, plugin_auth)
+    except Exception as error:  # only a plugin's form() can fail here; the rest was checked
+        if plugin_auth is None:
+            raise
+        raise ManifestError([ManifestProblem(
+            file, "/auth", f"auth type {plugin_auth.name} could not build the connect form "
+            f"({type(error).__name__}: {error}); tell the plugin's author")]) from None
     sources = {name: _compile_source(name, spec) for name, spec in _obj(doc.get("sources")).items()}
     actions = tuple(
         _compile_action(index, spec) for index, spec in enumerate(doc.get("actions", []))
@@ -339,9 +352,20 @@ def _compile_chain(pointer: str, specs: list[dict[str, Any]]) -> tuple[Request, 
     return tuple(_compile_request(f"{pointer}/{i}", spec) for i, spec in enumerate(specs))
 
 
-def _compile_auth(spec: dict[str, Any]) -> Auth:
+def _compile_auth(spec: dict[str, Any], plugin_auth: Any = None) -> Auth:
     def request(key: str) -> Request | None:
         return _compile_request(f"/auth/{key}", spec[key]) if key in spec else None
+
+    if plugin_auth is not None:
+        return Auth(
+            type=spec["type"],
+            config=MappingProxyType(spec.get("config", {})),
+            form=build_form(dict(plugin_auth.form(spec))),
+            requests=MappingProxyType({member: _compile_request(f"/auth/{member}", spec[member])
+                                       for member in plugin_auth.requests if member in spec}),
+            plugin=plugin_auth,
+            raw=MappingProxyType(spec),
+        )
 
     authorize = None
     if "authorize" in spec:

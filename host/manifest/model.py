@@ -111,6 +111,9 @@ class Auth:
     refresh_on: Expect | None = None
     form: Form | None = None
     raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    # A plugin's auth type (``host.plugins.AuthType``) and its compiled requests.
+    plugin: Any = None
+    requests: Mapping[str, Request] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, slots=True)

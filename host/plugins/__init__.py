@@ -4,9 +4,17 @@ Plugins come from the ``minihost`` entry-point group, from the folders of
 ``PLUGINS_DIRS`` (the bundled ``plugins/`` by default) and from
 ``--plugins-dir``. A folder plugin is a package (a directory with
 ``__init__.py``) or a single ``.py`` module; its name is the directory or file
-name. ``DISABLED_PLUGINS`` names plugins not to load. A plugin that fails to
-import is recorded in :attr:`Plugins.failures` and logged; it never stops the
-host from starting.
+name. ``DISABLED_PLUGINS`` names plugins not to load. A plugin may declare the
+host versions it works with as ``MINIHOST_REQUIRES = ">=0.1"`` (a PEP 440
+specifier).
+
+A plugin that fails to import, needs another host version, or raises in a hook
+is reported — logged, and listed on ``/-/plugins`` and by
+``minihost plugins list`` — and never stops the host from starting, a page from
+rendering or a run from being recorded. Hooks are therefore called through
+:meth:`Plugins.call_each` and :meth:`Plugins.first_result`, which call each
+implementation on its own, rather than through pluggy's relay, which stops at
+the first exception.
 """
 
 from __future__ import annotations
@@ -15,17 +23,39 @@ import importlib.metadata
 import importlib.util
 import logging
 import sys
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pluggy
 from flask import Flask
+from markupsafe import Markup
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from .. import __version__
+from ..manifest import BUILTIN_AUTH_TYPES, RESERVED_PARAMETERS
 from . import hookspecs
+from .contract import AuthFlow, AuthType, RenderStrategy
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "PluginInfo", "Plugins", "get_plugins", "hookimpl"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "AuthFlow",
+    "AuthType",
+    "HookFailure",
+    "PluginFailure",
+    "PluginInfo",
+    "Plugins",
+    "RenderStrategy",
+    "describe",
+    "get_plugins",
+    "hookimpl",
+    "notify",
+    "plugin_settings",
+]
 
 ENTRY_POINT_GROUP = "minihost"
 hookimpl = pluggy.HookimplMarker("minihost")
@@ -35,30 +65,56 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class PluginInfo:
     name: str
-    origin: str  # "entry point" | "folder <path>"
+    origin: str  # "entry point <dist>" | "folder <path>"
     version: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class PluginFailure:
+    """A plugin that did not load."""
+
     name: str
     origin: str
     error: str
 
 
+@dataclass(slots=True)
+class HookFailure:
+    """A loaded plugin that raised in a hook: how often, and the latest error."""
+
+    plugin: str
+    hook: str
+    error: str
+    count: int = 1
+    last_at: float = field(default_factory=time.time)
+
+
 @dataclass
 class Plugins:
-    """One application's plugin manager and what loading it found."""
+    """One application's plugin manager and what loading and calling it found."""
 
     manager: pluggy.PluginManager
     loaded: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
+    hook_failures: dict[tuple[str, str], HookFailure] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def hook(self) -> pluggy.HookRelay:
         return self.manager.hook
 
+    # -- loading -------------------------------------------------------------------------
+
     def register(self, module: object, info: PluginInfo) -> None:
+        required = getattr(module, "MINIHOST_REQUIRES", None)
+        if required is not None:
+            try:
+                allowed = SpecifierSet(str(required)).contains(__version__, prereleases=True)
+            except InvalidSpecifier:
+                raise ValueError(f"MINIHOST_REQUIRES = {required!r} is not a version "
+                                 "specifier such as '>=0.1'") from None
+            if not allowed:
+                raise RuntimeError(f"needs Minihost {required}; this host is {__version__}")
         self.manager.register(module, name=info.name)
         self.loaded.append(info)
 
@@ -69,14 +125,15 @@ class Plugins:
 
     def load_entry_points(self, disabled: set[str]) -> None:
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name in disabled:
+            if entry.name in disabled or self.manager.has_plugin(entry.name):
                 continue
+            origin = f"entry point {entry.dist.name}" if entry.dist else "entry point"
             try:
                 module = entry.load()
                 version = entry.dist.version if entry.dist else None
-                self.register(module, PluginInfo(entry.name, "entry point", version))
+                self.register(module, PluginInfo(entry.name, origin, version))
             except Exception as error:
-                self._fail(entry.name, "entry point", error)
+                self._fail(entry.name, origin, error)
 
     def load_folder(self, folder: Path, disabled: set[str]) -> None:
         if not folder.is_dir():
@@ -99,6 +156,56 @@ class Plugins:
                 self.register(module, PluginInfo(name, origin, version))
             except Exception as error:
                 self._fail(name, origin, error)
+
+    # -- calling -------------------------------------------------------------------------
+
+    def implemented(self, hook_name: str) -> bool:
+        return bool(getattr(self.hook, hook_name).get_hookimpls())
+
+    def hooks_of(self, name: str) -> list[str]:
+        """The hooks plugin ``name`` implements, sorted."""
+        plugin = self.manager.get_plugin(name)
+        callers = self.manager.get_hookcallers(plugin) if plugin is not None else None
+        return sorted(caller.name for caller in callers or ())
+
+    def report(self, plugin: str, hook_name: str, error: BaseException) -> str:
+        """Log a plugin's failure in a hook and keep it for the plugins page."""
+        message = f"{type(error).__name__}: {error}"
+        log.error("plugin %s failed in %s: %s", plugin, hook_name, message, exc_info=error)
+        with self._lock:
+            known = self.hook_failures.get((plugin, hook_name))
+            if known is None:
+                self.hook_failures[(plugin, hook_name)] = HookFailure(plugin, hook_name, message)
+            else:
+                known.error, known.count, known.last_at = message, known.count + 1, time.time()
+        return message
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Every implementation's answer as ``(plugin name, answer)``, in pluggy's
+        order (the last registered first). One that raises is reported and
+        skipped; the others still run."""
+        answers = []
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                answer = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as error:
+                self.report(impl.plugin_name, hook_name, error)
+                continue
+            answers.append((impl.plugin_name, answer))
+        return answers
+
+    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
+        """The first answer that is not ``None`` (a ``firstresult`` hook), skipping
+        implementations that raise."""
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                answer = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as error:
+                self.report(impl.plugin_name, hook_name, error)
+                continue
+            if answer is not None:
+                return answer
+        return None
 
 
 def _import_file(name: str, init: Path, package: bool) -> ModuleType:
@@ -134,8 +241,29 @@ def make_plugins(folders: Iterable[str], disabled: Iterable[str]) -> Plugins:
     return plugins
 
 
+def describe(plugins: Plugins) -> dict[str, Any]:
+    """What is loaded and what went wrong, for ``/-/plugins`` and ``minihost plugins list``."""
+    return {
+        "plugins": [{"name": info.name, "version": info.version, "origin": info.origin,
+                     "hooks": plugins.hooks_of(info.name)} for info in plugins.loaded],
+        "notLoaded": [{"name": f.name, "origin": f.origin, "error": f.error}
+                      for f in plugins.failures],
+        "hookFailures": [{"plugin": f.plugin, "hook": f.hook, "error": f.error,
+                          "count": f.count,
+                          "lastAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.last_at))}
+                         for f in sorted(plugins.hook_failures.values(),
+                                         key=lambda f: (f.plugin, f.hook))],
+    }
+
+
 def get_plugins(app: Flask) -> Plugins:
     return app.extensions["minihost.plugins"]
+
+
+def plugin_settings(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """Plugin ``name``'s entry of ``PLUGIN_SETTINGS`` (empty when it has none)."""
+    settings = (config.get("PLUGIN_SETTINGS") or {}).get(name)
+    return settings if isinstance(settings, Mapping) else {}
 
 
 def init_app(app: Flask, extra_dirs: Iterable[str] = ()) -> None:
@@ -143,38 +271,92 @@ def init_app(app: Flask, extra_dirs: Iterable[str] = ()) -> None:
     app.extensions["minihost.plugins"] = make_plugins(folders, app.config["DISABLED_PLUGINS"])
 
 
-BUILTIN_WIDGETS = frozenset({"text", "textarea", "select", "number", "toggle", "multi",
+BUILTIN_WIDGETS = frozenset({"auto", "text", "textarea", "select", "number", "toggle", "multi",
                              "group", "source", "password"})
 
 
 def register_extensions(app: Flask) -> None:
-    """Let plugins add widgets, blueprints and commands, after the host's own are in place."""
-    hook = get_plugins(app).hook
+    """Let plugins add widgets, render strategies, auth types, system values,
+    blueprints and commands, after the host's own are in place."""
+    plugins = get_plugins(app)
     widgets: dict[str, object] = {}
-    for contributed in hook.form_widgets():
+    strategies: dict[str, RenderStrategy] = {}
+    owners: dict[str, str] = {}
+    for plugin, contributed in plugins.call_each("form_widgets"):
         for name, render in (contributed or {}).items():
-            if name in BUILTIN_WIDGETS or not callable(render):
-                log.warning("ignoring plugin widget %r: a built-in name, or not callable", name)
-                continue
-            widgets.setdefault(name, render)
+            if name in BUILTIN_WIDGETS or name in widgets or name in strategies:
+                plugins.report(plugin, "form_widgets", ValueError(
+                    f"{name!r} is a built-in or already contributed name; choose another"))
+            elif isinstance(render, RenderStrategy):
+                strategies[name] = render
+                owners[name] = plugin
+            elif callable(render):
+                widgets[name] = render
+            else:
+                plugins.report(plugin, "form_widgets", TypeError(
+                    f"{name!r} is neither a widget function nor a RenderStrategy"))
     app.extensions["minihost.widgets"] = widgets
+    app.extensions["minihost.strategies"] = strategies
     app.jinja_env.globals["plugin_widgets"] = widgets
-    for blueprints in hook.register_blueprints(app=app):
+
+    def strategy_html(name: str, form: Any, values: Any, errors: Any) -> Markup | None:
+        """A plugin's whole-form HTML for ``renderStrategy: name``; ``None`` renders
+        the standard form (no such strategy, or it failed)."""
+        strategy = strategies.get(name)
+        if strategy is None:
+            return None
+        try:
+            return Markup(strategy.render(form, values or {}, errors or {}))
+        except Exception as error:
+            plugins.report(owners[name], "form_widgets", error)
+            return None
+
+    app.jinja_env.globals["strategy_html"] = strategy_html
+    app.extensions["minihost.auth_types"], app.extensions["minihost.auth_type_owners"] = \
+        _auth_types(app, plugins)
+    app.extensions["minihost.system_values"] = _system_values(app, plugins)
+    for plugin, blueprints in plugins.call_each("register_blueprints", app=app):
         for blueprint in blueprints or ():
-            app.register_blueprint(blueprint)
-    hook.register_commands(cli=app.cli)
+            try:
+                app.register_blueprint(blueprint)
+            except Exception as error:
+                plugins.report(plugin, "register_blueprints", error)
+    plugins.call_each("register_commands", cli=app.cli)
+
+
+def _auth_types(app: Flask, plugins: Plugins) -> tuple[dict[str, AuthType], dict[str, str]]:
+    """Plugins' auth types by name, and the plugin that contributed each."""
+    found: dict[str, AuthType] = {}
+    owners: dict[str, str] = {}
+    for plugin, contributed in plugins.call_each("auth_types", config=app.config):
+        for item in contributed or ():
+            if not isinstance(item, AuthType):
+                plugins.report(plugin, "auth_types", TypeError(
+                    f"{item!r} is not a host.plugins.AuthType"))
+            elif item.name in BUILTIN_AUTH_TYPES or item.name in found:
+                plugins.report(plugin, "auth_types", ValueError(
+                    f"auth type {item.name!r} already exists; choose another name"))
+            else:
+                found[item.name] = item
+                owners[item.name] = plugin
+    return found, owners
+
+
+def _system_values(app: Flask, plugins: Plugins) -> dict[str, tuple[str, Any]]:
+    found: dict[str, tuple[str, Any]] = {}
+    for plugin, contributed in plugins.call_each("system_values", config=app.config):
+        for name, function in (contributed or {}).items():
+            if name in RESERVED_PARAMETERS or name in found or not callable(function):
+                plugins.report(plugin, "system_values", ValueError(
+                    f"{name!r} is a host value, already contributed, or not a function"))
+            else:
+                found[name] = (plugin, function)
+    return found
 
 
 def notify(app: Flask, hook_name: str, **kwargs: object) -> None:
-    """Call every implementation of a notification hook, each on its own, so one
-    failing plugin is logged and the others still hear about it (pluggy alone
-    would stop at the first exception)."""
+    """Tell every plugin implementing a notification hook; one that fails is
+    reported and the others still hear about it."""
     plugins = app.extensions.get("minihost.plugins")
-    if plugins is None:
-        return
-    caller = getattr(plugins.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
-        try:
-            impl.function(*[kwargs[name] for name in impl.argnames])
-        except Exception:
-            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
+    if plugins is not None:
+        plugins.call_each(hook_name, config=app.config, **kwargs)

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     import click
     from flask import Blueprint, Flask
 
+    from ..engine import Outgoing, Response
+    from ..manifest import Request
+    from .contract import AuthType, RenderStrategy
+
 hookspec = pluggy.HookspecMarker("minihost")
 
 # --------------------------------------------------------------------------------------
@@ -51,26 +55,137 @@ def miniapp_manifests(config: Mapping[str, Any]) -> Iterable[dict[str, Any] | st
 
 
 # --------------------------------------------------------------------------------------
+# Auth
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def auth_types(config: Mapping[str, Any]) -> Iterable[AuthType] | None:
+    """Add connect methods that manifests name in ``auth.type``.
+
+    Called once while the application is created.
+
+    :param config: the host's configuration (read-only).
+    :return: :class:`host.plugins.AuthType` objects. A name the host already has
+        (``none``, ``apiKey``, ``basic``, ``oauth2``) or that an earlier plugin
+        took is refused and reported. Manifests using the type are checked
+        against its ``schema`` when they load; installing one shows the type's
+        connect form and stores what its ``connect`` returns.
+    """
+
+
+@hookspec
+def system_values(
+    config: Mapping[str, Any],
+) -> Mapping[str, Callable[[Mapping[str, Any]], Any]] | None:
+    """Add ``{{…}}`` values the host fills in, beside ``webhookUrl`` and ``hostUrl``.
+
+    Called once while the application is created; the names are known to the
+    manifest lint from then on, so manifests may use them.
+
+    :param config: the host's configuration (read-only).
+    :return: a mapping from value name to a function ``value(installation)``,
+        called each time a request of that installation is prepared, with the
+        installation as ``GET /api/v1/installations/{id}`` shows it. Names of
+        the host's own values cannot be replaced. A function that raises leaves
+        its value out (a request that needs it fails naming the placeholder)
+        and is reported.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Requests and responses
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def prepare_request(request: Outgoing, miniapp: str, installation_id: str | None,
+                    config: Mapping[str, Any]) -> None:
+    """Change a request just before it is sent: sign it, add a header, log it.
+
+    Called for every outbound request of every kind (actions, sources, connect
+    and refresh steps, registration), after its placeholders are filled and
+    before the egress policy checks its destination — a plugin cannot send a
+    request anywhere the mini-app's ``allowedHosts`` do not allow. Also called
+    in sandbox mode, so the trace shows what would have been sent.
+
+    :param request: a :class:`host.engine.Outgoing`; change ``headers`` (a list
+        of ``(name, value)`` pairs), ``url`` or ``body`` (bytes) in place.
+        Add a header's lower-cased name to ``secret_headers`` to have its value
+        redacted in the trace.
+    :param miniapp: the mini-app's name.
+    :param installation_id: the installation's id, or ``None`` for a request
+        made before one exists.
+    :param config: the host's configuration (read-only).
+
+    A plugin that raises here fails the run with its name and message; the
+    request is not sent.
+    """
+
+
+@hookspec
+def response_received(request: Outgoing, response: Response, miniapp: str,
+                      installation_id: str | None, config: Mapping[str, Any]) -> None:
+    """Observe or transform a provider's answer before it is checked and mapped.
+
+    Called once per answered request (after redirects and retries), before the
+    host records it in the trace, checks ``expect`` and maps values.
+
+    :param request: the :class:`host.engine.Outgoing` that was sent.
+    :param response: a :class:`host.engine.Response`; ``status``, ``headers``
+        and ``body`` (bytes) may be replaced in place.
+    :param miniapp: the mini-app's name.
+    :param installation_id: the installation's id, or ``None``.
+    :param config: the host's configuration (read-only).
+
+    A plugin that raises here fails the run with its name and message.
+    """
+
+
+@hookspec(firstresult=True)
+def sandbox_response(request: Outgoing, spec: Request,
+                     config: Mapping[str, Any]) -> Response | None:
+    """Answer a request in sandbox mode instead of the generated answer.
+
+    Called for each request a sandbox run would send, after the egress policy
+    accepted its destination. ``firstresult``: the first plugin to return a
+    response wins; when none does, the host answers from the request's
+    ``responseSchema`` (its examples, defaults and types).
+
+    :param request: the :class:`host.engine.Outgoing` that would have been sent.
+    :param spec: the compiled manifest request (``pointer``, ``response_schema``,
+        ``expect``).
+    :param config: the host's configuration (read-only).
+    :return: a :class:`host.engine.Response` (``status``, ``headers``, ``body``
+        bytes, ``elapsed`` seconds), or ``None`` to leave it to others. A plugin
+        that raises is reported and the generated answer is used.
+    """
+
+
+# --------------------------------------------------------------------------------------
 # Forms
 # --------------------------------------------------------------------------------------
 
 
 @hookspec
-def form_widgets() -> Mapping[str, Callable[[Any, str, Any], str]] | None:
-    """Contribute form widgets, chosen by a field's ``x-widget``.
+def form_widgets() -> Mapping[str, Callable[[Any, str, Any], str] | RenderStrategy] | None:
+    """Contribute form widgets (a field's ``x-widget``) and whole-form renderings
+    (an action's ``renderStrategy``).
 
     Called once while the application is created.
 
-    :return: a mapping from widget name to a function ``render(field, name, value)``
-        returning the HTML of the input: ``field`` is a :class:`host.forms.Field`,
-        ``name`` the form name to submit under (``id`` must be ``"f-" + name``
-        with dots replaced by ``-`` so the label points at it), ``value`` the
-        current value or ``None``. The function must escape what it inserts. The
-        submitted text is coerced to the field's JSON Schema type like any
-        other. A name the host already renders (``text``, ``textarea``,
-        ``select``, ``number``, ``toggle``, ``multi``, ``group``, ``source``,
-        ``password``) cannot be replaced; a widget no plugin provides renders as
-        a text input.
+    :return: a mapping from name to either a widget function
+        ``render(field, name, value)`` returning the HTML of one input, or a
+        :class:`host.plugins.RenderStrategy` that renders all of an action's
+        fields. A widget gets ``field`` (a :class:`host.forms.Field`), ``name``
+        the form name to submit under (``id`` must be ``"f-" + name`` with dots
+        replaced by ``-`` so the label points at it) and ``value``, the current
+        value or ``None``. Either must escape what it inserts; submitted text is
+        coerced to the field's JSON Schema type like any other. A name the host
+        already renders (``auto``, ``text``, ``textarea``, ``select``,
+        ``number``, ``toggle``, ``multi``, ``group``, ``source``, ``password``)
+        cannot be replaced; a widget no plugin provides renders as a text input,
+        and a ``renderStrategy`` no plugin provides renders as ``auto``.
     """
 
 
@@ -115,7 +230,8 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def installation_changed(installation: Mapping[str, Any], change: str) -> None:
+def installation_changed(installation: Mapping[str, Any], change: str,
+                         config: Mapping[str, Any]) -> None:
     """React to an installation's life: provision something, notify someone.
 
     Called after the change is committed. A plugin that raises here is logged
@@ -126,11 +242,12 @@ def installation_changed(installation: Mapping[str, Any], change: str) -> None:
     :param change: ``installed``, ``connected`` (an OAuth connect finished),
         ``reconnected`` (new credentials for an existing installation) or
         ``uninstalled``.
+    :param config: the host's configuration (read-only).
     """
 
 
 @hookspec
-def run_finished(run: Mapping[str, Any]) -> None:
+def run_finished(run: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     """Observe every finished action run, for example to count or forward results.
 
     Called after the run is recorded, whether it succeeded or failed. A plugin
@@ -138,18 +255,20 @@ def run_finished(run: Mapping[str, Any]) -> None:
 
     :param run: the run as ``GET /api/v1/runs/{id}`` shows it, with its redacted
         ``trace``.
+    :param config: the host's configuration (read-only).
     """
 
 
 @hookspec
-def audit_event(event: Mapping[str, Any]) -> None:
+def audit_event(event: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     """Observe every audit event, for example to ship it to a log store.
 
-    Called after the event is added to the database transaction (it is written
-    when that transaction commits). A plugin that raises here is logged and
-    never stops the audited action.
+    Called once the event is committed to the database, in the order events
+    were recorded; an event whose transaction rolls back is never offered. A
+    plugin that raises here is reported and never stops the audited action.
 
     :param event: ``id``, ``at`` (ISO 8601), ``actor``, ``workspace``,
         ``installation``, ``kind`` and ``detail`` — the same shape as
         ``GET /api/v1/audit``. It never holds a secret.
+    :param config: the host's configuration (read-only).
     """

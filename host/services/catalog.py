@@ -13,6 +13,7 @@ cheap aggregate query), so a page never parses a manifest.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -62,6 +63,9 @@ def version_key(version: str) -> tuple[Any, ...]:
     return (int(major), int(minor), int(patch), pre_key, "")
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class Refused:
     """A manifest that failed validation, and where it came from."""
@@ -78,9 +82,15 @@ class Found:
     refused: list[Refused] = field(default_factory=list)
 
 
-def _auth_types(app: Flask) -> tuple[str, ...]:
-    """The auth types manifests may use on this host (the built-in ones)."""
-    return BUILTIN_AUTH_TYPES
+def _auth_types(app: Flask) -> dict[str, Any]:
+    """The auth types manifests may use on this host: the built-in ones (``None``)
+    and those plugins add (their ``AuthType``)."""
+    return {**dict.fromkeys(BUILTIN_AUTH_TYPES), **app.extensions.get("minihost.auth_types", {})}
+
+
+def _system_values(app: Flask) -> tuple[str, ...]:
+    """The ``{{…}}`` names plugins add through ``system_values``."""
+    return tuple(app.extensions.get("minihost.system_values", {}))
 
 
 def _folder_entries(folder: Path) -> list[Path]:
@@ -97,6 +107,7 @@ def collect(app: Flask) -> Found:
     """Read and validate every manifest the host is configured to offer."""
     found = Found()
     auth_types = _auth_types(app)
+    system = _system_values(app)
 
     def accept(manifest: Manifest, origin: str) -> None:
         key = (manifest.name, manifest.version)
@@ -114,18 +125,23 @@ def collect(app: Flask) -> Found:
     for directory in app.config["MINIAPPS_DIRS"]:
         for folder in _folder_entries(Path(directory)):
             try:
-                accept(load_manifest(folder, auth_types), "folder")
+                accept(load_manifest(folder, auth_types, system), "folder")
             except ManifestError as error:
                 found.refused.append(Refused("folder", str(folder), error.problems))
 
-    results = get_plugins(app).hook.miniapp_manifests(config=app.config)
-    for contributed in results:
-        for item in contributed or ():
-            _collect_contribution(item, accept, found, auth_types)
+    for plugin, contributed in get_plugins(app).call_each("miniapp_manifests", config=app.config):
+        try:
+            items = list(contributed or ())
+        except Exception as error:  # a generator that fails half-way
+            get_plugins(app).report(plugin, "miniapp_manifests", error)
+            continue
+        for item in items:
+            _collect_contribution(item, accept, found, auth_types, system)
     return found
 
 
-def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Iterable[str]) -> None:
+def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Mapping[str, Any],
+                          system: tuple[str, ...]) -> None:
     try:
         if isinstance(item, dict):
             label = f"plugin manifest {item.get('name', '?')}"
@@ -136,9 +152,9 @@ def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Iter
                     "a manifest given as a document needs an https:// icon URL; "
                     "contribute a folder path to ship an icon file",
                 )])
-            accept(compile_manifest(item, label, label, tuple(auth_types)), "plugin")
+            accept(compile_manifest(item, label, label, auth_types, system), "plugin")
         elif isinstance(item, (str, os.PathLike)):
-            accept(load_manifest(Path(item), tuple(auth_types)), "plugin")
+            accept(load_manifest(Path(item), auth_types, system), "plugin")
         else:
             found.refused.append(Refused("plugin", repr(item)[:80], (ManifestProblem(
                 "plugin", "", "miniapp_manifests returned something that is neither a "
@@ -302,7 +318,13 @@ class Catalog:
         for row in db.scalars(select(MiniApp).where(MiniApp.enabled)):
             manifest = self._compiled.get(row.digest)
             if manifest is None or manifest.location != row.location:
-                manifest = _compile_stored(row)
+                try:
+                    manifest = _compile_stored(self._app, row)
+                except ManifestError as error:
+                    # A plugin it needs (an auth type, a system value) is gone, say: the
+                    # rest of the catalog still serves; the next sync lists the problem.
+                    log.error("mini-app %s %s is unusable: %s", row.name, row.version, error)
+                    continue
             compiled[row.digest] = manifest
             by_key[(row.name, row.version)] = manifest
         self._compiled = compiled
@@ -322,10 +344,11 @@ class Catalog:
         return manifest
 
 
-def _compile_stored(row: MiniApp) -> Manifest:
+def _compile_stored(app: Flask, row: MiniApp) -> Manifest:
     """Compile a stored manifest; it was valid when synced, so a failure here is a
     host upgrade that tightened the rules — report it with the row's location."""
-    return compile_manifest(row.manifest, row.location, row.location)
+    return compile_manifest(row.manifest, row.location, row.location, _auth_types(app),
+                            _system_values(app))
 
 
 def get_catalog(app: Flask) -> Catalog:

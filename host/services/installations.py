@@ -27,7 +27,7 @@ from ..engine.render import operator_client
 from ..errors import BadInput, FieldError, NotFound, ValidationError
 from ..forms import coerce, validate
 from ..manifest import CONFIG_RESERVED, Manifest
-from ..plugins import notify
+from ..plugins import get_plugins, notify
 from . import catalog
 from .accounts import Principal
 from .runs import execute
@@ -121,6 +121,7 @@ def _client(app: Flask, db: Session, manifest: Manifest, installation: Installat
 
 
 def system_values(app: Flask, installation: Installation) -> dict[str, Any]:
+    """The ``{{…}}`` values the host fills in, and those plugins add."""
     base = app.config["PUBLIC_URL"]
     values = {
         "hostUrl": base,
@@ -132,6 +133,14 @@ def system_values(app: Flask, installation: Installation) -> dict[str, Any]:
     subdomain = (installation.config or {}).get("subdomain")
     if subdomain:
         values["subdomain"] = subdomain
+    contributed = app.extensions.get("minihost.system_values")
+    if contributed:
+        shape = as_dict(installation)
+        for name, (plugin, function) in contributed.items():
+            try:
+                values[name] = function(shape)
+            except Exception as error:  # left out: a request needing it names the gap
+                get_plugins(app).report(plugin, "system_values", error)
     return values
 
 
@@ -220,7 +229,8 @@ def _test(app: Flask, db: Session, installation: Installation, manifest: Manifes
     result, run = execute(
         app, workspace_id=installation.workspace_id,
         installation_id=installation.id if record else None, kind="auth", name="test",
-        requests=[test], ctx=ctx, allowed_hosts=manifest.allowed_hosts, persist="metadata",
+        requests=[test], ctx=ctx, allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name,
+        persist="metadata",
         sandbox=installation.sandbox, actor_id=principal.user.id, record=record)
     if not result.ok:
         error = result.error
@@ -232,15 +242,32 @@ def _test(app: Flask, db: Session, installation: Installation, manifest: Manifes
                      run.id if run is not None else None)
 
 
+def _verify(app: Flask, db: Session, installation: Installation, manifest: Manifest,
+            submitted: Any, from_form: bool, principal: Principal,
+            record: bool) -> tuple[dict[str, Any], Connected]:
+    """The credentials to store for a submitted connect form, once the provider
+    accepted them: ``auth.test`` for API keys and passwords, the auth type's own
+    ``connect`` for a plugin's."""
+    values = connect_values(manifest, submitted, from_form)
+    if manifest.auth.plugin is None:
+        return values, _test(app, db, installation, manifest, values, principal, record)
+    from . import plugin_auth
+
+    credentials = plugin_auth.connect(app, db, installation, manifest, values,
+                                      actor=principal.actor, actor_id=principal.user.id,
+                                      record=record)
+    return credentials, Connected({}, None)
+
+
 def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
             config: Any = None, credentials: Any = None, sandbox: bool = False,
             from_form: bool = False) -> Installation:
     """Install ``miniapp`` (its newest version) in the caller's workspace."""
     manifest = catalog.get_catalog(app).require(db, miniapp)
     kind = manifest.auth.type
-    if kind not in ("none", "apiKey", "basic", "oauth2"):
-        raise BadInput(f"{manifest.title} connects with {kind}, which this host cannot "
-                       "install")
+    if kind not in ("none", "apiKey", "basic", "oauth2") and manifest.auth.plugin is None:
+        raise BadInput(f"{manifest.title} connects with {kind}, which no plugin of this host "
+                       "provides any more; ask the operator")
     if not isinstance(sandbox, bool):
         raise ValidationError([FieldError("sandbox", "must be true or false")])
     installation = Installation(
@@ -270,8 +297,8 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
         values: dict[str, Any] = {}
         connected = Connected({}, None)
     else:
-        values = connect_values(manifest, credentials, from_form)
-        connected = _test(app, db, installation, manifest, values, principal, record=False)
+        values, connected = _verify(app, db, installation, manifest, credentials, from_form,
+                                    principal, record=False)
     installation.status = "active"
     installation.meta = connected.metadata
     if values:
@@ -299,7 +326,7 @@ def register(app: Flask, db: Session, installation: Installation, manifest: Mani
     result, _ = execute(
         app, workspace_id=installation.workspace_id, installation_id=installation.id,
         kind="auth", name="registration", requests=requests, ctx=ctx,
-        allowed_hosts=manifest.allowed_hosts, persist="credentials",
+        allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name, persist="credentials",
         sandbox=installation.sandbox, actor_id=actor_id)
     if result.ok:
         vault.store_credentials(app, installation, {**credentials, **result.values})
@@ -323,11 +350,11 @@ def reconnect(app: Flask, db: Session, principal: Principal, installation: Insta
     """New credentials for an apiKey/basic installation, tested before they replace
     the old ones; the installation keeps its id."""
     manifest = manifest_of(app, db, installation)
-    if manifest.auth.type not in ("apiKey", "basic"):
+    if manifest.auth.type not in ("apiKey", "basic") and manifest.auth.plugin is None:
         raise BadInput(f"{manifest.title} has no credentials to enter")
-    values = connect_values(manifest, credentials, from_form)
     try:
-        connected = _test(app, db, installation, manifest, values, principal, record=True)
+        values, connected = _verify(app, db, installation, manifest, credentials, from_form,
+                                    principal, record=True)
     except ConnectRefused as error:
         audit.record(db, "connect_failed", actor=principal.actor,
                      workspace_id=installation.workspace_id, installation_id=installation.id,
@@ -360,7 +387,8 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
             result, _ = execute(
                 app, workspace_id=installation.workspace_id, installation_id=installation.id,
                 kind="auth", name="unregistration", requests=manifest.auth.unregistration,
-                ctx=ctx, allowed_hosts=manifest.allowed_hosts, persist="none",
+                ctx=ctx, allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name,
+                persist="none",
                 sandbox=installation.sandbox, actor_id=principal.user.id)
             outcome = "succeeded" if result.ok else f"failed: {result.error.detail}"
         except vault.CredentialsUnreadable:

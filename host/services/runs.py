@@ -18,7 +18,7 @@ from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
 from ..engine.chain import Persist
 from ..errors import Bug, FieldError, MinihostError
-from .outbound import client_for
+from .outbound import client_for, hooks_for
 
 __all__ = ["error_document", "execute"]
 
@@ -59,8 +59,12 @@ def execute(
     deadline: float | None = None,
     refresh: Callable[[], Mapping[str, Any]] | None = None,
     refresh_on: Any = None,
+    miniapp: str | None = None,
 ) -> tuple[ChainResult, Run | None]:
     """Run a chain for an installation and record it; returns (result, the Run).
+
+    ``miniapp`` names the mini-app for plugins' ``prepare_request`` and
+    ``response_received``.
 
     ``deadline`` (``time.monotonic()``) defaults to ``ACTION_TIMEOUT`` from now;
     ``refresh``/``refresh_on`` let the chain refresh the token once on a 401.
@@ -83,7 +87,8 @@ def execute(
         result = run_chain(
             requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
             deadline=deadline, persist=persist, follow_redirects=follow_redirects,
-            refresh=refresh, refresh_on=refresh_on)
+            refresh=refresh, refresh_on=refresh_on,
+            hooks=hooks_for(app, miniapp, installation_id) if miniapp else None)
     except MinihostError as error:
         # A refresh that needs a reconnect, say: the caller answers for it, but
         # the run must not stay "running" forever.
@@ -182,11 +187,11 @@ def run_authenticated(
     with database_of(app).sessions() as db:
         ctx = context_for(app, db, installation, manifest, actor=actor, reason=kind,
                           parameters=parameters, credentials=held.values, requests=requests)
-    can_refresh = manifest.auth.refresh_token is not None and not sandbox
+    can_refresh = refresher.can_refresh(manifest) and not sandbox
     result, run = execute(app, ctx=ctx, requests=requests,
                           allowed_hosts=manifest.allowed_hosts, persist=persist,
                           deadline=deadline, refresh=refreshed if can_refresh else None,
-                          refresh_on=manifest.auth.refresh_on, **common)
+                          refresh_on=manifest.auth.refresh_on, miniapp=manifest.name, **common)
     assert run is not None
     return result, run
 

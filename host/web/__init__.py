@@ -15,4 +15,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(installations.blueprint)
     app.register_blueprint(runs.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(admin.meta)
     app.register_blueprint(apidocs.blueprint)

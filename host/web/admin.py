@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -10,10 +12,24 @@ from ..db import CatalogError
 from ..db import session as db_session
 from ..errors import ValidationError
 from ..identity import admin_required, require_principal
-from ..plugins import get_plugins
+from ..plugins import describe, get_plugins
 from ..services import catalog, clients
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+meta = Blueprint("meta", __name__, url_prefix="/-")
+
+
+@meta.get("/plugins")
+@admin_required
+def plugin_page() -> str:
+    """Every plugin, the hooks it implements, and what failed (operators only)."""
+    return render_template("admin/plugins.html", found=describe(get_plugins(current_app)))
+
+
+@meta.get("/plugins.json")
+@admin_required
+def plugin_json() -> dict[str, Any]:
+    return describe(get_plugins(current_app))
 
 
 @blueprint.get("/")

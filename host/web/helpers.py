@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Flask, current_app
 
 from .. import __version__
 from ..engine.template import Template, UrlTemplate
@@ -29,7 +29,10 @@ WIDGET_LABELS = {
 
 
 def auth_label(kind: str) -> str:
-    return AUTH_LABELS.get(kind, kind)
+    if kind in AUTH_LABELS:
+        return AUTH_LABELS[kind]
+    plugin = current_app.extensions.get("minihost.auth_types", {}).get(kind)
+    return plugin.title if plugin is not None else kind
 
 
 def widget_label(field: Field) -> str:

@@ -49,7 +49,8 @@ def _submitted_values(manifest: Any) -> dict[str, Any]:
     form = manifest.auth.form
     if form is None:
         return {}
-    return {f.name: request.form.get(f.name) for f in form.fields if f.widget in _PLAIN_WIDGETS}
+    return {f.name: request.form.get(f.name) for f in form.fields
+            if f.widget in _PLAIN_WIDGETS and not f.secret}
 
 
 _PLAIN_WIDGETS = frozenset({"text", "textarea", "select", "number", "toggle", "source"})
@@ -61,7 +62,7 @@ def install(name: str) -> Response | tuple[str, int]:
     """Install from the marketplace: at once for ``none``, else via the connect form."""
     db = db_session()
     manifest = catalog.get_catalog(current_app).require(db, name)
-    if manifest.auth.type in ("apiKey", "basic"):
+    if manifest.auth.form is not None:  # API key, password, or a plugin's connect form
         return redirect(url_for("installations.connect_new", name=name))
     principal = require_principal()
     installation = installations.install(current_app, db, principal, name,

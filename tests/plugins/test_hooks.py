@@ -5,9 +5,11 @@ import textwrap
 
 import click
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from host import create_app
+from host.cli import cli
 from host.db import CatalogError, MiniApp, get_database
 from host.plugins import get_plugins
 from host.services import catalog, installations
@@ -158,7 +160,7 @@ def test_entry_point_plugins_load(tmp_path, make_app, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(site))
     app = make_app(tmp_path / "none")
-    assert ("ep", "entry point", "1.5") in [
+    assert ("ep", "entry point ep-plugin", "1.5") in [
         (p.name, p.origin, p.version) for p in get_plugins(app).loaded
     ]
 
@@ -272,3 +274,113 @@ def test_hook_run_finished(hosted):
         installation = installations.install(hosted.app, db, who, "open")
         run_action(hosted.app, db, who, installation, "ping", {})
     assert seen == [("ping", "succeeded", {}, 1)]
+
+
+def test_a_plugin_needing_another_host_version_is_not_loaded(tmp_path, make_app):
+    folder = plugin(tmp_path / "plugins", "future", """
+        MINIHOST_REQUIRES = ">=99"
+    """)
+    plugin(folder, "current", """
+        MINIHOST_REQUIRES = ">=0.1,<99"
+    """)
+    plugin(folder, "garbled", """
+        MINIHOST_REQUIRES = "soon"
+    """)
+    app = make_app(folder)
+    assert [p.name for p in get_plugins(app).loaded] == ["current"]
+    assert {(f.name, f.error) for f in get_plugins(app).failures} == {
+        ("future", "RuntimeError: needs Minihost >=99; this host is 0.1.0"),
+        ("garbled", "ValueError: MINIHOST_REQUIRES = 'soon' is not a version specifier such "
+                    "as '>=0.1'"),
+    }
+
+
+def test_plugins_list_and_the_plugins_page(tmp_path, make_app):
+    from host.services import accounts
+
+    folder = plugin(tmp_path / "plugins", "observer", """
+        from host.plugins import hookimpl
+
+        __version__ = "3.1"
+
+        @hookimpl
+        def run_finished(run):
+            pass
+
+        @hookimpl
+        def audit_event(event):
+            raise RuntimeError("log shipper down")
+    """)
+    plugin(folder, "broken", """
+        import no_such_module
+    """)
+    app = make_app(folder)
+
+    def minihost(*args):
+        return CliRunner().invoke(cli, ["--instance", str(tmp_path / "cli"), "--plugins-dir",
+                                        str(folder), "plugins", "list", *args])
+
+    result = minihost()
+    assert result.exit_code == 0, result.output
+    assert (f"observer             3.1        folder {folder}\n"
+            "  hooks: audit_event, run_finished\n") in result.output
+    assert "date_widget" in result.output  # the bundled plugins too
+    assert ("Not loaded: broken (folder " in result.output
+            and "ModuleNotFoundError: No module named 'no_such_module'" in result.output)
+    listed = json.loads(minihost("--json").output)
+    assert {"name": "observer", "version": "3.1", "origin": f"folder {folder}",
+            "hooks": ["audit_event", "run_finished"]} in listed["plugins"]
+
+    with get_database(app).transaction() as db:
+        accounts.create_user(db, "ops@example.com", "correct horse", admin=True)
+        accounts.create_user(db, "user@example.com", "correct horse")
+    client = app.test_client()
+
+    def sign_in(email):
+        page = client.get("/login").get_data(as_text=True)
+        client.post("/login", data={"email": email, "password": "correct horse",
+                                    "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"',
+                                                            page).group(1)})
+
+    sign_in("user@example.com")
+    assert client.get("/-/plugins").status_code == 403
+    client.post("/logout", data={"csrf_token": re.search(
+        r'name="csrf_token" value="([^"]+)"', client.get("/account").get_data(as_text=True)
+    ).group(1)})
+    sign_in("ops@example.com")
+    page = client.get("/-/plugins").get_data(as_text=True)
+    assert ("<tr><td><strong>observer</strong></td><td>3.1</td>"
+            f"<td>folder {folder}</td>") in page
+    assert "<code>audit_event</code>, <code>run_finished</code>" in page
+    assert "ModuleNotFoundError: No module named &#39;no_such_module&#39;" in page
+    # Signing in was audited, so the failing observer has been called by now.
+    assert "<td>observer</td><td><code>audit_event</code></td>" in page
+    data = client.get("/-/plugins.json").get_json()
+    assert data["hookFailures"][0]["error"] == "RuntimeError: log shipper down"
+
+
+def test_audit_events_reach_plugins_only_once_committed(tmp_path, make_app):
+    from host import audit
+
+    folder = plugin(tmp_path / "plugins", "collector", """
+        from host.plugins import hookimpl
+
+        SEEN = []
+
+        @hookimpl
+        def audit_event(event, config):
+            SEEN.append((event["kind"], config["TESTING"]))
+    """)
+    app = make_app(folder)
+    seen = sys.modules["minihost_plugins.collector"].SEEN
+    with app.app_context():
+        with get_database(app).sessions() as db:
+            audit.record(db, "first", actor="cli")
+            assert seen == []  # not committed yet
+            db.commit()
+            assert seen == [("first", True)]
+            audit.record(db, "rolled_back", actor="cli")
+            db.rollback()
+            audit.record(db, "second", actor="cli")
+            db.commit()
+    assert seen == [("first", True), ("second", True)]
