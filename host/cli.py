@@ -180,8 +180,13 @@ def _demo_app(host: str, port: int) -> Flask:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@with_appcontext
 def validate(paths: tuple[Path, ...]) -> None:
-    """Validate and lint manifests (files or mini-app folders); report every error."""
+    """Validate and lint manifests (files or mini-app folders); report every error.
+
+    Auth types and system values that this host's plugins add are known."""
+    auth_types = catalog_service.known_auth_types(current_app)
+    system_values = catalog_service.known_system_values(current_app)
     problems = []
     checked = 0
     for path in paths:
@@ -191,7 +196,7 @@ def validate(paths: tuple[Path, ...]) -> None:
             problems.extend(error.problems)
             continue
         checked += 1
-        found = validate_document(doc, file)
+        found = validate_document(doc, file, auth_types, system_values)
         found.extend(check_icon(doc, Path(file).parent, file))
         problems.extend(found)
         if not found:

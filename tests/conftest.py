@@ -8,6 +8,7 @@ it at the end. Without it those variants are skipped.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import threading
@@ -132,6 +133,22 @@ def serve(host: str) -> Iterator[Provider]:
 @pytest.fixture
 def provider() -> Iterator[Provider]:
     yield from serve("127.0.0.1")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def bundled_auth_types() -> dict[str, Any]:
+    """The auth types a default host knows: built-in, and those of the bundled plugins
+    (``jwt_bearer``), for loading bundled manifests outside an app."""
+    from host.manifest import BUILTIN_AUTH_TYPES
+    from host.plugins import make_plugins
+
+    plugins = make_plugins([str(REPO / "plugins")], [])
+    contributed = {kind.name: kind for _, kinds in plugins.call_each("auth_types", config={})
+                   for kind in kinds or ()}
+    return {**dict.fromkeys(BUILTIN_AUTH_TYPES), **contributed}
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

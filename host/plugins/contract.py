@@ -34,8 +34,8 @@ class AuthFlow(Protocol):
         trace), with ``values`` available as ``{{…}}`` and the credentials so far as
         ``[[…]]``; return its object mapping. A failed request raises
         ``host.services.installations.ConnectRefused`` with the provider's message;
-        an auth type refuses bad form values itself by raising
-        ``host.errors.BadInput`` with a message that says what to fix."""
+        an auth type refuses a bad form value itself by raising
+        ``host.errors.ValidationError([FieldError(field, message)])``."""
         ...
 
 

@@ -41,6 +41,8 @@ __all__ = [
     "SyncReport",
     "collect",
     "get_catalog",
+    "known_auth_types",
+    "known_system_values",
     "sync",
     "version_key",
 ]
@@ -80,15 +82,18 @@ class Found:
     manifests: list[Manifest] = field(default_factory=list)
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
     refused: list[Refused] = field(default_factory=list)
+    # A plugin's miniapp_manifests failed: what it offered before is kept, not
+    # disabled, until a sync where it answers again (an index briefly down, say).
+    plugin_failed: bool = False
 
 
-def _auth_types(app: Flask) -> dict[str, Any]:
+def known_auth_types(app: Flask) -> dict[str, Any]:
     """The auth types manifests may use on this host: the built-in ones (``None``)
     and those plugins add (their ``AuthType``)."""
     return {**dict.fromkeys(BUILTIN_AUTH_TYPES), **app.extensions.get("minihost.auth_types", {})}
 
 
-def _system_values(app: Flask) -> tuple[str, ...]:
+def known_system_values(app: Flask) -> tuple[str, ...]:
     """The ``{{…}}`` names plugins add through ``system_values``."""
     return tuple(app.extensions.get("minihost.system_values", {}))
 
@@ -106,8 +111,8 @@ def _folder_entries(folder: Path) -> list[Path]:
 def collect(app: Flask) -> Found:
     """Read and validate every manifest the host is configured to offer."""
     found = Found()
-    auth_types = _auth_types(app)
-    system = _system_values(app)
+    auth_types = known_auth_types(app)
+    system = known_system_values(app)
 
     def accept(manifest: Manifest, origin: str) -> None:
         key = (manifest.name, manifest.version)
@@ -129,11 +134,15 @@ def collect(app: Flask) -> Found:
             except ManifestError as error:
                 found.refused.append(Refused("folder", str(folder), error.problems))
 
-    for plugin, contributed in get_plugins(app).call_each("miniapp_manifests", config=app.config):
+    plugins = get_plugins(app)
+    answers = plugins.call_each("miniapp_manifests", config=app.config)
+    found.plugin_failed = len(answers) < len(plugins.hook.miniapp_manifests.get_hookimpls())
+    for plugin, contributed in answers:
         try:
             items = list(contributed or ())
         except Exception as error:  # a generator that fails half-way
-            get_plugins(app).report(plugin, "miniapp_manifests", error)
+            plugins.report(plugin, "miniapp_manifests", error)
+            found.plugin_failed = True
             continue
         for item in items:
             _collect_contribution(item, accept, found, auth_types, system)
@@ -222,7 +231,7 @@ def sync(app: Flask) -> SyncReport:
             else:
                 unchanged += 1
         for row in rows.values():
-            if row.enabled:
+            if row.enabled and not (row.origin == "plugin" and found.plugin_failed):
                 row.enabled, row.synced_at = False, now
                 removed.append(f"{row.name} {row.version}")
         wanted = sorted(_problem_rows(found.refused), key=repr)
@@ -347,8 +356,8 @@ class Catalog:
 def _compile_stored(app: Flask, row: MiniApp) -> Manifest:
     """Compile a stored manifest; it was valid when synced, so a failure here is a
     host upgrade that tightened the rules — report it with the row's location."""
-    return compile_manifest(row.manifest, row.location, row.location, _auth_types(app),
-                            _system_values(app))
+    return compile_manifest(row.manifest, row.location, row.location, known_auth_types(app),
+                            known_system_values(app))
 
 
 def get_catalog(app: Flask) -> Catalog:

@@ -24,7 +24,7 @@ from .. import audit, vault
 from ..db import AppClient, Installation, Run, new_id, utcnow
 from ..engine import Context
 from ..engine.render import operator_client
-from ..errors import BadInput, FieldError, NotFound, ValidationError
+from ..errors import BadInput, FieldError, NotFound, PluginFailed, ValidationError
 from ..forms import coerce, validate
 from ..manifest import CONFIG_RESERVED, Manifest
 from ..plugins import get_plugins, notify
@@ -234,6 +234,8 @@ def _test(app: Flask, db: Session, installation: Installation, manifest: Manifes
         sandbox=installation.sandbox, actor_id=principal.user.id, record=record)
     if not result.ok:
         error = result.error
+        if isinstance(error, PluginFailed):  # the host's own setup, not the credentials
+            raise error
         message = getattr(error, "provider_message", None)
         raise ConnectRefused(
             f"{manifest.title} did not accept the credentials: "

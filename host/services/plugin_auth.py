@@ -59,6 +59,8 @@ class Flow:
             deadline=self.deadline)
         if not result.ok:
             self.failure = result.error
+            if isinstance(result.error, PluginFailed):
+                raise result.error
             message = getattr(result.error, "provider_message", None)
             detail = result.error.detail if result.error else "the request failed"
             raise ConnectRefused(f"{self.manifest.title} did not accept the credentials: "

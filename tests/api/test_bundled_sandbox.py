@@ -15,18 +15,19 @@ from host.services import accounts
 from host.services import instance as instance_service
 from host.vault import store_credentials
 
-from ..conftest import csrf_from, make_config
+from ..conftest import REPO, bundled_auth_types, csrf_from, make_config
 
 MINIAPPS = Path(__file__).resolve().parents[2] / "miniapps"
 ACTIONS = [(folder.name, action.name)
            for folder in sorted(MINIAPPS.iterdir()) if (folder / "manifest.json").exists()
-           for action in load_manifest(folder).actions]
+           for action in load_manifest(folder, bundled_auth_types()).actions]
 
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("bundled")
-    app = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(MINIAPPS)]), instance_path=tmp_path)
+    app = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(MINIAPPS)],
+                                 PLUGINS_DIRS=[str(REPO / "plugins")]), instance_path=tmp_path)
     instance_service.init(app)
     ids = {}
     with get_database(app).transaction() as db:
@@ -36,7 +37,7 @@ def bundled(tmp_path_factory):
         for folder in sorted(MINIAPPS.iterdir()):
             if not (folder / "manifest.json").exists():
                 continue
-            manifest = load_manifest(folder)
+            manifest = load_manifest(folder, bundled_auth_types())
             raw = json.dumps(dict(manifest.raw))
             names = {part.split("]]")[0].split(".")[0] for part in raw.split("[[")[1:]}
             installation = Installation(
@@ -63,7 +64,7 @@ def no_network(monkeypatch):
 @pytest.mark.parametrize(("miniapp", "action"), ACTIONS)
 def test_each_bundled_action_renders_and_runs_in_sandbox(bundled, no_network, miniapp, action):
     app, ids, token = bundled
-    manifest = load_manifest(MINIAPPS / miniapp)
+    manifest = load_manifest(MINIAPPS / miniapp, bundled_auth_types())
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
     client.post("/login", data={"email": "sandbox@example.com", "password": "correct horse",

@@ -12,6 +12,7 @@ from host.engine.errors import EgressDenied
 from host.engine.sandbox import sample
 from host.manifest import load_manifest
 
+from ..conftest import bundled_auth_types
 from .helpers import requests_of
 
 MINIAPPS = Path(__file__).resolve().parents[2] / "miniapps"
@@ -43,12 +44,12 @@ def fake_values(manifest):
 
 
 ACTIONS = [(folder.name, action.name) for folder in BUNDLED
-           for action in load_manifest(folder).actions]
+           for action in load_manifest(folder, bundled_auth_types()).actions]
 
 
 @pytest.mark.parametrize(("miniapp", "action"), ACTIONS)
 def test_every_bundled_action_runs_in_sandbox_without_a_socket(no_network, miniapp, action):
-    manifest = load_manifest(MINIAPPS / miniapp)
+    manifest = load_manifest(MINIAPPS / miniapp, bundled_auth_types())
     compiled = manifest.action(action)
     parameters = sample(compiled.parameters)
     ctx = Context(parameters=parameters, credentials=fake_values(manifest),

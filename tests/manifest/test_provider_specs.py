@@ -101,7 +101,7 @@ class Call:
 
 def _requests_of(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     auth = doc.get("auth") or {}
-    for key in ("get_token", "refresh_token", "userDetails", "test"):
+    for key in ("get_token", "refresh_token", "userDetails", "test", "token"):
         if isinstance(auth.get(key), dict):
             yield f"/auth/{key}", auth[key]
     for key in ("registrationRequests", "unregistrationRequests"):

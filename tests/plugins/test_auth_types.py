@@ -113,7 +113,7 @@ def test_hook_auth_types(session_host):
 
 
 def test_the_auth_types_schema_and_credentials_are_checked_when_manifests_load(session_host):
-    types = catalog._auth_types(session_host.app)
+    types = catalog.known_auth_types(session_host.app)
     doc = sessioned("https://api.example.com", 443)
     doc["allowedHosts"] = ["api.example.com"]
     assert validate_document(doc, "m.json", types) == []
