@@ -23,6 +23,7 @@ from .db import User, get_database
 from .errors import ConfigError, ManifestError, MinihostError, NotFound, to_cli_line
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
+from .plugins import get_plugins
 from .services import accounts
 from .services import catalog as catalog_service
 from .services import clients as clients_service
@@ -161,20 +162,17 @@ def _demo_app(host: str, port: int) -> Flask:
     assert info is not None and info.create_app is not None
     app = info.create_app({"DEMO": True, "EGRESS_ALLOW_PRIVATE": True})
     instance_service.init(app)
-    demo = app.extensions.get("demo_provider")
-    if demo is None:
+    if not get_plugins(app).manager.has_plugin("demo_provider"):
         raise ConfigError("the demo provider plugin is not loaded; remove demo_provider from "
                           "DISABLED_PLUGINS or keep the bundled plugins folder in PLUGINS_DIRS")
     with app.app_context(), get_database(app).sessions() as db:
-        clients_service.set_client(app, db, "demo-tasks", demo["client_id"],
-                                   demo["client_secret"], "demo")
         if not db.scalar(select(User.id).where(User.email == DEMO_USER[0])):
             accounts.create_user(db, DEMO_USER[0], DEMO_USER[1], admin=True, actor="demo")
             db.commit()
     click.echo("Demo mode — development only: private network egress is allowed and a demo "
                "OAuth provider runs at http://127.0.0.1:5000/demo-provider/.")
     click.echo(f"Sign in to Minihost as {DEMO_USER[0]} / {DEMO_USER[1]}, install Demo Tasks, "
-               f"and sign in at the provider as {demo['login'][0]} / {demo['login'][1]}.")
+               "and sign in at the provider as demo / demo.")
     return app
 
 

@@ -14,6 +14,7 @@ from markupsafe import Markup, escape
 from host.plugins import hookimpl
 
 __version__ = "1.0.0"
+MINIHOST_REQUIRES = ">=0.1"
 
 
 def render_date(field: Any, name: str, value: Any) -> Markup:

@@ -39,6 +39,7 @@ from .oauth import SCOPES, User, build_server
 from .store import DEMO_USER, Store
 
 __version__ = "1.0.0"
+MINIHOST_REQUIRES = ">=0.1"
 
 CLIENT_ID = "minihost-demo"
 DEFAULT_LIFETIME = 3600
@@ -274,6 +275,26 @@ def setup(app: Flask) -> dict[str, Any]:
              "login": (DEMO_USER[0], DEMO_USER[1])}
     app.extensions["demo_provider"] = state
     return state
+
+
+@blueprint.before_app_request
+def _register_client() -> None:
+    """Give Minihost the demo's OAuth client for ``demo-tasks``, once per process,
+    through the same service an operator's ``minihost clients set`` uses."""
+    state = current_app.extensions.get("demo_provider")
+    if state is None or state.get("client_registered"):
+        return
+    from host.db import get_database
+    from host.errors import NotFound
+    from host.services import clients
+
+    try:
+        with get_database(current_app).transaction() as db:
+            clients.set_client(current_app, db, "demo-tasks", state["client_id"],
+                               state["client_secret"], "demo")
+    except NotFound:  # demo-tasks is not in this host's catalog: nothing to connect
+        pass
+    state["client_registered"] = True
 
 
 @hookimpl

@@ -356,6 +356,7 @@ def test_reconnect_keeps_the_installation_id(demo):
 def test_no_operator_client_means_a_clear_error(demo):
     from host.db import AppClient
 
+    demo.test_client().get("/healthz")  # the demo provider registers its client once
     with get_database(demo).transaction() as db:
         db.execute(AppClient.__table__.delete())
     response = demo.test_client().post(

@@ -43,3 +43,48 @@ def test_hook_has_a_test(name):
 def test_documented_hooks_exist():
     documented = set(re.findall(r"^#### `(\w+)`", DOCS, re.MULTILINE))
     assert documented == set(HOOKS)
+
+
+EXAMPLE = Path(__file__).parent / "example_pkg"
+BUNDLED = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "plugins").iterdir()
+                 if (p / "__init__.py").is_file())
+
+
+@pytest.mark.parametrize(("label", "fence", "name"), [
+    ("`minihost_hello.py`:", "python", "minihost_hello.py"),
+    ("`setup.cfg`", "ini", "setup.cfg"),
+    ("`pyproject.toml`:", "toml", "pyproject.toml"),
+])
+def test_the_guide_shows_the_example_package_as_it_is(label, fence, name):
+    """The tutorial's files are the ones tests/plugins/example_pkg installs and runs."""
+    after = DOCS[DOCS.index(label):]
+    shown = after[after.index(f"```{fence}\n") + len(fence) + 4:]
+    assert shown[:shown.index("```")] == (EXAMPLE / name).read_text()
+
+
+def test_every_bundled_plugin_is_in_the_guide():
+    documented = set(re.findall(r"^\| `(\w+)` \| `", DOCS, re.MULTILINE))
+    assert documented == set(BUNDLED)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_plugin_implements_only_real_hooks(name):
+    """check_pending(): every hookimpl names a hook of the contract."""
+    from host.plugins import make_plugins
+
+    plugins = make_plugins([str(EXAMPLE.parents[2] / "plugins")],
+                           [other for other in BUNDLED if other != name])
+    assert [p.name for p in plugins.loaded] == [name] and plugins.failures == []
+    plugins.manager.check_pending()
+    assert plugins.hooks_of(name)
+    module = plugins.manager.get_plugin(name)
+    assert module.__doc__ and module.__version__ and module.MINIHOST_REQUIRES
+    assert (EXAMPLE.parents[2] / "plugins" / name / "README.md").is_file()
+
+
+def test_the_example_package_implements_only_real_hooks():
+    from host.plugins import make_plugins
+
+    plugins = make_plugins([str(EXAMPLE)], [])
+    assert [p.name for p in plugins.loaded] == ["minihost_hello"]
+    plugins.manager.check_pending()
