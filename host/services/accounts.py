@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -262,16 +262,19 @@ def revoke_token(db: Session, token_id: str, actor: str, user: User | None = Non
     return token
 
 
+_TOKEN_QUERY = (  # built once: it runs on every API call
+    select(User, ApiToken.id, ApiToken.workspace_id, ApiToken.last_used_at)
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
+           User.is_active)
+)
+
+
 def principal_for_token(db: Session, secret: str) -> Principal | None:
     """The caller of an API token: one query on every API call, so it is a join."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    found = db.execute(
-        select(User, ApiToken.id, ApiToken.workspace_id, ApiToken.last_used_at)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_secret(secret), ApiToken.revoked_at.is_(None),
-               User.is_active)
-    ).first()
+    found = db.execute(_TOKEN_QUERY, {"token_hash": hash_secret(secret)}).first()
     if found is None:
         return None
     user, token_id, workspace_id, last_used = found

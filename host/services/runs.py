@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam
 
 from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
@@ -77,10 +77,10 @@ def execute(
                   kind=kind, name=name, status="running", parameters=parameters or {},
                   sandbox=sandboxed, actor_id=actor_id, started_at=utcnow())
         with database.write() as connection:  # a plain insert: no unit of work
-            connection.execute(insert(Run).values(
-                id=run.id, workspace_id=workspace_id, installation_id=installation_id,
-                kind=kind, name=name, status="running", parameters=run.parameters,
-                sandbox=sandboxed, actor_id=actor_id, started_at=run.started_at))
+            connection.execute(_INSERT_RUN, {
+                "id": run.id, "workspace_id": workspace_id, "installation_id": installation_id,
+                "kind": kind, "name": name, "status": "running", "parameters": run.parameters,
+                "sandbox": sandboxed, "actor_id": actor_id, "started_at": run.started_at})
     if deadline is None:
         deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
     try:
@@ -106,6 +106,13 @@ def execute(
     return result, run
 
 
+# Built once: a run writes its row twice, and building and keying a statement per
+# run cost more than executing it.
+_RUN = Run.__table__
+_INSERT_RUN = _RUN.insert()
+_FINISH_RUN = _RUN.update().where(_RUN.c.id == bindparam("run_id"))
+
+
 def _finish(database: Any, run: Run, result: ChainResult, persist: Persist) -> None:
     outcome = {
         "status": "succeeded" if result.ok else "failed",
@@ -116,7 +123,7 @@ def _finish(database: Any, run: Run, result: ChainResult, persist: Persist) -> N
         "duration_ms": result.duration_ms,
     }
     with database.write() as connection:
-        connection.execute(update(Run).where(Run.id == run.id).values(**outcome))
+        connection.execute(_FINISH_RUN, {"run_id": run.id, **outcome})
     for key, value in outcome.items():
         setattr(run, key, value)
 
