@@ -8,13 +8,14 @@ Audit rows are append-only: nothing in the host edits or deletes them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
-from .db import AuditEvent, new_id, utcnow
+from .db import AFTER_LOCK, AuditEvent, new_id, utcnow
 
 __all__ = ["record"]
 
@@ -67,8 +68,12 @@ def _offer(db: Session) -> None:
     from .plugins import notify
 
     pending, db.info[_PENDING] = db.info[_PENDING], []
+    later = db.info.get(AFTER_LOCK)
     for app, event in pending:
-        notify(app, "audit_event", event=event)
+        if later is not None:  # the write lock is still held: tell plugins after it
+            later.append(functools.partial(notify, app, "audit_event", event=event))
+        else:
+            notify(app, "audit_event", event=event)
 
 
 def _forget(db: Session, transaction: Any) -> None:

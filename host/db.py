@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -323,6 +323,9 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+AFTER_LOCK = "minihost.after_lock"
+
+
 class _NoLock:
     def __enter__(self) -> None:
         return None
@@ -346,9 +349,18 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session whose work commits on success and rolls back on any error."""
-        with self.write_lock, self.sessions() as db_session, db_session.begin():
-            yield db_session
+        """A session whose work commits on success and rolls back on any error.
+
+        Work that must follow the commit but need not hold the write lock (telling
+        plugins about audit events) goes in ``session.info[AFTER_LOCK]`` and runs
+        once the lock is released, so a slow plugin never stalls other writers."""
+        after: list[Callable[[], None]] = []
+        with self.write_lock, self.sessions() as db_session:
+            db_session.info[AFTER_LOCK] = after
+            with db_session.begin():
+                yield db_session
+        for callback in after:
+            callback()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import audit, vault
 from ..db import Installation, get_database, utcnow
 from ..engine.errors import ConnectFailed, EgressDenied, RenderFailed, RequestFailed
-from ..errors import ReconnectRequired, UpstreamFailed
+from ..errors import BadInput, PluginFailed, ReconnectRequired, UpstreamFailed
 from ..faults import fault
 from ..manifest import Manifest
 
@@ -301,7 +301,7 @@ def _lead(
             version = stored.row_version
     except _Superseded:
         return load(app, installation_id, actor=actor, reason="refresh")
-    except (SQLAlchemyError, RuntimeError) as error:
+    except Exception as error:  # the database, or values that cannot be encrypted
         log.error("installation %s: new tokens could not be stored: %s", installation_id, error)
         try:
             raise _reconnect(
@@ -364,9 +364,15 @@ def _failed(
         else:
             reason = f"the provider refused the refresh token ({error.provider_message or error})"
         raise _reconnect(app, installation_id, owner, reason)
-    if isinstance(error, (ConnectFailed, RequestFailed, EgressDenied, RenderFailed)):
-        # Nothing was issued: the request never left, never arrived, or the provider
-        # answered with an error of its own.
+    if isinstance(error, BadInput):
+        # A plugin's auth type refused what is stored (a key it can no longer use):
+        # nothing was sent, and only new credentials will help.
+        raise _reconnect(app, installation_id, owner, f"the stored credentials can no longer "
+                         f"be used ({error.detail})")
+    if isinstance(error, (ConnectFailed, RequestFailed, EgressDenied, RenderFailed,
+                          PluginFailed)):
+        # Nothing was issued: the request never left (or a plugin stopped it), never
+        # arrived, or the provider answered with an error of its own.
         _release(app, installation_id, owner, refresh_started_at=unknown_since)
         raise error
     # It may have arrived (a timeout, a broken answer): keep the marker so the next

@@ -92,6 +92,7 @@ class Linter:
         self.doc = doc
         self.auth_types = auth_types
         self.system = (*SYSTEM_VALUES, *sorted(system_values))
+        self.plugin_system = frozenset(system_values)
         self.problems: list[Problem] = []
         self.auth = _obj(doc.get("auth")) or {"type": "none"}
         self.auth_type = self.auth.get("type", "none")
@@ -188,17 +189,20 @@ class Linter:
         for error in Draft202012Validator(schema).iter_errors(body):
             where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
             self.add(f"/auth{where}", f"{error.message} (auth type {self.auth_type})")
+        passed = tuple(getattr(self.plugin_auth, "values", ()))
+        scope = Scope(self.config_keys | frozenset(self.system) | frozenset(passed), False,
+                      f"auth type {self.auth_type}'s requests",
+                      f"a value it passes ({_names(passed)})")
         for member in self.plugin_auth.requests:
-            request = _obj(self.auth.get(member))
-            if isinstance(request.get("url"), str):
-                self.requests_exist = True
-                self._check_url(f"/auth/{member}/url", request["url"])
+            if member in self.auth:
+                self._check_chain(f"/auth/{member}", [self.auth[member]], scope,
+                                  forward_objects=False)
 
     def _check_auth(self) -> None:
         auth, kind = self.auth, self.auth_type
         if self.plugin_auth is not None:
             self._check_plugin_auth()
-        for key in sorted(self.config_keys & CONFIG_RESERVED):
+        for key in sorted(self.config_keys & (CONFIG_RESERVED | self.plugin_system)):
             self.add(f"/auth/config/{_escape(key)}",
                      f"{key!r} is a system value the host sets; a config key cannot replace "
                      "it, so give the setting another name")

@@ -63,6 +63,23 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(manifest_schema())
 
 
+@cache
+def _requests_validator(members: tuple[str, ...]) -> Draft202012Validator:
+    """Checks the requests inside a plugin auth type's block like any request."""
+    return Draft202012Validator({
+        "$defs": manifest_schema()["$defs"],
+        "properties": {"auth": {"properties": {
+            member: {"$ref": "#/$defs/request"} for member in members}}},
+    })
+
+
+def _plugin_auth(doc: dict[str, Any], auth_types: Collection[str]) -> Any:
+    kind = _obj(doc.get("auth")).get("type")
+    if isinstance(auth_types, Mapping) and isinstance(kind, str):
+        return auth_types.get(kind)
+    return None
+
+
 def find_manifest(path: Path) -> Path:
     """The manifest file of a mini-app folder, or ``path`` itself when it is a file."""
     if path.is_dir():
@@ -220,6 +237,10 @@ def validate_document(
         if error.validator in ("if", "allOf"):
             continue
         found[_schema_message(error)] = None
+    plugin_auth = _plugin_auth(doc, auth_types)
+    if plugin_auth is not None and plugin_auth.requests:
+        for error in _requests_validator(tuple(plugin_auth.requests)).iter_errors(doc):
+            found[_schema_message(error)] = None
     for pointer, message in lint(doc, auth_types, system_values):
         found[(pointer, message)] = None
     return [ManifestProblem(file, pointer, message) for pointer, message in found]

@@ -9,12 +9,12 @@ host versions it works with as ``MINIHOST_REQUIRES = ">=0.1"`` (a PEP 440
 specifier).
 
 A plugin that fails to import, needs another host version, or raises in a hook
-is reported — logged, and listed on ``/-/plugins`` and by
-``minihost plugins list`` — and never stops the host from starting, a page from
+is reported — logged, and listed on ``/-/plugins`` (load failures also by
+``minihost plugins list``) — and never stops the host from starting, a page from
 rendering or a run from being recorded. Hooks are therefore called through
-:meth:`Plugins.call_each` and :meth:`Plugins.first_result`, which call each
-implementation on its own, rather than through pluggy's relay, which stops at
-the first exception.
+:meth:`Plugins.call_each` (the request hooks by ``host.services.outbound``),
+which call each implementation on its own, rather than through pluggy's relay,
+which stops at the first exception.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -168,10 +168,19 @@ class Plugins:
         callers = self.manager.get_hookcallers(plugin) if plugin is not None else None
         return sorted(caller.name for caller in callers or ())
 
-    def report(self, plugin: str, hook_name: str, error: BaseException) -> str:
-        """Log a plugin's failure in a hook and keep it for the plugins page."""
+    def report(self, plugin: str, hook_name: str, error: BaseException,
+               redact: Callable[[str], str] | None = None) -> str:
+        """Log a plugin's failure in a hook and keep it for the plugins page.
+
+        ``redact`` hides the secrets the hook was handed (a request's credentials):
+        its error may quote them. The traceback is then left out of the log, as it
+        repeats the message."""
         message = f"{type(error).__name__}: {error}"
-        log.error("plugin %s failed in %s: %s", plugin, hook_name, message, exc_info=error)
+        if redact is not None:
+            message = redact(message)
+            log.error("plugin %s failed in %s: %s", plugin, hook_name, message)
+        else:
+            log.error("plugin %s failed in %s: %s", plugin, hook_name, message, exc_info=error)
         with self._lock:
             known = self.hook_failures.get((plugin, hook_name))
             if known is None:
@@ -194,18 +203,6 @@ class Plugins:
             answers.append((impl.plugin_name, answer))
         return answers
 
-    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
-        """The first answer that is not ``None`` (a ``firstresult`` hook), skipping
-        implementations that raise."""
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
-            try:
-                answer = impl.function(*[kwargs[name] for name in impl.argnames])
-            except Exception as error:
-                self.report(impl.plugin_name, hook_name, error)
-                continue
-            if answer is not None:
-                return answer
-        return None
 
 
 def _import_file(name: str, init: Path, package: bool) -> ModuleType:
@@ -283,6 +280,8 @@ def register_extensions(app: Flask) -> None:
     strategies: dict[str, RenderStrategy] = {}
     owners: dict[str, str] = {}
     for plugin, contributed in plugins.call_each("form_widgets"):
+        if not _shaped(plugins, plugin, "form_widgets", contributed, Mapping, "a mapping"):
+            continue
         for name, render in (contributed or {}).items():
             if name in BUILTIN_WIDGETS or name in widgets or name in strategies:
                 plugins.report(plugin, "form_widgets", ValueError(
@@ -291,7 +290,7 @@ def register_extensions(app: Flask) -> None:
                 strategies[name] = render
                 owners[name] = plugin
             elif callable(render):
-                widgets[name] = render
+                widgets[name] = _guarded_widget(plugins, plugin, render)
             else:
                 plugins.report(plugin, "form_widgets", TypeError(
                     f"{name!r} is neither a widget function nor a RenderStrategy"))
@@ -316,6 +315,9 @@ def register_extensions(app: Flask) -> None:
         _auth_types(app, plugins)
     app.extensions["minihost.system_values"] = _system_values(app, plugins)
     for plugin, blueprints in plugins.call_each("register_blueprints", app=app):
+        if not _shaped(plugins, plugin, "register_blueprints", blueprints, Iterable,
+                       "a list of blueprints"):
+            continue
         for blueprint in blueprints or ():
             try:
                 app.register_blueprint(blueprint)
@@ -329,6 +331,9 @@ def _auth_types(app: Flask, plugins: Plugins) -> tuple[dict[str, AuthType], dict
     found: dict[str, AuthType] = {}
     owners: dict[str, str] = {}
     for plugin, contributed in plugins.call_each("auth_types", config=app.config):
+        if not _shaped(plugins, plugin, "auth_types", contributed, Iterable,
+                       "a list of AuthType"):
+            continue
         for item in contributed or ():
             if not isinstance(item, AuthType):
                 plugins.report(plugin, "auth_types", TypeError(
@@ -345,6 +350,8 @@ def _auth_types(app: Flask, plugins: Plugins) -> tuple[dict[str, AuthType], dict
 def _system_values(app: Flask, plugins: Plugins) -> dict[str, tuple[str, Any]]:
     found: dict[str, tuple[str, Any]] = {}
     for plugin, contributed in plugins.call_each("system_values", config=app.config):
+        if not _shaped(plugins, plugin, "system_values", contributed, Mapping, "a mapping"):
+            continue
         for name, function in (contributed or {}).items():
             if name in RESERVED_PARAMETERS or name in found or not callable(function):
                 plugins.report(plugin, "system_values", ValueError(
@@ -352,6 +359,31 @@ def _system_values(app: Flask, plugins: Plugins) -> dict[str, tuple[str, Any]]:
             else:
                 found[name] = (plugin, function)
     return found
+
+
+def _shaped(plugins: Plugins, plugin: str, hook_name: str, answer: object,
+            kind: type | tuple[type, ...], wanted: str) -> bool:
+    """Whether a hook's answer has the shape its spec asks for (``None`` counts as
+    nothing to add); a wrong one is reported and left out, never a crash."""
+    if answer is None or (isinstance(answer, kind) and not isinstance(answer, (str, bytes))):
+        return True
+    plugins.report(plugin, hook_name, TypeError(
+        f"returned {type(answer).__name__}, not {wanted}; nothing it returned was used"))
+    return False
+
+
+def _guarded_widget(plugins: Plugins, plugin: str,
+                    render: Callable[..., Any]) -> Callable[..., Any]:
+    """A widget that fails is reported and gives ``None``: the field is a text input."""
+
+    def widget(field: Any, name: str, value: Any) -> Any:
+        try:
+            return render(field, name, value)
+        except Exception as error:
+            plugins.report(plugin, "form_widgets", error)
+            return None
+
+    return widget
 
 
 def notify(app: Flask, hook_name: str, **kwargs: object) -> None:

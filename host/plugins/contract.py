@@ -49,11 +49,13 @@ class AuthType:
     request format, compiled by the host at load time and sent with
     :meth:`AuthFlow.run`. ``form(auth)`` returns the JSON Schema of the connect
     form (fields marked ``"writeOnly": true`` are secrets: never shown again).
-    ``credentials(auth)`` names what the installation will hold, so the lint can
-    check ``[[…]]`` placeholders. ``connect(flow)`` returns the credentials to
-    store (an ``expiresAt`` Unix time makes the host call ``refresh`` before it
-    passes, and once when the provider answers 401); ``refresh(flow)`` returns
-    fresh credentials or ``None`` when it cannot, which asks the user to reconnect.
+    ``credentials(auth)`` names what the installation will hold, and ``values``
+    the ``{{…}}`` names the auth type passes to :meth:`AuthFlow.run`, so the lint
+    can check both kinds of placeholder in those requests. ``connect(flow)``
+    returns the credentials to store (an ``expiresAt`` Unix time makes the host
+    call ``refresh`` before it passes, and once when the provider answers 401);
+    ``refresh(flow)`` returns fresh credentials or ``None`` when it cannot, which
+    asks the user to reconnect.
     """
 
     name: str
@@ -63,6 +65,7 @@ class AuthType:
     credentials: Callable[[Mapping[str, Any]], Iterable[str]]
     schema: Mapping[str, Any] = field(default_factory=dict)
     requests: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
     refresh: Callable[[AuthFlow], Mapping[str, Any] | None] | None = None
 
 

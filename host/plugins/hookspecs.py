@@ -49,8 +49,8 @@ def miniapp_manifests(config: Mapping[str, Any]) -> Iterable[dict[str, Any] | st
         ``manifest.json``) or a path to a mini-app folder or manifest file.
         Each is validated like any other manifest; an invalid one is listed
         among the catalog errors with this plugin's name and never enters the
-        catalog. A name and version already contributed by a folder keeps the
-        folder's manifest.
+        catalog. A name that one of the host's folders provides cannot be
+        offered by a plugin, in any version.
     """
 
 

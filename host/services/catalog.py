@@ -114,8 +114,20 @@ def collect(app: Flask) -> Found:
     auth_types = known_auth_types(app)
     system = known_system_values(app)
 
+    from_folders: set[str] = set()
+
     def accept(manifest: Manifest, origin: str) -> None:
         key = (manifest.name, manifest.version)
+        if origin == "plugin" and manifest.name in from_folders:
+            # A newer version from a plugin (a remote index, say) would take over the
+            # folder's mini-app, and with it the operator's OAuth client for that name.
+            found.refused.append(Refused(origin, manifest.location, (ManifestProblem(
+                manifest.location, "/name",
+                f"{manifest.name} is a mini-app from this host's folders; a plugin cannot "
+                "offer versions of it. Give the plugin's mini-app another name"),)))
+            return
+        if origin == "folder":
+            from_folders.add(manifest.name)
         if key in found.origins:
             found.refused.append(
                 Refused(origin, manifest.location, (ManifestProblem(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,27 +156,32 @@ def context_for(app: Flask, db: Session, installation: Installation, manifest: M
     if credentials is None:
         credentials = vault.read_credentials(app, installation, actor=actor, reason=reason)
     config = {**dict(manifest.auth.config), **(installation.config or {})}
+    system = system_values(app, installation)
+    for name in app.extensions.get("minihost.system_values", ()):
+        config.pop(name, None)  # settings made before a plugin added the name: it wins
     return Context(
         parameters=parameters or {},
         credentials=credentials,
         metadata=dict(installation.meta or {}),
         client=_client(app, db, manifest, installation, actor, reason, requests),
         config=config,
-        system=system_values(app, installation),
+        system=system,
     )
 
 
 # -- installing --------------------------------------------------------------------------
 
 
-def validate_config(config: Any) -> dict[str, Any]:
+def validate_config(config: Any, reserved: Collection[str] = ()) -> dict[str, Any]:
+    """An installation's settings; ``reserved`` adds the ``{{…}}`` names plugins
+    fill in, which a setting may no more replace than the host's own."""
     if config is None:
         return {}
     if not isinstance(config, dict):
         raise ValidationError([FieldError("config", "must be an object of settings")])
     errors = []
     for key, value in config.items():
-        if key in CONFIG_RESERVED:
+        if key in CONFIG_RESERVED or key in reserved:
             errors.append(FieldError(f"config.{key}", "is a value the host sets itself; leave "
                                                       "it out of config"))
         elif not isinstance(value, (str, int, float, bool)):
@@ -274,7 +279,8 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
         raise ValidationError([FieldError("sandbox", "must be true or false")])
     installation = Installation(
         id=new_id("ins"), workspace_id=principal.workspace_id, miniapp=manifest.name,
-        miniapp_version=manifest.version, status="pending", config=validate_config(config),
+        miniapp_version=manifest.version, status="pending",
+        config=validate_config(config, app.extensions.get("minihost.system_values", ())),
         sandbox=sandbox, webhook_token=secrets.token_urlsafe(32), created_by=principal.user.id,
         meta={}, created_at=utcnow(), updated_at=utcnow(), row_version=0)
     if kind == "oauth2":
@@ -365,6 +371,7 @@ def reconnect(app: Flask, db: Session, principal: Principal, installation: Insta
         raise
     vault.store_credentials(app, installation, values)
     installation.status, installation.error = "active", None
+    installation.refresh_started_at = None  # new credentials: no refresh is in doubt
     installation.meta = connected.metadata or installation.meta
     installation.updated_at = utcnow()
     installation.row_version += 1

@@ -7,13 +7,15 @@ sandbox with ``SANDBOX``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
 from ..engine import EgressPolicy, GuardedClient, Hooks, NoHooks, Outgoing, Response, SandboxClient
+from ..engine.redact import Redactor
 from ..errors import PluginFailed
 from ..plugins import Plugins, get_plugins
 
@@ -41,14 +43,15 @@ class PluginHooks:
     fails the run with its name: an unsigned request must not go out as if
     it were signed."""
 
-    __slots__ = ("config", "installation_id", "miniapp", "plugins")
+    __slots__ = ("config", "installation_id", "miniapp", "plugins", "secrets")
 
     def __init__(self, plugins: Plugins, miniapp: str, installation_id: str | None,
-                 config: Mapping[str, Any]) -> None:
+                 config: Mapping[str, Any], secrets: Callable[[], Sequence[str]]) -> None:
         self.plugins = plugins
         self.miniapp = miniapp
         self.installation_id = installation_id
         self.config = config
+        self.secrets = secrets  # computed only when a plugin fails: to redact its message
 
     def _call(self, hook_name: str, outgoing: Outgoing, **kwargs: Any) -> None:
         arguments = {"request": outgoing, "miniapp": self.miniapp,
@@ -57,15 +60,18 @@ class PluginHooks:
             try:
                 impl.function(*[arguments[name] for name in impl.argnames])
             except Exception as error:
-                message = self.plugins.report(impl.plugin_name, hook_name, error)
+                message = self.plugins.report(impl.plugin_name, hook_name, error,
+                                              Redactor(self.secrets()).text)
                 sent = "nothing was sent" if hook_name == "prepare_request" else \
                     "the answer was not used"
                 raise PluginFailed(f"request {outgoing.pointer}: plugin {impl.plugin_name} "
                                    f"failed in {hook_name} ({message}); {sent}") from None
 
     def prepare_request(self, outgoing: Outgoing) -> None:
-        secret_headers = outgoing.secret_headers
+        secret_headers, body = outgoing.secret_headers, outgoing.body
         self._call("prepare_request", outgoing)
+        if outgoing.body is not body:  # the trace shows what is sent, not what was rendered
+            outgoing.body_trace = _readable(outgoing.body)
         if outgoing.secret_headers != secret_headers:
             outgoing.secret_headers = frozenset(h.lower() for h in outgoing.secret_headers)
             outgoing.carries_secrets = True
@@ -74,13 +80,45 @@ class PluginHooks:
         self._call("response_received", outgoing, response=response)
 
 
-def hooks_for(app: Flask, miniapp: str, installation_id: str | None) -> Hooks:
+def _readable(body: bytes | None) -> Any:
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
+
+
+def hooks_for(app: Flask, miniapp: str, installation_id: str | None,
+              secrets: Callable[[], Sequence[str]] = tuple) -> Hooks:
     """The hooks for this mini-app's requests; none at all when no plugin
-    implements them, so a run pays nothing for the seam."""
-    plugins = get_plugins(app)
+    implements them, so a run pays nothing for the seam. ``secrets`` gives the
+    values to hide should a plugin's error quote them."""
     if not (app.extensions["minihost.outbound"].request_hooks):
         return NO_HOOKS
-    return PluginHooks(plugins, miniapp, installation_id, app.config)
+    return PluginHooks(get_plugins(app), miniapp, installation_id, app.config, secrets)
+
+
+def _sandbox_answer(plugins: Plugins, outgoing: Outgoing, spec: Any,
+                    config: Mapping[str, Any]) -> Response | None:
+    """The first plugin's answer that is a real Response (``firstresult``); one that
+    raises or answers something else is reported and the next is asked."""
+    arguments = {"request": outgoing, "spec": spec, "config": config}
+    for impl in reversed(plugins.hook.sandbox_response.get_hookimpls()):
+        try:
+            answer = impl.function(*[arguments[name] for name in impl.argnames])
+        except Exception as error:
+            plugins.report(impl.plugin_name, "sandbox_response", error)
+            continue
+        if answer is None:
+            continue
+        if isinstance(answer, Response) and isinstance(answer.body, bytes):
+            return answer
+        plugins.report(impl.plugin_name, "sandbox_response", TypeError(
+            f"answered {type(answer).__name__}"
+            f"{' with a text body' if isinstance(answer, Response) else ''}, not a "
+            "host.engine.Response with a bytes body; it was not used"))
+    return None
 
 
 def init_app(app: Flask) -> None:
@@ -91,14 +129,7 @@ def init_app(app: Flask) -> None:
     responder = None
     if plugins.implemented("sandbox_response"):
         def responder(outgoing: Outgoing, spec: Any) -> Response | None:
-            answer = plugins.first_result("sandbox_response", request=outgoing, spec=spec,
-                                          config=app.config)
-            if answer is None or isinstance(answer, Response):
-                return answer
-            plugins.report("?", "sandbox_response", TypeError(
-                f"a plugin answered {type(answer).__name__}, not a host.engine.Response; "
-                "the generated answer was used"))
-            return None
+            return _sandbox_answer(plugins, outgoing, spec, app.config)
     request_hooks = plugins.implemented("prepare_request") or \
         plugins.implemented("response_received")
     app.extensions["minihost.outbound"] = Outbound(policy, GuardedClient(policy),

@@ -9,6 +9,7 @@ trace apply exactly as to any other request.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..db import Installation
 from ..engine import ChainResult
+from ..engine.redact import Redactor, secret_values
 from ..errors import BadInput, MinihostError, PluginFailed
 from ..manifest import Manifest
 from ..plugins import get_plugins, plugin_settings
@@ -56,7 +58,7 @@ class Flow:
             name=member, requests=[request], ctx=ctx, allowed_hosts=self.manifest.allowed_hosts,
             miniapp=self.manifest.name, persist="credentials", follow_redirects=False,
             sandbox=self.installation.sandbox, actor_id=self.actor_id, record=self.record,
-            deadline=self.deadline)
+            deadline=self.deadline, extra_secrets=secret_values(values))
         if not result.ok:
             self.failure = result.error
             if isinstance(result.error, PluginFailed):
@@ -77,9 +79,30 @@ def _call(flow: Flow, step: str) -> Any:
     except MinihostError:
         raise
     except Exception as error:
-        message = get_plugins(flow.app).report(owner, "auth_types", error)
+        message = get_plugins(flow.app).report(owner, "auth_types", error,
+                                               Redactor(secret_values(flow.values)).text)
         raise PluginFailed(f"auth type {plugin.name} (plugin {owner}) failed to {step} "
                            f"({message}); nothing was stored") from None
+
+
+def _storable(flow: Flow, credentials: Any, step: str) -> dict[str, Any]:
+    """What an auth type returned, if the vault can keep it: a mapping of names to
+    JSON values. Anything else is the plugin's bug, reported, and nothing is stored."""
+    plugin = flow.manifest.auth.plugin
+    problem = None
+    if not isinstance(credentials, Mapping) or not all(isinstance(k, str) for k in credentials):
+        problem = f"{step} returned {type(credentials).__name__}, not a mapping of names to values"
+    else:
+        try:
+            json.dumps(dict(credentials))
+        except (TypeError, ValueError) as error:
+            problem = f"{step} returned values that cannot be stored ({error})"
+    if problem is None:
+        return dict(credentials)
+    owner = flow.app.extensions.get("minihost.auth_type_owners", {}).get(plugin.name, "?")
+    get_plugins(flow.app).report(owner, "auth_types", TypeError(problem))
+    raise PluginFailed(f"auth type {plugin.name} (plugin {owner}): {problem}; nothing was "
+                       "stored")
 
 
 def connect(app: Flask, db: Session, installation: Installation, manifest: Manifest,
@@ -88,11 +111,7 @@ def connect(app: Flask, db: Session, installation: Installation, manifest: Manif
     """The credentials to store for these connect-form ``values``."""
     flow = Flow(app, db, installation, manifest, values, actor=actor, actor_id=actor_id,
                 record=record)
-    credentials = _call(flow, "connect")
-    if not isinstance(credentials, Mapping):
-        raise PluginFailed(f"auth type {manifest.auth.type} returned no credentials; "
-                           "nothing was stored")
-    return dict(credentials)
+    return _storable(flow, _call(flow, "connect"), "connect")
 
 
 def refresh(app: Flask, installation: Installation, manifest: Manifest,
@@ -110,4 +129,7 @@ def refresh(app: Flask, installation: Installation, manifest: Manifest,
             return ChainResult(ok=False, error=flow.failure or error)
     if fresh is None:
         return None
-    return ChainResult(ok=True, values=dict(fresh))
+    try:
+        return ChainResult(ok=True, values=_storable(flow, fresh, "refresh"))
+    except PluginFailed as error:
+        return ChainResult(ok=False, error=error)

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam
 from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
 from ..engine.chain import Persist
+from ..engine.redact import secret_values
 from ..errors import Bug, FieldError, MinihostError
 from .outbound import client_for, hooks_for
 
@@ -60,11 +61,13 @@ def execute(
     refresh: Callable[[], Mapping[str, Any]] | None = None,
     refresh_on: Any = None,
     miniapp: str | None = None,
+    extra_secrets: Sequence[str] = (),
 ) -> tuple[ChainResult, Run | None]:
     """Run a chain for an installation and record it; returns (result, the Run).
 
     ``miniapp`` names the mini-app for plugins' ``prepare_request`` and
-    ``response_received``.
+    ``response_received``; ``extra_secrets`` are values to redact besides the
+    credentials (a signed assertion passed as a ``{{…}}`` value, say).
 
     ``deadline`` (``time.monotonic()``) defaults to ``ACTION_TIMEOUT`` from now;
     ``refresh``/``refresh_on`` let the chain refresh the token once on a 401.
@@ -87,8 +90,10 @@ def execute(
         result = run_chain(
             requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
             deadline=deadline, persist=persist, follow_redirects=follow_redirects,
-            refresh=refresh, refresh_on=refresh_on,
-            hooks=hooks_for(app, miniapp, installation_id) if miniapp else None)
+            refresh=refresh, refresh_on=refresh_on, extra_secrets=extra_secrets,
+            hooks=hooks_for(app, miniapp, installation_id, lambda: secret_values(
+                ctx.credentials, ctx.client.get("clientSecret"),
+                ctx.client.get("clientBasicAuth"), *extra_secrets)) if miniapp else None)
     except MinihostError as error:
         # A refresh that needs a reconnect, say: the caller answers for it, but
         # the run must not stay "running" forever.

@@ -168,6 +168,7 @@ JWT_BEARER = AuthType(
     credentials=_credentials,
     schema=SCHEMA,
     requests=("token",),
+    values=("assertion",),
 )
 
 

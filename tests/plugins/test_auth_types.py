@@ -137,3 +137,75 @@ def test_without_the_plugin_the_type_is_unknown_and_nothing_breaks(tmp_path, pro
         assert problems[0].startswith("unknown auth type 'session'")
     finally:
         get_database(hosted.app).engine.dispose()
+
+
+@pytest.fixture
+def odd_session(session_host, monkeypatch):
+    """The example's session type, made to misbehave on demand."""
+    module = sys.modules["minihost_plugins.minihost_hello"]
+    kind = session_host.app.extensions["minihost.auth_types"]["session"]
+    behaviour = {}
+
+    def connect(flow):
+        answer = module.sign_in(flow)
+        return behaviour.get("connect", answer)
+
+    def refresh(flow):
+        if "refresh_raises" in behaviour:
+            raise behaviour["refresh_raises"]
+        return behaviour.get("refresh", module.sign_in(flow))
+
+    object.__setattr__(kind, "connect", connect)
+    object.__setattr__(kind, "refresh", refresh)
+    session_host.behaviour = behaviour
+    return session_host
+
+
+def connect_via_api(hosted):
+    return hosted.api("POST", "/api/v1/installations", hosted.alice_token, json={
+        "miniapp": "sessioned", "credentials": {"username": "ada", "password": "pw-good"}})
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    ("a token", "connect returned str, not a mapping of names to values"),
+    ({"sessionToken": b"bytes"},
+     "connect returned values that cannot be stored (Object of type bytes is not JSON "
+     "serializable)"),
+])
+def test_an_auth_type_returning_what_cannot_be_stored_stores_nothing(odd_session, answer,
+                                                                     problem):
+    odd_session.behaviour["connect"] = answer
+    response = connect_via_api(odd_session)
+    assert response.status_code == 500
+    assert response.get_json()["detail"] == (
+        f"auth type session (plugin minihost_hello): {problem}; nothing was stored")
+    assert odd_session.api("GET", "/api/v1/installations",
+                           odd_session.alice_token).get_json()["items"] == []
+
+
+def test_a_refresh_returning_junk_fails_the_run_and_frees_the_lease(odd_session):
+    installation = connect_via_api(odd_session).get_json()["id"]
+    odd_session.issued["valid"].clear()  # 401 → refresh
+    odd_session.behaviour["refresh"] = {"sessionToken": b"bytes"}
+    url = f"/api/v1/installations/{installation}/actions/whoami/runs"
+    run = odd_session.api("POST", url, odd_session.alice_token, json={}).get_json()
+    assert run["status"] == "failed" and run["error"]["type"] == "plugin-failed"
+    del odd_session.behaviour["refresh"]  # fixed: the next run refreshes at once
+    again = odd_session.api("POST", url, odd_session.alice_token, json={}).get_json()
+    assert again["status"] == "succeeded", again["error"]
+
+
+def test_a_refresh_the_auth_type_refuses_asks_for_a_reconnect(odd_session):
+    from host.errors import FieldError, ValidationError
+
+    installation = connect_via_api(odd_session).get_json()["id"]
+    odd_session.issued["valid"].clear()
+    odd_session.behaviour["refresh_raises"] = ValidationError(
+        [FieldError("password", "is no longer accepted")])
+    url = f"/api/v1/installations/{installation}/actions/whoami/runs"
+    run = odd_session.api("POST", url, odd_session.alice_token, json={}).get_json()
+    assert run["status"] == "failed"
+    shown = odd_session.api("GET", f"/api/v1/installations/{installation}",
+                            odd_session.alice_token).get_json()
+    assert shown["status"] == "reconnect_required"
+    assert shown["error"].startswith("the stored credentials can no longer be used")

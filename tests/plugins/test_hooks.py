@@ -384,3 +384,104 @@ def test_audit_events_reach_plugins_only_once_committed(tmp_path, make_app):
             audit.record(db, "second", actor="cli")
             db.commit()
     assert seen == [("first", True), ("second", True)]
+
+
+def test_answers_of_the_wrong_shape_are_reported_not_fatal(tmp_path, make_app):
+    folder = plugin(tmp_path / "plugins", "sloppy", """
+        from flask import Blueprint
+        from host.plugins import AuthType, hookimpl
+
+        @hookimpl
+        def register_blueprints(app):
+            return Blueprint("sloppy", __name__)
+
+        @hookimpl
+        def auth_types(config):
+            return AuthType("x", "X", form=dict, connect=dict, credentials=list)
+
+        @hookimpl
+        def form_widgets():
+            return ["stars"]
+
+        @hookimpl
+        def system_values(config):
+            return "tenant"
+    """)
+    app = make_app(folder)
+    assert app.test_client().get("/healthz").status_code == 200
+    errors = {hook: f.error for (name, hook), f in get_plugins(app).hook_failures.items()
+              if name == "sloppy"}
+    assert errors == {
+        "register_blueprints": "TypeError: returned Blueprint, not a list of blueprints; "
+                               "nothing it returned was used",
+        "auth_types": "TypeError: returned AuthType, not a list of AuthType; nothing it "
+                      "returned was used",
+        "form_widgets": "TypeError: returned list, not a mapping; nothing it returned was used",
+        "system_values": "TypeError: returned str, not a mapping; nothing it returned was used",
+    }
+
+
+def test_a_widget_that_fails_renders_a_text_input(tmp_path, make_app):
+    folder = plugin(tmp_path / "plugins", "fragile", """
+        from host.plugins import hookimpl
+
+        def broken(field, name, value):
+            raise RuntimeError("template missing")
+
+        @hookimpl
+        def form_widgets():
+            return {"fragile": broken}
+    """)
+    app = make_app(folder)
+    from flask import render_template_string
+
+    from host.forms import build_form
+
+    form = build_form({"type": "object", "properties": {
+        "due": {"type": "string", "x-widget": "fragile"}}})
+    with app.test_request_context():
+        html = render_template_string(
+            '{% from "forms/_fields.html" import render_fields %}'
+            '{{ render_fields(form.fields, {"due": "soon"}, {}) }}', form=form)
+    assert re.search(r'<input type="text" id="f-due" name="due"[^>]* value="soon">', html)
+    assert get_plugins(app).hook_failures[("fragile", "form_widgets")].error == (
+        "RuntimeError: template missing")
+
+
+def test_audit_plugins_are_told_after_the_write_lock_is_released(tmp_path, make_app):
+    from host.services import accounts
+
+    folder = plugin(tmp_path / "plugins", "slow_shipper", """
+        from host.plugins import hookimpl
+
+        SEEN = []
+
+        @hookimpl
+        def audit_event(event):
+            import flask
+            from host.db import get_database
+            lock = get_database(flask.current_app).write_lock
+            SEEN.append((event["kind"], lock._is_owned()))  # an RLock on SQLite
+    """)
+    app = make_app(folder)
+    with app.app_context(), get_database(app).transaction() as db:
+        accounts.create_user(db, "lock@example.com", "password1", actor="cli")
+    assert sys.modules["minihost_plugins.slow_shipper"].SEEN == [("user_created", False)]
+
+
+def test_a_plugin_cannot_offer_versions_of_a_folder_miniapp(tmp_path, make_app):
+    takeover = dict(VALID, name="weather", version="9.9.9")
+    folder = plugin(tmp_path / "plugins", "impostor", f"""
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def miniapp_manifests(config):
+            return [{json.dumps(takeover)}]
+    """)
+    app = make_app(folder, MINIAPPS_DIRS=[str(FIXTURES / "miniapps")])
+    report = catalog.sync(app)
+    assert "weather 9.9.9" not in report.added
+    [refused] = [r for r in report.refused if r.origin == "plugin"]
+    assert [(p.pointer, p.message) for p in refused.problems] == [(
+        "/name", "weather is a mini-app from this host's folders; a plugin cannot offer "
+        "versions of it. Give the plugin's mini-app another name")]

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 from joserfc.jwk import RSAKey
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from host.db import get_database
+from host.db import Run, get_database
 from host.services.accounts import Principal, personal_workspace
 from host.services.installations import list_installations
 from host.services.runs import run_action
@@ -182,6 +183,9 @@ def test_a_service_account_connects_with_a_signed_jwt_and_runs_actions(google):
                            {"spreadsheet": "sheet-1", "sheet": "Sheet1", "values": ["c"]})
         assert again.status == "succeeded", again.error
         assert len(google.google.assertions) == 2
+        [exchange] = db.scalars(select(Run).where(Run.name == "token")).all()  # the renewal
+        assert exchange.trace["requests"][0]["body"]["assertion"] == "[redacted]"
+        assert google.google.assertions[1] not in json.dumps(exchange.trace)
         assert again.trace["requests"][0]["refreshed"].startswith("the provider refused")
 
 
@@ -221,3 +225,26 @@ def test_a_key_the_provider_does_not_know_is_refused_with_its_words(google):
     with get_database(google.app).sessions() as db:
         who = Principal(google.alice, personal_workspace(db, google.alice), "session:x")
         assert list_installations(db, who) == []
+
+
+def test_requests_inside_the_auth_block_are_checked_like_any_request():
+    from host.manifest import validate_document
+
+    from ..conftest import bundled_auth_types
+
+    doc = json.loads((REPO / "miniapps" / "google-sheets-service-account" /
+                      "manifest.json").read_text())
+    token = doc["auth"]["token"]
+    token["headers"] = {"Host": "evil.example"}
+    token["body"]["assertion"] = "{{asertion}}"
+    token["mapping"]["accessToken"] = "$..[?bad"
+    problems = {(p.pointer, p.message.split(";")[0]) for p in validate_document(
+        doc, "m.json", bundled_auth_types())}
+    assert ("/auth/token/headers/Host", "the host sets the Host header itself") in problems
+    assert any(pointer == "/auth/token/body/assertion" and "{{asertion}}" in message
+               for pointer, message in problems)
+    assert any(pointer.startswith("/auth/token/mapping") for pointer, _ in problems)
+    token_bad_type = json.loads(json.dumps(doc))
+    token_bad_type["auth"]["token"] = {"url": 5, "mapping": {}}
+    assert any(p.pointer == "/auth/token/url" for p in validate_document(
+        token_bad_type, "m.json", bundled_auth_types()))

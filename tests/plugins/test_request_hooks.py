@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from host.db import get_database
+from host.errors import ValidationError
 from host.plugins import get_plugins
 from host.services import installations
 from host.services.accounts import Principal, personal_workspace
@@ -201,6 +202,11 @@ def test_hook_system_values(plugged, provider, caplog):
     assert json.loads(sent.body) == {"tenant": f"tenanted:{installation_id}"}
     assert ("plugin tenancy failed in system_values: ValueError: 'hostUrl' is a host value"
             in caplog.text)
+    with pytest.raises(ValidationError) as refused:  # a setting cannot pose as the plugin's
+        run(hosted, miniapp="tenanted", action="hello", values={},
+            config={"tenant": "someone-else"})
+    assert [(e.field, e.message) for e in refused.value.errors] == [
+        ("config.tenant", "is a value the host sets itself; leave it out of config")]
     broken, _ = run(hosted, miniapp="tenanted", action="broken", values={})
     assert broken.status == "failed"
     assert "{{flaky}}" in broken.error["message"]
@@ -215,6 +221,13 @@ def test_the_lint_knows_plugin_values_only_when_the_plugin_is_loaded(plugged, pr
     doc["actions"] = [{"name": "hello", "title": "Hello", "requests": [{
         "url": "https://127.0.0.1/x", "method": "POST", "body": {"tenant": "{{tenant}}"}}]}]
     assert [p.message for p in validate_document(doc, "m.json", system_values=["tenant"])] == []
+    doc["auth"] = {"type": "none"}
+    shadowing = dict(doc, auth={"type": "apiKey", "fields": {"type": "object"},
+                                "config": {"tenant": "fixed"}})
+    assert [(p.pointer, p.message) for p in validate_document(
+        shadowing, "m.json", system_values=["tenant"])] == [(
+            "/auth/config/tenant", "'tenant' is a system value the host sets; a config key "
+            "cannot replace it, so give the setting another name")]
     [problem] = validate_document(doc, "m.json")
     assert problem.message.startswith("placeholder {{tenant}} in action hello is not")
 
@@ -271,3 +284,59 @@ def test_render_strategies_draw_the_whole_form(plugged, provider):
         "text": "hello"}
     plain = client.get(installed.headers["Location"] + "/actions/plain").get_data(as_text=True)
     assert 'class="wizard"' not in plain and 'name="text"' in plain  # no such strategy: auto
+
+
+def test_a_plugin_error_quoting_a_credential_is_redacted_everywhere(plugged, caplog):
+    hosted = plugged({"parser": """
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def prepare_request(request):
+            if request.pointer.startswith("/actions"):
+                int(dict(request.headers)["X-Api-Key"])
+    """})
+    done, _ = run(hosted)
+    assert done.error["message"] == (
+        "request /actions/0/requests/0: plugin parser failed in prepare_request (ValueError: "
+        "invalid literal for int() with base 10: '[redacted]'); nothing was sent")
+    failure = get_plugins(hosted.app).hook_failures[("parser", "prepare_request")]
+    assert failure.error == "ValueError: invalid literal for int() with base 10: '[redacted]'"
+    assert "key-good-123" not in caplog.text
+
+
+def test_a_body_a_plugin_rewrites_is_what_the_trace_shows(plugged):
+    hosted = plugged({"wrapper": """
+        import json
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def prepare_request(request):
+            if request.pointer.startswith("/actions"):
+                request.body = json.dumps({"envelope": json.loads(request.body)}).encode()
+    """})
+    done, _ = run(hosted, sandbox=True)
+    assert done.trace["requests"][0]["body"] == {"envelope": {"text": "hi"}}
+
+
+def test_sandbox_answers_of_the_wrong_kind_are_reported_and_skipped(plugged):
+    hosted = plugged({"a_good": """
+        from host.engine import Response
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def sandbox_response(request):
+            return Response(200, [("Content-Type", "application/json")], b'{"text": "ok"}',
+                            0.0)
+    """, "b_textual": """
+        from host.engine import Response
+        from host.plugins import hookimpl
+
+        @hookimpl
+        def sandbox_response(request):
+            return Response(200, [], '{"text": "not bytes"}', 0.0)
+    """})
+    done, _ = run(hosted, sandbox=True)
+    assert done.output == {"echo": "ok"}  # b_textual, asked first, was skipped
+    assert get_plugins(hosted.app).hook_failures[("b_textual", "sandbox_response")].error == (
+        "TypeError: answered Response with a text body, not a host.engine.Response with a "
+        "bytes body; it was not used")

@@ -48,6 +48,7 @@ SESSION = AuthType(
     credentials=lambda auth: ["username", "password", "sessionToken", "expiresAt"],
     schema={"required": ["login"], "properties": {"login": {"type": "object"}}},
     requests=("login",),
+    values=("username", "password"),
 )
 
 
