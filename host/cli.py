@@ -16,7 +16,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from sqlalchemy import select
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from . import __version__, create_app, vault
 from .db import User, get_database
@@ -121,6 +121,32 @@ def _echo_sync(report: catalog_service.SyncReport) -> None:
             click.echo(f"  {problem}", err=True)
 
 
+def redact_request_path(path: str) -> str:
+    """A request path fit for an access log: an OAuth callback's one-time code and
+    state, and an inbound hook's token, are left out."""
+    if path.startswith("/connect/") and "?" in path:
+        return path.split("?", 1)[0] + "?[redacted]"
+    if path.startswith("/hooks/"):
+        parts = path.split("?", 1)[0].split("/")
+        if len(parts) > 3:
+            return "/".join(parts[:3] + ["[redacted]"])
+    return path
+
+
+class RedactingRequestHandler(WSGIRequestHandler):
+    """The development server's access log line, without secrets in the URL."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        original = getattr(self, "path", None)
+        if original is not None:
+            self.path = redact_request_path(original)
+        try:
+            super().log_request(code, size)
+        finally:
+            if original is not None:
+                self.path = original
+
+
 DEMO_ADDRESS = ("127.0.0.1", 5000)
 DEMO_USER = ("demo@example.com", "demo-password")
 
@@ -148,7 +174,7 @@ def serve(host: str, port: int, demo: bool) -> None:
         if not accounts.has_users(db):
             click.echo("No one can sign in yet: create an operator with "
                        "`minihost users create EMAIL --admin`.")
-    run_simple(host, port, app, threaded=True)
+    run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 
 
 def _demo_app(host: str, port: int) -> Flask:

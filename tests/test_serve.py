@@ -44,10 +44,17 @@ def test_serve_initialises_and_answers(tmp_path):
         page = requests.get(base + "/", timeout=5)
         assert page.status_code == 200 and "Weather Now" in page.text
         assert (tmp_path / "inst" / "secret_key").exists()
+        requests.get(f"{base}/connect/weather/callback?code=one-time-code-123&state=st-456",
+                     timeout=5)
+        requests.post(f"{base}/hooks/ins_1/hook-token-789", timeout=5)
     finally:
         process.terminate()
         process.wait(timeout=10)
+        log = process.stdout.read()
         process.stdout.close()
+    assert "GET /connect/weather/callback?[redacted] HTTP/1.1" in log
+    assert "POST /hooks/ins_1/[redacted] HTTP/1.1" in log
+    assert not any(secret in log for secret in ("one-time-code-123", "st-456", "hook-token-789"))
 
 
 def port_free(port):
