@@ -50,16 +50,21 @@ BUNDLED = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "plugins
                  if (p / "__init__.py").is_file())
 
 
-@pytest.mark.parametrize(("label", "fence", "name"), [
-    ("`minihost_hello.py`:", "python", "minihost_hello.py"),
-    ("`setup.cfg`", "ini", "setup.cfg"),
-    ("`pyproject.toml`:", "toml", "pyproject.toml"),
-])
-def test_the_guide_shows_the_example_package_as_it_is(label, fence, name):
-    """The tutorial's files are the ones tests/plugins/example_pkg installs and runs."""
+def _block_after(label: str, fence: str) -> str:
     after = DOCS[DOCS.index(label):]
     shown = after[after.index(f"```{fence}\n") + len(fence) + 4:]
-    assert shown[:shown.index("```")] == (EXAMPLE / name).read_text()
+    return shown[:shown.index("```")]
+
+
+def test_the_guide_shows_the_example_package_as_it_is():
+    """The tutorial's files are the ones tests/plugins/example_pkg installs and runs:
+    the twenty-line plugin, then what "Add an auth type" appends to it."""
+    module = _block_after("`minihost_hello.py`:", "python")
+    appended = _block_after("Append to\n`minihost_hello.py`", "python")
+    assert module + "\n" + appended == (EXAMPLE / "minihost_hello.py").read_text()
+    assert len([line for line in module.splitlines() if line.strip()]) <= 20
+    assert _block_after("`setup.cfg`", "ini") == (EXAMPLE / "setup.cfg").read_text()
+    assert _block_after("`pyproject.toml`:", "toml") == (EXAMPLE / "pyproject.toml").read_text()
 
 
 def test_every_bundled_plugin_is_in_the_guide():
