@@ -12,6 +12,7 @@
     │   └── DatabaseUnavailable    the database cannot be reached (503)
     ├── ReconnectRequired          an installation's credentials cannot be used; connect again
     ├── PolicyDenied               the host refused on purpose (egress, auth, permissions)
+    │   └── TooManyRequests        a rate limit: wait ``retry_after`` seconds (429)
     ├── PluginFailed               an operator's plugin raised where the host needs its answer
     └── Bug                        our own fault: logged, answered as 500
 
@@ -39,6 +40,7 @@ __all__ = [
     "PluginFailed",
     "PolicyDenied",
     "ReconnectRequired",
+    "TooManyRequests",
     "UpstreamFailed",
     "ValidationError",
     "problem",
@@ -180,6 +182,19 @@ class PolicyDenied(MinihostError):
     status = 403
     slug = "policy-denied"
     title = "Refused by policy"
+
+
+class TooManyRequests(PolicyDenied):
+    """A limit on how often something may be done (sign-ins, API calls) was reached;
+    ``retry_after`` is how many seconds until it may be tried again."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class PluginFailed(MinihostError):

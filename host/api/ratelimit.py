@@ -20,21 +20,11 @@ from collections.abc import Callable
 
 from flask import Flask, current_app, g
 
-from ..errors import PolicyDenied
+from ..errors import TooManyRequests
 
 # Buckets of tokens not seen for a while are full again, so forgetting them
 # changes nothing; pruning past this many keeps memory bounded.
 _PRUNE_AT = 10_000
-
-
-class RateLimited(PolicyDenied):
-    status = 429
-    slug = "rate-limited"
-    title = "Too many requests"
-
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 class TokenBuckets:
@@ -69,7 +59,7 @@ class TokenBuckets:
 
 
 def check_token_call(via: str) -> None:
-    """Count one call made with an API token; raise :class:`RateLimited` when over."""
+    """Count one call made with an API token; raise ``TooManyRequests`` when over."""
     buckets: TokenBuckets | None = current_app.extensions.get("minihost.api_buckets")
     if buckets is None or g.get("rate_counted"):
         return
@@ -77,7 +67,7 @@ def check_token_call(via: str) -> None:
     wait = buckets.take(via)
     if wait > 0:
         limit = int(buckets.capacity)
-        raise RateLimited(
+        raise TooManyRequests(
             f"this API token made more than {limit} calls in a minute; wait "
             f"{math.ceil(wait)} s (see Retry-After) and slow down to at most {limit} a minute",
             math.ceil(wait))

@@ -19,7 +19,14 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit
 from ..db import ApiToken, AuditEvent, LoginSession, Membership, User, Workspace, utcnow
-from ..errors import BadInput, FieldError, NotFound, PolicyDenied, ValidationError
+from ..errors import (
+    BadInput,
+    FieldError,
+    NotFound,
+    PolicyDenied,
+    TooManyRequests,
+    ValidationError,
+)
 
 __all__ = [
     "LOGIN_FAILURE_LIMIT",
@@ -69,14 +76,8 @@ class Principal:
         return self.user.is_admin
 
 
-class TooManyAttempts(PolicyDenied):
-    status = 429
-    slug = "rate-limited"
+class TooManyAttempts(TooManyRequests):
     title = "Too many attempts"
-
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 def _normalise_email(email: str) -> str:

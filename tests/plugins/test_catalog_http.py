@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import ssl
-import sys
 import threading
 import time
 
@@ -57,8 +56,6 @@ def make_app(tmp_path):
     yield build
     for app in apps:
         get_database(app).engine.dispose()
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
 
 
 def stored(app):

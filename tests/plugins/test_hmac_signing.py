@@ -18,7 +18,7 @@ from host.services import installations
 from host.services.accounts import Principal, personal_workspace
 from host.services.runs import run_action
 
-from ..conftest import REPO, build_hosted
+from ..conftest import REPO
 
 SECRET = "whsec_test-Sh4red-s3cret"
 TOLERANCE = 300
@@ -26,21 +26,13 @@ HEADER_FORMAT = re.compile(r"t=(\d+),v1=([0-9a-f]+)")
 
 
 @pytest.fixture
-def bundled(tmp_path, provider):
+def bundled(hosted_with):
     """A host whose plugins are the repository's bundled ones, with ``config``."""
-    built = []
 
     def build(manifests=None, **config):
-        hosted = build_hosted(tmp_path, provider, manifests=manifests,
-                              PLUGINS_DIRS=[str(REPO / "plugins")], **config)
-        built.append(hosted)
-        return hosted
+        return hosted_with(manifests, PLUGINS_DIRS=[str(REPO / "plugins")], **config)
 
-    yield build
-    for hosted in built:
-        get_database(hosted.app).engine.dispose()
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
+    return build
 
 
 def settings(**miniapps):

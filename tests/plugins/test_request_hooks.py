@@ -14,29 +14,19 @@ from host.services import installations
 from host.services.accounts import Principal, personal_workspace
 from host.services.runs import run_action
 
-from ..conftest import build_hosted
-
 
 @pytest.fixture
-def plugged(tmp_path, provider):
+def plugged(tmp_path, hosted_with):
     """A host whose plugins folder holds the given modules."""
-    built = []
 
     def build(modules, manifests=None, **config):
         folder = tmp_path / "plugins"
         folder.mkdir(exist_ok=True)
         for name, body in modules.items():
             (folder / f"{name}.py").write_text(textwrap.dedent(body))
-        hosted = build_hosted(tmp_path, provider, manifests=manifests,
-                              PLUGINS_DIRS=[str(folder)], **config)
-        built.append(hosted)
-        return hosted
+        return hosted_with(manifests, PLUGINS_DIRS=[str(folder)], **config)
 
-    yield build
-    for hosted in built:
-        get_database(hosted.app).engine.dispose()
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
+    return build
 
 
 def run(hosted, miniapp="keyed", action="echo", values=None, sandbox=False, **install):
