@@ -397,6 +397,11 @@ def rotate_keys(no_new_key: bool, batch_size: int) -> None:
         "added a new key" if report.added_key else "kept the keys")
     click.echo(f"Vault: {what}; re-encrypted {report.rewritten} secret(s), "
                f"{report.already_current} already under the newest key.")
+    if report.undecryptable:
+        click.echo(f"Error: {report.undecryptable} secret(s) cannot be decrypted with any "
+                   "configured key and were left as they are; restore the key that encrypted "
+                   "them to VAULT_KEYS and run `minihost rotate-keys --no-new-key`", err=True)
+        raise SystemExit(1)
     click.echo("Older keys can be removed from VAULT_KEYS once every host process runs "
                "with the new one.")
 

@@ -13,6 +13,8 @@
     ├── ReconnectRequired          an installation's credentials cannot be used; connect again
     ├── PolicyDenied               the host refused on purpose (egress, auth, permissions)
     │   └── TooManyRequests        a rate limit: wait ``retry_after`` seconds (429)
+    ├── OperatorSetup              the host's own setup stops this (a vault key missing): the
+    │                              operator must act; never recorded as the user's problem (503)
     ├── PluginFailed               an operator's plugin raised where the host needs its answer
     └── Bug                        our own fault: logged, answered as 500
 
@@ -37,6 +39,7 @@ __all__ = [
     "ManifestProblem",
     "MinihostError",
     "NotFound",
+    "OperatorSetup",
     "PluginFailed",
     "PolicyDenied",
     "ReconnectRequired",
@@ -195,6 +198,16 @@ class TooManyRequests(PolicyDenied):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class OperatorSetup(MinihostError):
+    """Raised when the host's own setup prevents the work (stored secrets its vault keys
+    cannot decrypt, say). Nothing about the caller's data is wrong and nothing is
+    marked on it; the operator sees the reason in the log."""
+
+    status = 503
+    slug = "operator-setup"
+    title = "Host setup problem"
 
 
 class PluginFailed(MinihostError):

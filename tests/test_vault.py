@@ -86,7 +86,8 @@ def test_rotation_adds_a_key_and_reencrypts_everything(instance):
     assert oct((instance / "vault_keys").stat().st_mode & 0o777) == "0o600"
     with get_database(app).sessions() as db:
         [event] = db.scalars(select(AuditEvent).where(AuditEvent.kind == "keys_rotated")).all()
-    assert event.detail == {"rewritten": 8, "alreadyCurrent": 0, "addedKey": True}
+    assert event.detail == {"rewritten": 8, "alreadyCurrent": 0, "addedKey": True,
+                            "undecryptable": 0}
 
 
 def test_an_interrupted_rotation_resumes_without_another_key(instance):
@@ -135,7 +136,11 @@ def test_rotation_never_overwrites_a_concurrent_write(instance):
     finally:
         vault_module.Vault.rotate = real_rotate
     installations, _ = all_ciphertexts(app)
-    assert installations[0][2] == fresher  # the newer value won; rotation skipped it
+    # The newer value won (the first pass skipped it) and a later pass re-encrypted it.
+    newest = Vault(app.config["VAULT_KEYS"][:1])
+    assert newest.decrypt(installations[0][2], {"installation": installation_id,
+                                                "workspace": workspace_id}) == {
+        "apiKey": "refreshed"}
 
 
 def test_a_wrong_vault_key_stops_start_up(instance):
@@ -167,3 +172,136 @@ def test_keys_from_the_configuration_are_not_rewritten(instance, monkeypatch):
     with pytest.raises(ConfigError) as info:
         rotate_keys(app)
     assert "run `minihost rotate-keys --no-new-key`" in str(info.value)
+
+
+def test_a_rotation_interrupted_before_the_key_file_adds_the_key_on_rerun(instance):
+    """The marker is written, the process dies before the key file changes: the rerun
+    must not "resume" a rotation that never added its key."""
+    seed(instance, count=3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
+    env["MINIHOST_MINIAPPS_DIRS"] = str(FIXTURES / "miniapps")
+    old_keys = (instance / "vault_keys").read_text().split()
+    command = [str(MINIHOST), "--instance", str(instance), "rotate-keys"]
+    for point in ("rotate.after_marker", "rotate.before_key_file"):
+        killed = subprocess.run(command, env={**env, "MINIHOST_FAULT": f"{point}:exit"},
+                                capture_output=True, text=True)
+        assert killed.returncode == 137
+        assert (instance / "vault_rotation").exists()
+        assert (instance / "vault_keys").read_text().split() == old_keys
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.startswith("Vault: added a new key; re-encrypted 4 secret(s), 0 already")
+    keys = (instance / "vault_keys").read_text().split()
+    assert keys[1:] == old_keys and len(keys) == 2
+    assert not (instance / "vault_rotation").exists()
+    newest_only = MultiFernet([Fernet(keys[0].encode())])
+    installations, secrets = all_ciphertexts(create_app(instance_path=instance))
+    for _, _, token in installations:
+        newest_only.decrypt(token)
+    newest_only.decrypt(secrets[0])
+
+
+def test_a_key_file_that_cannot_be_written_is_one_clear_line(instance):
+    seed(instance, count=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
+    env["MINIHOST_MINIAPPS_DIRS"] = str(FIXTURES / "miniapps")
+    old_keys = (instance / "vault_keys").read_text().split()
+    (instance / "vault_keys.tmp").mkdir()  # the temporary file cannot be created
+    command = [str(MINIHOST), "--instance", str(instance), "rotate-keys"]
+    failed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr == (
+        f"Error: cannot write {instance}/vault_keys: Is a directory; fix the disk or the "
+        "permissions, then run `minihost rotate-keys` again (it finishes what was started)\n")
+    assert (instance / "vault_keys").read_text().split() == old_keys
+    (instance / "vault_keys.tmp").rmdir()
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.startswith("Vault: added a new key; re-encrypted 3 secret(s)")
+    assert len((instance / "vault_keys").read_text().split()) == 2
+
+
+# -- rotation while a server runs -------------------------------------------------------
+
+
+def test_a_running_server_follows_a_rotation(tmp_path, provider):
+    """Serve, rotate from another process, then run an action on every installation
+    through the running server: all succeed and none is marked for a reconnect. A
+    credential written afterwards is encrypted under the new key."""
+    import json
+
+    import requests
+
+    from .conftest import good_provider, local_manifests
+    from .test_serve import free_port
+
+    good_provider(provider)
+    apps = tmp_path / "apps"
+    (apps / "keyed").mkdir(parents=True)
+    (apps / "keyed" / "manifest.json").write_text(json.dumps(
+        local_manifests(provider.base, provider.port)["keyed"]))
+    folder = tmp_path / "inst"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
+    env.update({"MINIHOST_MINIAPPS_DIRS": str(apps), "MINIHOST_EGRESS_ALLOW_PRIVATE": "true"})
+
+    def cli(*args):
+        done = subprocess.run([str(MINIHOST), "--instance", str(folder), *args], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("init")
+    cli("users", "create", "ada@example.com", "--password", "correct horse")
+    token = cli("tokens", "create", "ada@example.com").strip()
+    port = free_port()
+    server = subprocess.Popen([str(MINIHOST), "--instance", str(folder), "serve", "--port",
+                               str(port)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        ids = []
+        for _ in range(4):
+            created = requests.post(f"{base}/installations", headers=headers, timeout=10,
+                                    json={"miniapp": "keyed",
+                                          "credentials": {"apiKey": "key-good-123"}})
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["id"])
+        old_keys = (folder / "vault_keys").read_text().split()
+        assert cli("rotate-keys").startswith("Vault: added a new key; re-encrypted 4 secret(s)")
+        for installation in ids:
+            ran = requests.post(f"{base}/installations/{installation}/actions/echo/runs",
+                                headers=headers, json={"parameters": {"text": "hi"}}, timeout=10)
+            assert ran.status_code == 201, ran.text
+            assert (ran.json()["status"], ran.json()["output"]) == ("succeeded", {"echo": "hi"})
+        for installation in ids:
+            shown = requests.get(f"{base}/installations/{installation}", headers=headers,
+                                 timeout=10).json()
+            assert (shown["status"], shown["error"]) == ("active", None)
+        # New credentials stored by the running server use the newest key.
+        replaced = requests.post(f"{base}/installations", headers=headers, timeout=10,
+                                 json={"miniapp": "keyed",
+                                       "credentials": {"apiKey": "key-good-123"}})
+        assert replaced.status_code == 201
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()
+    keys = (folder / "vault_keys").read_text().split()
+    assert keys[1:] == old_keys
+    app = create_app(instance_path=folder)
+    newest_only = MultiFernet([Fernet(keys[0].encode())])
+    installations, _ = all_ciphertexts(app)
+    assert len(installations) == 5
+    for _, _, token_bytes in installations:
+        newest_only.decrypt(token_bytes)

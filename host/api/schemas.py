@@ -12,8 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
+from ..engine.schemas import validator
 from ..errors import FieldError, ValidationError
 from ..forms.values import describe_error
 
@@ -227,8 +226,8 @@ COMPONENTS: dict[str, Any] = {
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(REQUESTS[name])
+def _validator(name: str) -> Any:
+    return validator(REQUESTS[name])
 
 
 def validate_request(name: str, body: Any) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def start_connect(app: Flask, db: Session, principal: Principal, installation: I
     db.add(row)
     db.flush()
     if verifier is not None:
-        row.code_verifier = vault.get_vault(app).encrypt(verifier, {"state": row.id})
+        row.code_verifier = vault.encrypt(app, verifier, {"state": row.id})
     uri = redirect_uri(app, manifest.name)
     url = _authorize_base(app, manifest, installation, client.client_id, uri, state)
     manifest_sets = {name for name, _ in authorize.request.query}
@@ -181,7 +181,8 @@ def finish_connect(app: Flask, db: Session, miniapp: str, args: Any,
         raise _reject("This connect was already finished (the state was used).")
     verifier = None
     if row.code_verifier is not None:
-        verifier = vault.get_vault(app).decrypt(row.code_verifier, {"state": row.id})
+        verifier = vault.decrypt(app, row.code_verifier, {"state": row.id},
+                                 "the PKCE verifier of a pending connect")
     actor = f"user:{row.user_id}" if row.user_id else "system"
     error = args.get("error")
     if error:

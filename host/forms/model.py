@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from ..engine.schemas import validator
 
 __all__ = ["Field", "Form", "build_form"]
 
@@ -144,5 +144,4 @@ def _fields(schema: Mapping[str, Any]) -> tuple[Field, ...]:
 def build_form(schema: Mapping[str, Any]) -> Form:
     """The fields of an object schema, in the order its ``properties`` list them,
     with a validator compiled once for the whole schema."""
-    return Form(_fields(schema), schema, Draft202012Validator(
-        schema, format_checker=Draft202012Validator.FORMAT_CHECKER))
+    return Form(_fields(schema), schema, validator(schema, formats=True))

@@ -15,6 +15,7 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
+from ..engine.schemas import PATTERN_TIMEOUT, Unresolvable
 from ..errors import FieldError
 from .model import Field, Form
 
@@ -153,6 +154,9 @@ def describe_error(error: SchemaViolation) -> str:
         return f"takes at most {value} item{'s' if value != 1 else ''}"
     if kind == "pattern":
         return f"must match the pattern {value}"
+    if kind == PATTERN_TIMEOUT:
+        return ("took too long to check against the pattern of this field; enter a shorter "
+                "value, or ask the mini-app's author to simplify the pattern")
     if kind == "format":
         return f"must be a valid {value}"
     if kind == "multipleOf":
@@ -187,7 +191,12 @@ def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
     for name in values:
         if name not in known:
             errors.append(FieldError(name, "is not a field of this form"))
-    for error in form.validator.iter_errors(dict(values)):
+    try:
+        violations = list(form.validator.iter_errors(dict(values)))
+    except Unresolvable as error:
+        return [*errors, FieldError("", f"this form's schema refers to {error.ref!r}, which "
+                                        "is not part of it; tell the mini-app's author")]
+    for error in violations:
         path = list(error.absolute_path)
         if error.validator == "required":
             present = error.instance if isinstance(error.instance, Mapping) else {}
@@ -201,10 +210,8 @@ def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
             message = f"fill in one of: {names}" if names else describe_error(error)
             errors.append(FieldError("", message))
         elif error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-            allowed = error.schema.get("properties", {})
-            for name in error.instance:
-                if name not in allowed:
-                    errors.append(FieldError(_path([*path, name]), "is not a field of this form"))
+            for name in getattr(error, "extra_names", ()):
+                errors.append(FieldError(_path([*path, name]), "is not a field of this form"))
         else:
             errors.append(FieldError(_path(path), describe_error(error)))
     unique: dict[tuple[str, str], FieldError] = {}

@@ -18,6 +18,7 @@ from jsonschema.exceptions import SchemaError
 
 from ..engine.hosts import host_allowed
 from ..engine.paths import PathSyntaxError, compile_path
+from ..engine.schemas import pattern_problems, reference_problems, validator
 from ..engine.template import Placeholder, compile_template, malformed_placeholders
 
 SYSTEM_VALUES = ("webhookUrl", "subdomain", "uid", "installationId", "hostUrl")
@@ -186,7 +187,7 @@ class Linter:
         assert self.plugin_auth is not None
         schema = {"type": "object", **self.plugin_auth.schema}
         body = {k: v for k, v in self.auth.items() if k != "type"}
-        for error in Draft202012Validator(schema).iter_errors(body):
+        for error in validator(schema).iter_errors(body):
             where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
             self.add(f"/auth{where}", f"{error.message} (auth type {self.auth_type})")
         passed = tuple(getattr(self.plugin_auth, "values", ()))
@@ -507,6 +508,11 @@ class Linter:
         except SchemaError as error:
             where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
             self.add(pointer + where, f"{what} is not a valid JSON Schema: {error.message}")
+            return False
+        unsafe = reference_problems(schema, pointer) + pattern_problems(schema, pointer)
+        for where, message in unsafe:
+            self.add(where, f"{what}: {message}")
+        if unsafe:
             return False
         if require_object and schema.get("type") != "object":
             self.add(f"{pointer}/type", f'{what} must be a schema with "type": "object"')

@@ -26,6 +26,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from ..engine.paths import compile_path
 from ..engine.sandbox import sample
+from ..engine.schemas import REGISTRY
 from ..engine.template import compile_template, compile_url, compile_value
 from ..errors import ManifestError, ManifestProblem
 from ..forms.model import Form, build_form
@@ -60,7 +61,7 @@ def manifest_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(manifest_schema())
+    return Draft202012Validator(manifest_schema(), registry=REGISTRY)
 
 
 @cache
@@ -70,7 +71,7 @@ def _requests_validator(members: tuple[str, ...]) -> Draft202012Validator:
         "$defs": manifest_schema()["$defs"],
         "properties": {"auth": {"properties": {
             member: {"$ref": "#/$defs/request"} for member in members}}},
-    })
+    }, registry=REGISTRY)
 
 
 def _plugin_auth(doc: dict[str, Any], auth_types: Collection[str]) -> Any:

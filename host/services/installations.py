@@ -400,7 +400,7 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
                 persist="none",
                 sandbox=installation.sandbox, actor_id=principal.user.id)
             outcome = "succeeded" if result.ok else f"failed: {result.error.detail}"
-        except vault.CredentialsUnreadable:
+        except (vault.CredentialsUnreadable, vault.VaultKeyMissing):
             outcome = "skipped: the credentials could not be read"
     installation.credentials = None
     installation.credential_keys = []

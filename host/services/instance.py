@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import migrations
+from .. import migrations, vault
 from ..config import SECRET_KEY_FILE, VAULT_KEYS_FILE
 from ..db import get_database
 from ..errors import ConfigError, DatabaseUnavailable
@@ -63,6 +63,7 @@ def ensure_keys(app: Flask) -> list[str]:
         _write_secret(instance / VAULT_KEYS_FILE, key)
         app.config["VAULT_KEYS"] = [key]
         created.append(VAULT_KEYS_FILE)
+        vault.watch_key_file(app)
     return created
 
 

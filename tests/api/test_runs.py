@@ -140,3 +140,34 @@ def test_unknown_action(hosted, board):
     response = run(hosted, board, {}, action="nope")
     assert response.status_code == 404
     assert response.get_json()["detail"] == "Board has no action 'nope'"
+
+
+def test_a_pathological_pattern_fails_its_field_fast(tmp_path, provider):
+    """An overlapping-alternatives pattern passes the lint (it has no nested repeat), so
+    the bounded matcher is what keeps a long input from holding the worker."""
+    import time
+
+    from tests.conftest import build_hosted
+
+    manifest = {
+        "name": "patterned", "version": "1.0.0", "title": "Patterned", "description": "d",
+        "allowedHosts": [f"127.0.0.1:{provider.port}"],
+        "actions": [{"name": "go", "title": "Go", "parameters": {
+            "type": "object", "properties": {"word": {"type": "string",
+                                                       "pattern": "^(a|a)+$"}}},
+            "requests": [{"url": provider.base + "/ping", "method": "GET"}]}]}
+    hosted = build_hosted(tmp_path, provider, manifests={"patterned": manifest})
+    installation = hosted.api("POST", "/api/v1/installations", hosted.alice_token,
+                              json={"miniapp": "patterned"}).get_json()["id"]
+    started = time.monotonic()
+    response = run(hosted, installation, {"word": "a" * 40 + "!"}, action="go")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [{
+        "field": "word",
+        "message": "took too long to check against the pattern of this field; enter a "
+                   "shorter value, or ask the mini-app's author to simplify the pattern"}]
+    assert elapsed < 1.0
+    assert [r.path for r in provider.received] == []
+    assert run(hosted, installation, {"word": "aaaa"}, action="go").status_code == 201
+    assert [r.path for r in provider.received] == ["/ping"]

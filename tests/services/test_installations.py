@@ -12,7 +12,7 @@ from host.errors import NotFound, ValidationError
 from host.services import installations
 from host.services.accounts import Principal
 from host.services.installations import ConnectRefused
-from host.vault import CredentialsUnreadable
+from host.vault import CredentialsUnreadable, VaultKeyMissing
 
 
 def principal(hosted, user):
@@ -178,19 +178,27 @@ def test_every_credential_read_is_audited(hosted):
     assert events[-1].detail == {"reason": "run"} and events[-1].installation_id == installation.id
 
 
-def test_tampered_credentials_require_a_reconnect(hosted):
+def test_undecryptable_credentials_are_the_operators_problem(hosted, caplog):
+    """No key opens the ciphertext (a key went missing, or the bytes were damaged): the
+    installation stays as it was, the operator is told loudly, and the audit says so."""
     installation = install(hosted, hosted.alice, "keyed", credentials={"apiKey": "key-good-123"})
     with get_database(hosted.app).transaction() as db:
         row = db.get(Installation, installation.id)
         row.credentials = row.credentials[:-4] + b"AAAA"
-    with pytest.raises(CredentialsUnreadable) as info:
+    with pytest.raises(VaultKeyMissing) as info:
         read(hosted, installation.id)
-    assert "key-good-123" not in str(info.value)
+    assert str(info.value) == (
+        f"the host cannot decrypt the credentials of installation {installation.id} with its "
+        "vault keys; this is a problem of the host's setup, not of the connection, and "
+        "nothing was changed: the operator must restore the missing vault key")
     [row] = rows(hosted, Installation)
-    assert row.status == "reconnect_required"
-    assert row.error == ("the stored secret cannot be decrypted with the configured VAULT_KEYS; "
-                         "connect this installation again")
-    assert "credentials_unreadable" in audit_kinds(hosted)
+    assert (row.status, row.error) == ("active", None)
+    assert "credentials_undecryptable" in audit_kinds(hosted)
+    assert "credentials_unreadable" not in audit_kinds(hosted)
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith(
+        f"VAULT KEY MISSING: the credentials of installation {installation.id} cannot be "
+        "decrypted with any of the 1 configured vault key(s)")
 
 
 def test_a_blob_copied_to_another_installation_is_refused(hosted):
