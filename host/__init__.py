@@ -27,7 +27,7 @@ def create_app(
     from . import config as config_module
     from . import db, identity, plugins, vault
     from .api import init_app as init_api
-    from .services import catalog, outbound
+    from .services import catalog, outbound, runs
     from .web import init_app as init_web
 
     instance = Path(instance_path) if instance_path else config_module.default_instance_path()
@@ -42,4 +42,5 @@ def create_app(
     init_web(app)
     init_api(app)
     plugins.register_extensions(app)
+    runs.init_app(app)
     return app

@@ -220,7 +220,8 @@ def validate(paths: tuple[Path, ...]) -> None:
             problems.extend(error.problems)
             continue
         checked += 1
-        found = validate_document(doc, file, auth_types, system_values)
+        found = validate_document(doc, file, auth_types, system_values,
+                                  allow_private=current_app.config["EGRESS_ALLOW_PRIVATE"])
         found.extend(check_icon(doc, Path(file).parent, file))
         problems.extend(found)
         if not found:

@@ -13,6 +13,8 @@ how many objects exist.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -37,6 +39,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -57,6 +60,7 @@ __all__ = [
     "Run",
     "User",
     "Workspace",
+    "exclusive",
     "get_database",
     "new_id",
     "session",
@@ -294,7 +298,8 @@ class Run(Base):
     )
     kind: Mapped[str] = mapped_column(String(16))  # action | source | auth
     name: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    # running | succeeded | failed | interrupted (its process died while it ran)
+    status: Mapped[str] = mapped_column(String(16), index=True)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     output: Mapped[Any | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -304,6 +309,9 @@ class Run(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # While running: the process (``host|pid``) and the end of the run's deadline.
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class AuditEvent(Base):
@@ -397,6 +405,42 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+@contextmanager
+def exclusive(app: Flask, name: str) -> Iterator[None]:
+    """Hold a lock named ``name`` across every process sharing this database, for work
+    that must not run twice at once (migrating, syncing the catalog).
+
+    PostgreSQL: a session advisory lock, so processes on many machines queue. SQLite:
+    an ``flock`` on a file beside the database, so processes sharing the file queue.
+    """
+    database = get_database(app)
+    engine = database.engine
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"minihost:{name}".encode()).digest()[:8],
+                             "big", signed=True)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+        return
+    path = make_url(str(engine.url)).database
+    if not path or path == ":memory:":
+        yield  # one process owns an in-memory database
+        return
+    lock_path = f"{path}.{name}.lock"
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the block's duration
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def get_database(app: Flask) -> Database:

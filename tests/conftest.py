@@ -95,6 +95,11 @@ class Provider:
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def address(self) -> str:
+        """``host:port``, as an ``allowedHosts`` entry names this server."""
+        return f"{self.host}:{self.port}"
+
     def route(self, path: str, handler: Callable[[Request], Response] | None = None,
               **response) -> None:
         self.routes[path] = handler or (lambda request: Response(**response))

@@ -156,3 +156,31 @@ def test_serve_demo_needs_the_default_address(run, tmp_path):
         "mini-app calls; run `minihost serve --demo` without --host, --port or another "
         "PUBLIC_URL\n")
     assert not (tmp_path / "inst").exists()
+
+
+def test_concurrent_inits_all_succeed(tmp_path, database_url):
+    """Four `minihost init` at once on a fresh instance: each exits 0, one set of keys,
+    one schema, each mini-app stored once (SQLite and PostgreSQL)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy import create_engine, text
+
+    minihost = Path(sys.executable).parent / "minihost"
+    instance = tmp_path / "inst"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
+    env.update({"MINIHOST_MINIAPPS_DIRS": str(FIXTURES / "miniapps"),
+                "MINIHOST_DATABASE_URL": database_url})
+    processes = [subprocess.Popen([str(minihost), "--instance", str(instance), "init"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in processes]
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    assert sum("Generated" in out for _, out, _ in results) == 1
+    assert len((instance / "vault_keys").read_text().split()) == 1
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        names = connection.execute(text("SELECT name, version FROM miniapp")).all()
+    engine.dispose()
+    assert len(names) == len(set(names)) == 4

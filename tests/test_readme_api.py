@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ import requests
 
 from .test_serve import MINIHOST, free_port
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 SECRET = "0f9e8d7c-6b5a-4c3d-9e1f-0a1b2c3d4e5f"
 
 
@@ -27,6 +29,13 @@ def test_the_readme_api_walk_through_runs_as_written(tmp_path):
     port = free_port()
     instance = tmp_path / "inst"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
+    # The walk-through runs against `serve --demo`, which needs port 5000; here the
+    # demo's mini-app is offered from a folder instead, with the private egress the
+    # demo turns on.
+    extra = tmp_path / "extra"
+    shutil.copytree(REPO / "plugins" / "demo_provider" / "demo-tasks", extra / "demo-tasks")
+    env["MINIHOST_MINIAPPS_DIRS"] = os.pathsep.join([str(REPO / "miniapps"), str(extra)])
+    env["MINIHOST_EGRESS_ALLOW_PRIVATE"] = "true"
     cli = [str(MINIHOST), "--instance", str(instance)]
     subprocess.run([*cli, "init"], env=env, check=True, capture_output=True)
     subprocess.run([*cli, "users", "create", "demo@example.com", "--password", "demo-password"],

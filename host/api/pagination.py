@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from flask import request
 
+from ..engine import jsonlimits
 from ..errors import FieldError, ValidationError
 
 DEFAULT_LIMIT = 50
@@ -31,7 +32,7 @@ def decode_cursor(cursor: str) -> str:
     """The key a cursor carries; every list here sorts by a text key."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        key = jsonlimits.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError):
         key = None
     if not isinstance(key, str):

@@ -19,7 +19,7 @@ from .body import json_object
 from .pagination import paginate_rows
 from .schemas import validate_request
 
-RUN_STATUSES = ("running", "succeeded", "failed")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
 RUN_KINDS = ("action", "source", "auth")
 
 

@@ -192,7 +192,7 @@ COMPONENTS: dict[str, Any] = {
         "properties": {
             "id": ID, "installation": NULLABLE_STRING,
             "kind": {"enum": ["action", "source", "auth"]}, "action": {"type": "string"},
-            "status": {"enum": ["running", "succeeded", "failed"]},
+            "status": {"enum": ["running", "succeeded", "failed", "interrupted"]},
             "parameters": {"type": "object"}, "output": JSON_VALUE,
             "error": {"type": ["object", "null"], "properties": {
                 "type": {"type": "string"}, "message": {"type": "string"},

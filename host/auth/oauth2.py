@@ -233,7 +233,8 @@ def _exchange(app: Flask, db: Session, installation: Installation, manifest: Man
                         installation_id=installation.id, kind="auth", name="get_token",
                         requests=[auth.get_token], ctx=ctx, allowed_hosts=manifest.allowed_hosts,
                         miniapp=manifest.name, persist="credentials", follow_redirects=False,
-                        sandbox=installation.sandbox, actor_id=user_id)
+                        sandbox=installation.sandbox, actor_id=user_id,
+                        extra_secrets=[value for value in (code, verifier, state) if value])
     if not result.ok:
         return _fail(app, db, installation, f"the token exchange failed: "
                      f"{_message(result.error)}", actor)

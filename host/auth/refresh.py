@@ -17,7 +17,6 @@ loss, never a retry loop.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from ..engine.errors import ConnectFailed, EgressDenied, RenderFailed, RequestFa
 from ..errors import BadInput, PluginFailed, ReconnectRequired, UpstreamFailed
 from ..faults import fault
 from ..manifest import Manifest
+from ..processes import holder, holder_dead
 
 __all__ = [
     "Held",
@@ -131,6 +131,27 @@ def can_refresh(manifest: Manifest) -> bool:
         plugin is not None and plugin.refresh is not None)
 
 
+def _owner() -> str:
+    """Who holds a lease: the process (so a dead holder can be recognised), then the
+    thread and a counter (so each attempt is its own)."""
+    return f"{holder()}|{threading.get_ident() % 10**6}|{time.monotonic_ns() % 10**12}"
+
+
+def _break_lease(app: Flask, installation_id: str, owner: str) -> None:
+    """Free a dead holder's lease at once (compare-and-set on its owner); its
+    ``refresh_started_at`` marker stays, so the next refresher knows the outcome of
+    the dead one's request is unknown."""
+    with get_database(app).transaction() as db:
+        freed = db.execute(
+            update(Installation)
+            .where(Installation.id == installation_id, Installation.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        ).rowcount
+    if freed:
+        log.warning("installation %s: the refresh lease of %s was freed because that "
+                    "process is gone", installation_id, owner)
+
+
 def _lease_seconds(deadline: float) -> float:
     """The lease outlives the refresh request: it lasts until the caller's deadline
     (when that request is abandoned at the latest), plus a margin."""
@@ -206,7 +227,7 @@ def refresh(
     ``seen_version`` is the row version of the credentials the caller found
     stale: if the row has moved on, someone already refreshed and those are used.
     """
-    owner = f"{os.getpid()}:{threading.get_ident()}:{time.monotonic_ns()}"
+    owner = _owner()
     delay = 0.02
     while True:
         row = _row(app, installation_id)
@@ -214,6 +235,8 @@ def refresh(
             raise ReconnectRequired(f"installation {installation_id}: {row.error}")
         if row.row_version != seen_version:
             return load(app, installation_id, actor=actor, reason="refresh")
+        if row.lease_owner and holder_dead(row.lease_owner):
+            _break_lease(app, installation_id, row.lease_owner)
         if _take_lease(app, installation_id, owner, deadline):
             return _lead(app, installation_id, manifest, seen_version, owner, actor, deadline)
         if time.monotonic() + delay >= deadline:

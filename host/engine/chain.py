@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..errors import MinihostError
+from . import jsonlimits
 from .client import Client, Response
-from .errors import RequestFailed, RequestTimedOut
+from .errors import RequestFailed, RequestTimedOut, ResponseTooDeep
+from .jsonlimits import TooDeep
 from .paths import MISSING
 from .redact import REDACTED, Redactor, secret_values
 from .render import Context, Outgoing, render_request, stringify
@@ -60,7 +62,8 @@ class ChainResult:
 
 
 def parse_body(response: Response) -> Any:
-    """JSON when the body parses as JSON, else the text; ``None`` when empty."""
+    """JSON when the body parses as JSON, else the text; ``None`` when empty.
+    :class:`~host.engine.jsonlimits.TooDeep` when it nests past the limit."""
     if not response.body:
         return None
     text = response.body.decode("utf-8", errors="replace")
@@ -68,8 +71,10 @@ def parse_body(response: Response) -> Any:
     stripped = text.lstrip("\ufeff").strip()
     if "json" in content_type or stripped[:1] in ("{", "["):
         try:
-            return json.loads(stripped)
-        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
+            return jsonlimits.loads(stripped)
+        except TooDeep:
+            raise
+        except ValueError:  # not JSON
             return text
     return text
 
@@ -141,9 +146,16 @@ def _map(request: Any, response: Response, body: Any) -> tuple[dict[str, Any], d
     return {}, forwarded
 
 
+MIN_OUTPUT_SECRET = 8
+
+
+def _secrets(ctx: Context, extra: Sequence[str]) -> list[str]:
+    return [*secret_values(ctx.credentials, ctx.client.get("clientSecret"),
+                           ctx.client.get("clientBasicAuth")), *extra]
+
+
 def _redactor(ctx: Context, extra: Sequence[str]) -> Redactor:
-    return Redactor([*secret_values(ctx.credentials, ctx.client.get("clientSecret"),
-                                    ctx.client.get("clientBasicAuth")), *extra])
+    return Redactor(_secrets(ctx, extra))
 
 
 def _expired(response: Response, body: Any, refresh_on: Any) -> bool:
@@ -158,17 +170,35 @@ def _expired(response: Response, body: Any, refresh_on: Any) -> bool:
                for path, wanted in refresh_on.body)
 
 
-def _credentials(values: dict[str, Any], now: float) -> dict[str, Any]:
+MAX_EXPIRES_IN = 10 * 365 * 86400  # a lifetime beyond ten years is no lifetime at all
+
+
+def _credentials(values: dict[str, Any], now: float) -> tuple[dict[str, Any], str | None]:
     """Drop unmapped names (a refresh answer without a new refresh token keeps the old
-    one) and turn ``expiresIn`` into ``expiresAt``."""
+    one) and turn ``expiresIn`` into ``expiresAt``. A lifetime that is not a number of
+    seconds in (0, ten years] means "expiry unknown": no ``expiresAt`` (an older one is
+    cleared), so the token is refreshed when the provider refuses it; the second value
+    says so for the trace."""
     kept = {k: v for k, v in values.items() if v is not None}
-    expires_in = kept.get("expiresIn")
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
-        kept["expiresIn"] = expires_in
-    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
-        kept["expiresAt"] = int(now + expires_in)
-    return kept
+    if "expiresIn" not in kept:
+        return kept, None
+    expires_in = kept["expiresIn"]
+    if isinstance(expires_in, str):
+        try:
+            expires_in = float(expires_in.strip())
+        except ValueError:
+            pass
+    usable = (isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool)
+              and expires_in == expires_in and 0 < expires_in <= MAX_EXPIRES_IN)
+    if not usable:
+        del kept["expiresIn"]
+        kept["expiresAt"] = None
+        return kept, (f"expiresIn {json.dumps(values['expiresIn'])[:40]} is not a usable token "
+                      "lifetime; the expiry is treated as unknown and the token is refreshed "
+                      "when the provider refuses it")
+    kept["expiresIn"] = int(expires_in) if float(expires_in).is_integer() else expires_in
+    kept["expiresAt"] = int(now + expires_in)
+    return kept, None
 
 
 def run_chain(
@@ -220,7 +250,13 @@ def run_chain(
                 entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
                 hooks.response_received(outgoing, response)
                 _record_response(entry, response, redactor)
-                body = parse_body(response)
+                try:
+                    body = parse_body(response)
+                except TooDeep:
+                    raise ResponseTooDeep(
+                        f"request {request.pointer}: the provider's answer nests deeper than "
+                        f"{jsonlimits.MAX_DEPTH} levels, so it was not used", request.pointer
+                    ) from None
                 if refresh is not None and not refreshed and _expired(response, body,
                                                                       refresh_on):
                     refreshed = True
@@ -255,7 +291,15 @@ def run_chain(
                 else redactor.value(values)
             )
     if persist == "credentials" and result.ok:
-        result.values = _credentials(result.values, clock())
+        result.values, note = _credentials(result.values, clock())
+        if note and result.trace:
+            result.trace[-1]["note"] = note
+    elif persist == "output" and result.values:
+        # A provider may echo a credential in its answer; the output is stored and
+        # shown, so it is redacted like the trace, but only of values long enough to
+        # be secrets: a user name such as "ada" must not turn "Canada" into "Can[…]".
+        result.values = Redactor([s for s in _secrets(ctx, secrets)
+                                  if len(s) >= MIN_OUTPUT_SECRET]).value(result.values)
     result.duration_ms = round((time.monotonic() - started) * 1000)
     return result
 

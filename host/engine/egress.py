@@ -2,7 +2,7 @@
 
 A destination passes when its scheme is http or https, it has no user info,
 its host matches the manifest's ``allowedHosts`` (and the port is the scheme's
-default unless an entry names it, or private egress is on), and **every**
+default unless an entry names it — private egress does not change that), and **every**
 address the host name resolves to is public — after unwrapping IPv4-mapped,
 6to4, NAT64 and Teredo forms. Cloud metadata names and addresses are refused
 even when the operator allows private targets. The checked addresses are
@@ -163,10 +163,8 @@ class EgressPolicy:
         if not any(host_matches(pattern, host) for pattern in _hosts_only(allowed_hosts)):
             listed = ", ".join(allowed_hosts) or "none"
             raise deny(f"host {host} is not in the mini-app's allowedHosts ({listed})")
-        if (
-            port != DEFAULT_PORTS[scheme]
-            and not self.allow_private
-            and not any(host_matches(p, f"{host}:{port}") for p in allowed_hosts if ":" in p)
+        if port != DEFAULT_PORTS[scheme] and not any(
+            host_matches(p, f"{host}:{port}") for p in allowed_hosts if ":" in p
         ):
             raise deny(f"port {port} of {host} is not allowed; allowedHosts must name "
                        f"{host}:{port}")

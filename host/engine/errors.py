@@ -119,3 +119,11 @@ class RequestTimedOut(RequestNotCompleted):
 class ResponseTooLarge(RequestNotCompleted):
     slug = "response-too-large"
     title = "Provider answer too large"
+
+
+class ResponseTooDeep(RequestNotCompleted):
+    """The answer nests deeper than the host reads (``jsonlimits.MAX_DEPTH``); like a
+    too-large answer it is not used, and whatever it carried is treated as unknown."""
+
+    slug = "response-too-deep"
+    title = "Provider answer nested too deep"

@@ -9,12 +9,12 @@ errors per field, with messages a person can act on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
+from ..engine import jsonlimits
 from ..engine.schemas import PATTERN_TIMEOUT, Unresolvable
 from ..errors import FieldError
 from .model import Field, Form
@@ -98,7 +98,9 @@ def _coerce_field(field: Field, data: Any, prefix: str, errors: list[FieldError]
 
 def _json(text: str, lenient: bool = False) -> Any:
     try:
-        return json.loads(text)
+        return jsonlimits.loads(text)
+    except jsonlimits.TooDeep:
+        raise ValueError(f"nests deeper than {jsonlimits.MAX_DEPTH} levels") from None
     except ValueError:
         if lenient:
             return text

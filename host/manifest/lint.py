@@ -8,14 +8,18 @@ and the message says how to fix it.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from publicsuffixlist import PublicSuffixList
 
+from ..engine.egress import METADATA_ADDRESSES, METADATA_HOSTS, is_public_address, unwrap
 from ..engine.hosts import host_allowed
 from ..engine.paths import PathSyntaxError, compile_path
 from ..engine.schemas import pattern_problems, reference_problems, validator
@@ -87,10 +91,49 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+@lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    """The Public Suffix List snapshot bundled with the package; never fetched."""
+    return PublicSuffixList()
+
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain")
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan", ".intranet")
+
+
+def allowed_host_problem(entry: str, allow_private: bool) -> str | None:
+    """Why an ``allowedHosts`` entry may not stand, or None."""
+    host = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+    name = host[2:] if host.startswith("*.") else host
+    try:
+        address: Any = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if name in METADATA_HOSTS or (address is not None and (
+            address in METADATA_ADDRESSES or unwrap(address) in METADATA_ADDRESSES)):
+        return f"{entry!r} is a cloud metadata service, which the host always refuses"
+    if address is not None:
+        if host.startswith("*."):
+            return f"{entry!r} puts a wildcard before an IP address; list the address itself"
+        if not is_public_address(address) and not allow_private:
+            return (f"{entry!r} is a private, loopback or link-local address, which the host "
+                    "refuses unless the operator sets EGRESS_ALLOW_PRIVATE")
+        return None
+    if name in _LOCAL_NAMES or name.endswith(_LOCAL_SUFFIXES) or f".{name}" in _LOCAL_SUFFIXES:
+        return None if allow_private else (
+            f"{entry!r} names a local or internal network, which the host refuses unless the "
+            "operator sets EGRESS_ALLOW_PRIVATE")
+    if host.startswith("*.") and _suffixes().is_public(name):
+        return (f"{entry!r} is a wildcard over the public suffix {name!r}, which would allow "
+                f"every site under it; name the provider's own domain, e.g. *.example.{name}")
+    return None
+
+
 class Linter:
     def __init__(self, doc: dict[str, Any], auth_types: Collection[str],
-                 system_values: Collection[str] = ()) -> None:
+                 system_values: Collection[str] = (), allow_private: bool = False) -> None:
         self.doc = doc
+        self.allow_private = allow_private
         self.auth_types = auth_types
         self.system = (*SYSTEM_VALUES, *sorted(system_values))
         self.plugin_system = frozenset(system_values)
@@ -172,6 +215,11 @@ class Linter:
                     seen[name] = index
             self._check_action(pointer, action, sources)
         self._check_webhooks(_obj(doc.get("webhooks")))
+        for index, entry in enumerate(_list(doc.get("allowedHosts"))):
+            if isinstance(entry, str):
+                reason = allowed_host_problem(entry.lower(), self.allow_private)
+                if reason:
+                    self.add(f"/allowedHosts/{index}", reason)
         if self.requests_exist and not _list(doc.get("allowedHosts")):
             self.add(
                 "/allowedHosts",
@@ -535,10 +583,10 @@ class Linter:
 
 
 def lint(doc: dict[str, Any], auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
-         system_values: Collection[str] = ()) -> list[Problem]:
+         system_values: Collection[str] = (), allow_private: bool = False) -> list[Problem]:
     """Every semantic problem of ``doc`` as ``(pointer, message)`` pairs.
 
     ``auth_types`` are the names this host knows, or a mapping from name to the
     plugin's ``AuthType`` (``None`` for built-in ones); ``system_values`` the
     ``{{…}}`` names plugins add."""
-    return Linter(doc, auth_types, system_values).run()
+    return Linter(doc, auth_types, system_values, allow_private).run()

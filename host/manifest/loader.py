@@ -225,13 +225,15 @@ def _obj(value: Any) -> dict[str, Any]:
 
 def validate_document(
     doc: dict[str, Any], file: str, auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
-    system_values: Collection[str] = (),
+    system_values: Collection[str] = (), *, allow_private: bool = False,
 ) -> list[ManifestProblem]:
     """Every problem of ``doc``: schema violations, then the semantic lint.
 
     ``auth_types`` are the auth types this host knows (the built-in ones plus
     those plugins contribute, as a mapping to their ``AuthType``); any other
     ``auth.type`` is an error. ``system_values`` are ``{{…}}`` names plugins add.
+    ``allow_private`` (the host's ``EGRESS_ALLOW_PRIVATE``) lets ``allowedHosts``
+    name private and loopback addresses.
     """
     found: dict[tuple[str, str], None] = {}
     for error in _validator().iter_errors(doc):
@@ -242,21 +244,24 @@ def validate_document(
     if plugin_auth is not None and plugin_auth.requests:
         for error in _requests_validator(tuple(plugin_auth.requests)).iter_errors(doc):
             found[_schema_message(error)] = None
-    for pointer, message in lint(doc, auth_types, system_values):
+    for pointer, message in lint(doc, auth_types, system_values, allow_private):
         found[(pointer, message)] = None
     return [ManifestProblem(file, pointer, message) for pointer, message in found]
 
 
 def load_manifest(path: Path, auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
-                  system_values: Collection[str] = ()) -> Manifest:
+                  system_values: Collection[str] = (), *, allow_private: bool = False
+                  ) -> Manifest:
     """Read, validate and compile the mini-app at ``path``; raises ManifestError."""
     doc, file = read_document(path)
     folder = Path(file).parent
-    problems = validate_document(doc, file, auth_types, system_values)
+    problems = validate_document(doc, file, auth_types, system_values,
+                                 allow_private=allow_private)
     problems.extend(check_icon(doc, folder, file))
     if problems:
         raise ManifestError(problems)
-    return compile_manifest(doc, file, str(folder), auth_types, system_values)
+    return compile_manifest(doc, file, str(folder), auth_types, system_values,
+                            allow_private=allow_private)
 
 
 def check_icon(doc: dict[str, Any], folder: Path, file: str) -> list[ManifestProblem]:
@@ -284,9 +289,12 @@ def compile_manifest(
     location: str = "",
     auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
     system_values: Collection[str] = (),
+    *,
+    allow_private: bool = False,
 ) -> Manifest:
     """Validate ``doc`` and build its frozen, ready-to-run form."""
-    problems = validate_document(doc, file, auth_types, system_values)
+    problems = validate_document(doc, file, auth_types, system_values,
+                                 allow_private=allow_private)
     if problems:
         raise ManifestError(problems)
     doc = copy.deepcopy(doc)

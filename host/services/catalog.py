@@ -27,7 +27,7 @@ from flask import Flask
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..db import CatalogError, MiniApp, get_database, utcnow
+from ..db import CatalogError, MiniApp, exclusive, get_database, utcnow
 from ..errors import ManifestError, ManifestProblem, NotFound
 from ..manifest import BUILTIN_AUTH_TYPES, Manifest, compile_manifest, load_manifest
 from ..manifest.loader import MANIFEST_NAMES
@@ -113,6 +113,7 @@ def collect(app: Flask) -> Found:
     found = Found()
     auth_types = known_auth_types(app)
     system = known_system_values(app)
+    private = bool(app.config["EGRESS_ALLOW_PRIVATE"])
 
     from_folders: set[str] = set()
 
@@ -142,7 +143,7 @@ def collect(app: Flask) -> Found:
     for directory in app.config["MINIAPPS_DIRS"]:
         for folder in _folder_entries(Path(directory)):
             try:
-                accept(load_manifest(folder, auth_types, system), "folder")
+                accept(load_manifest(folder, auth_types, system, allow_private=private), "folder")
             except ManifestError as error:
                 found.refused.append(Refused("folder", str(folder), error.problems))
 
@@ -157,12 +158,12 @@ def collect(app: Flask) -> Found:
             found.plugin_failed = True
             continue
         for item in items:
-            _collect_contribution(item, accept, found, auth_types, system)
+            _collect_contribution(item, accept, found, auth_types, system, private)
     return found
 
 
 def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Mapping[str, Any],
-                          system: tuple[str, ...]) -> None:
+                          system: tuple[str, ...], private: bool) -> None:
     try:
         if isinstance(item, dict):
             label = f"plugin manifest {item.get('name', '?')}"
@@ -173,9 +174,11 @@ def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Mapp
                     "a manifest given as a document needs an https:// icon URL; "
                     "contribute a folder path to ship an icon file",
                 )])
-            accept(compile_manifest(item, label, label, auth_types, system), "plugin")
+            accept(compile_manifest(item, label, label, auth_types, system,
+                                    allow_private=private), "plugin")
         elif isinstance(item, (str, os.PathLike)):
-            accept(load_manifest(Path(item), auth_types, system), "plugin")
+            accept(load_manifest(Path(item), auth_types, system, allow_private=private),
+                   "plugin")
         else:
             found.refused.append(Refused("plugin", repr(item)[:80], (ManifestProblem(
                 "plugin", "", "miniapp_manifests returned something that is neither a "
@@ -214,6 +217,11 @@ def sync(app: Flask) -> SyncReport:
     """
     found = collect(app)
     database = get_database(app)
+    with exclusive(app, "catalog"):  # two syncs at once would insert the same rows
+        return _store(app, database, found)
+
+
+def _store(app: Flask, database: Any, found: Found) -> SyncReport:
     added: list[str] = []
     updated: list[str] = []
     removed: list[str] = []
@@ -369,7 +377,8 @@ def _compile_stored(app: Flask, row: MiniApp) -> Manifest:
     """Compile a stored manifest; it was valid when synced, so a failure here is a
     host upgrade that tightened the rules — report it with the row's location."""
     return compile_manifest(row.manifest, row.location, row.location, known_auth_types(app),
-                            known_system_values(app))
+                            known_system_values(app),
+                            allow_private=bool(app.config["EGRESS_ALLOW_PRIVATE"]))
 
 
 def get_catalog(app: Flask) -> Catalog:

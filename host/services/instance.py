@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import migrations, vault
-from ..config import SECRET_KEY_FILE, VAULT_KEYS_FILE
-from ..db import get_database
+from ..config import SECRET_KEY_FILE, VAULT_KEYS_FILE, _read_generated
+from ..db import exclusive, get_database
 from ..errors import ConfigError, DatabaseUnavailable
 from . import catalog
 
@@ -50,9 +52,19 @@ def ensure_folder(instance: Path) -> None:
 
 
 def ensure_keys(app: Flask) -> list[str]:
-    """Generate the Flask secret and the first vault key when none is configured."""
+    """Generate the Flask secret and the first vault key when none is configured.
+
+    Keys another ``init`` wrote since this app read its configuration are taken,
+    not overwritten (the caller holds the init lock)."""
     instance = Path(app.instance_path)
     created = []
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _read_generated(instance, SECRET_KEY_FILE)
+    if not app.config.get("VAULT_KEYS"):
+        written = _read_generated(instance, VAULT_KEYS_FILE)
+        if written:
+            app.config["VAULT_KEYS"] = written.split()
+            vault.watch_key_file(app)
     if not app.config.get("SECRET_KEY"):
         secret = Fernet.generate_key().decode()
         _write_secret(instance / SECRET_KEY_FILE, secret)
@@ -104,7 +116,17 @@ def prepare(app: Flask) -> str | None:
     ensure_folder(Path(app.instance_path))
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         ensure_folder(Path(url.database).resolve().parent)
-    return migrate(app)
+    with _locked(app, "migrate"):  # concurrent migrations would create tables twice
+        return migrate(app)
+
+
+@contextmanager
+def _locked(app: Flask, name: str) -> Iterator[None]:
+    try:
+        with exclusive(app, name):
+            yield
+    except SQLAlchemyError as error:
+        raise _unavailable(app, error) from None
 
 
 def is_initialised(app: Flask) -> bool:
@@ -121,6 +143,7 @@ def init(app: Flask) -> InitReport:
     """Create or update the instance; safe to run any number of times."""
     instance = Path(app.instance_path)
     revision = prepare(app)
-    created = ensure_keys(app)
+    with _locked(app, "keys"):  # two inits at once: the second finds the first one's keys
+        created = ensure_keys(app)
     report = catalog.sync(app)
     return InitReport(instance, tuple(created), revision, report)

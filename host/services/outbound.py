@@ -7,14 +7,22 @@ sandbox with ``SANDBOX``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
-from ..engine import EgressPolicy, GuardedClient, Hooks, NoHooks, Outgoing, Response, SandboxClient
+from ..engine import (
+    EgressPolicy,
+    GuardedClient,
+    Hooks,
+    NoHooks,
+    Outgoing,
+    Response,
+    SandboxClient,
+    jsonlimits,
+)
 from ..engine.redact import Redactor
 from ..errors import PluginFailed
 from ..plugins import Plugins, get_plugins
@@ -84,8 +92,8 @@ def _readable(body: bytes | None) -> Any:
     if body is None:
         return None
     try:
-        return json.loads(body)
-    except ValueError:
+        return jsonlimits.loads(body)
+    except ValueError:  # not JSON, or nested past the limit: plugins see the text
         return body.decode("utf-8", errors="replace")
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
 from ..engine.chain import Persist
 from ..engine.redact import secret_values
 from ..errors import Bug, FieldError, MinihostError
+from ..processes import holder, holder_dead
 from .outbound import client_for, hooks_for
 
 __all__ = ["error_document", "execute"]
@@ -75,7 +78,10 @@ def execute(
     database = get_database(app)
     run: Run | None = None
     sandboxed = sandbox or bool(app.config["SANDBOX"])
+    if deadline is None:
+        deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
     if record:
+        sweep_interrupted(app, every=SWEEP_SECONDS)
         run = Run(id=new_id("run"), workspace_id=workspace_id, installation_id=installation_id,
                   kind=kind, name=name, status="running", parameters=parameters or {},
                   sandbox=sandboxed, actor_id=actor_id, started_at=utcnow())
@@ -83,9 +89,9 @@ def execute(
             connection.execute(_INSERT_RUN, {
                 "id": run.id, "workspace_id": workspace_id, "installation_id": installation_id,
                 "kind": kind, "name": name, "status": "running", "parameters": run.parameters,
-                "sandbox": sandboxed, "actor_id": actor_id, "started_at": run.started_at})
-    if deadline is None:
-        deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
+                "sandbox": sandboxed, "actor_id": actor_id, "started_at": run.started_at,
+                "holder": holder(), "lease_expires_at": run.started_at + timedelta(
+                    seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)})
     try:
         result = run_chain(
             requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
@@ -126,11 +132,105 @@ def _finish(database: Any, run: Run, result: ChainResult, persist: Persist) -> N
         "trace": {"requests": result.trace},
         "finished_at": utcnow(),
         "duration_ms": result.duration_ms,
+        "holder": None,
+        "lease_expires_at": None,
     }
     with database.write() as connection:
         connection.execute(_FINISH_RUN, {"run_id": run.id, **outcome})
     for key, value in outcome.items():
         setattr(run, key, value)
+
+
+# -- runs whose process died -------------------------------------------------------------
+
+LEASE_MARGIN = 5.0  # seconds past a run's deadline before another process may finish it
+SWEEP_SECONDS = 60.0
+_SWEPT = "minihost.runs_swept_at"
+
+
+def _interrupted_error(run: Any, side_effects: bool | None) -> dict[str, Any]:
+    message = ("the host stopped while this run was in progress, so it never finished")
+    if side_effects is False:
+        message += "; it only reads, so running it again is safe"
+    else:
+        message += ("; whether it took effect at the provider is unknown, so check there "
+                    "before running it again")
+    return {"type": "interrupted", "message": message}
+
+
+def _side_effects(app: Flask, run: Any) -> bool | None:
+    """Whether the run's requests could change something at the provider (None: unknown)."""
+    if run.kind != "action" or run.installation_id is None:
+        return None if run.kind == "action" else run.kind == "auth"
+    from ..db import Installation
+    from .catalog import get_catalog
+
+    try:
+        with get_database(app).sessions() as db:
+            installation = db.get(Installation, run.installation_id)
+            if installation is None:
+                return None
+            manifest = get_catalog(app).snapshot(db).get(installation.miniapp,
+                                                         installation.miniapp_version)
+    except Exception:  # the catalog cannot say: assume the worst
+        return None
+    action = manifest.action(run.name) if manifest is not None else None
+    if action is None:
+        return None
+    return any(request.method != "GET" for request in action.requests)
+
+
+def sweep_interrupted(app: Flask, every: float = 0.0) -> int:
+    """Finish as ``interrupted`` every run whose process is gone: its lease ran out
+    (any machine), or its holder is a dead process on this one. Runs at start-up and,
+    at most every ``every`` seconds, before a run starts, in every process; the
+    compare-and-set on ``status = 'running'`` makes concurrent sweeps harmless.
+    Returns how many runs it finished."""
+    now = time.monotonic()
+    if every and now - app.extensions.get(_SWEPT, float("-inf")) < every:
+        return 0
+    app.extensions[_SWEPT] = now
+    from .. import audit
+
+    database = get_database(app)
+    moment = utcnow()
+    try:
+        with database.sessions() as db:
+            running = db.execute(select(Run.id, Run.holder, Run.lease_expires_at)
+                                 .where(Run.status == "running")).all()
+    except SQLAlchemyError:
+        return 0  # no schema yet: `init` comes first
+    stale = [run_id for run_id, name, until in running
+             if (until is not None and until < moment) or (name and holder_dead(name))]
+    finished = 0
+    for run_id in stale:
+        with database.sessions() as db:
+            run = db.get(Run, run_id)
+            if run is None or run.status != "running":
+                continue
+            db.expunge(run)
+        error = _interrupted_error(run, _side_effects(app, run))
+        with database.transaction() as db:
+            changed = db.execute(
+                _RUN.update().where(_RUN.c.id == run_id, _RUN.c.status == "running")
+                .values(status="interrupted", error=error, finished_at=moment,
+                        holder=None, lease_expires_at=None,
+                        duration_ms=int((moment - run.started_at).total_seconds() * 1000))
+            ).rowcount
+            if changed:
+                audit.record(db, "run_interrupted", actor="system", app=app,
+                             workspace_id=run.workspace_id,
+                             installation_id=run.installation_id,
+                             detail={"run": run_id, "kind": run.kind, "name": run.name})
+        finished += changed
+        if changed:
+            logger.warning("run %s (%s %s) was left running by a process that stopped; "
+                           "finished as interrupted", run_id, run.kind, run.name)
+    return finished
+
+
+def init_app(app: Flask) -> None:
+    sweep_interrupted(app)
 
 
 def _output(result: ChainResult, persist: Persist) -> Any:

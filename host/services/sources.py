@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..engine import options_from
+from ..engine import jsonlimits, options_from
 from ..errors import FieldError, NotFound, UpstreamFailed, ValidationError
 from .runs import NotReady, run_authenticated
 
@@ -41,7 +41,10 @@ def decode_input(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        return jsonlimits.loads(value)
+    except jsonlimits.TooDeep:
+        raise ValidationError([FieldError("", f"a value nests deeper than "
+                                              f"{jsonlimits.MAX_DEPTH} levels")]) from None
     except ValueError:
         return value
 

@@ -4,8 +4,9 @@ mounted under ``/demo-provider/`` when Minihost runs with ``DEMO`` on
 
 It lets anyone try the whole product on one machine with no internet: an OAuth
 connect with PKCE, dropdowns that depend on each other, refresh-token rotation,
-and actions — through the bundled ``demo-tasks`` mini-app, whose README is the
-contract this provider implements. Its data lives in its own SQLite file,
+and actions — through the ``demo-tasks`` mini-app this plugin contributes to the
+catalog (in its ``demo-tasks/`` folder), whose README is the contract this
+provider implements. Its data lives in its own SQLite file,
 ``instance/demo-provider.sqlite``, like another company's service would.
 
 Sign in at the provider as ``demo`` / ``demo``.
@@ -295,6 +296,16 @@ def _register_client() -> None:
     except NotFound:  # demo-tasks is not in this host's catalog: nothing to connect
         pass
     state["client_registered"] = True
+
+
+DEMO_TASKS = Path(__file__).resolve().parent / "demo-tasks"
+
+
+@hookimpl
+def miniapp_manifests(config: Any) -> list[str]:
+    """The ``demo-tasks`` mini-app, only where it can work: with ``DEMO`` on, which
+    also allows the private egress its loopback ``allowedHosts`` need."""
+    return [str(DEMO_TASKS)] if config.get("DEMO") else []
 
 
 @hookimpl

@@ -171,3 +171,81 @@ def test_a_pathological_pattern_fails_its_field_fast(tmp_path, provider):
     assert [r.path for r in provider.received] == []
     assert run(hosted, installation, {"word": "aaaa"}, action="go").status_code == 201
     assert [r.path for r in provider.received] == ["/ping"]
+
+
+def test_a_credential_the_provider_echoes_is_redacted_in_the_output(tmp_path, provider):
+    """The provider answers with the API key it was sent: the output in the API, on the
+    run page and in the database shows ``[redacted]``, as the trace does."""
+    import json
+
+    from werkzeug.wrappers import Response
+
+    from host.db import Run, get_database
+    from tests.conftest import build_hosted
+
+    manifest = {
+        "name": "echoer", "version": "1.0.0", "title": "Echoer", "description": "d",
+        "allowedHosts": [f"127.0.0.1:{provider.port}"],
+        "auth": {"type": "apiKey", "fields": {"type": "object", "required": ["apiKey"],
+                                              "properties": {"apiKey": {"type": "string"}}}},
+        "actions": [{"name": "whoami", "title": "Who am I",
+                     "requests": [{"url": provider.base + "/whoami", "method": "GET",
+                                   "headers": {"X-Api-Key": "[[apiKey]]"},
+                                   "mapping": {"key": "$.key", "note": "$.note",
+                                               "account": "$.account"}}]}]}
+    hosted = build_hosted(tmp_path, provider, manifests={"echoer": manifest})
+    provider.route("/whoami", lambda request: Response(json.dumps({
+        "key": request.headers["X-Api-Key"], "account": "acme",
+        "note": f"key {request.headers['X-Api-Key']} is valid"}), mimetype="application/json"))
+    installation = hosted.api("POST", "/api/v1/installations", hosted.alice_token, json={
+        "miniapp": "echoer", "credentials": {"apiKey": "sk-live-abcdef123456"}}).get_json()["id"]
+    answer = run(hosted, installation, {}, action="whoami").get_json()
+    assert answer["output"] == {"key": "[redacted]", "note": "key [redacted] is valid",
+                                "account": "acme"}
+    with get_database(hosted.app).sessions() as db:
+        stored = db.get(Run, answer["id"])
+        assert stored.output == answer["output"]
+        assert "sk-live-abcdef123456" not in json.dumps([stored.output, stored.trace])
+    client = hosted.app.test_client()
+    hosted.login(client, "alice@example.com")
+    page = client.get(f"/runs/{answer['id']}").get_data(as_text=True)
+    assert 'id="run-status">succeeded<' in page
+    assert "sk-live-abcdef123456" not in page and "[redacted]" in page
+
+
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize("token", ["alice", None])
+def test_deeply_nested_bodies_are_a_400_problem(hosted, board, token):
+    """Nesting past 64 levels is refused before anything recurses on it, with or
+    without a token."""
+    for path in ("/api/v1/installations",
+                 f"/api/v1/installations/{board}/actions/addCard/runs"):
+        response = hosted.api("POST", path, hosted.alice_token if token else None,
+                              data=DEEP, content_type="application/json")
+        assert response.status_code in (400, 401), response.get_data(as_text=True)
+        assert response.content_type == PROBLEM
+        if response.status_code == 400:
+            assert response.get_json()["detail"] == (
+                "the body nests deeper than 64 levels; send a flatter document")
+    nested = {"parameters": {"title": "x", "details": {"notes": "[" * 100}}}
+    assert run(hosted, board, nested["parameters"]).status_code == 422  # a string is fine
+
+
+def test_deeply_nested_form_and_query_values_are_field_errors(hosted, board):
+    response = hosted.api("GET", f"/api/v1/installations/{board}/sources/rpc_lists?board="
+                          + "[" * 100 + "]" * 100, hosted.alice_token)
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [
+        {"field": "", "message": "a value nests deeper than 64 levels"}]
+    client = hosted.app.test_client()
+    hosted.login(client, "alice@example.com")
+    from tests.conftest import csrf_from
+
+    path = f"/installations/{board}/actions/addCard"
+    page = client.get(path).get_data(as_text=True)
+    answer = client.post(path, data={"csrf_token": csrf_from(page), "board": DEEP,
+                                     "list": '"l1"', "title": "t"})
+    assert answer.status_code == 422
+    assert "nests deeper than 64 levels" in answer.get_data(as_text=True)

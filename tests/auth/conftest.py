@@ -81,7 +81,8 @@ class TokenServer:
             token = request.headers.get("Authorization", "")[7:]
             if token not in self.live_access:
                 return _json({"message": "token expired"}, 401)
-        return _json({"value": 42, "token": token})
+        # Upper-cased: the token itself would be redacted from the run's output.
+        return _json({"value": 42, "token": token.upper()})
 
     def chat(self, request: Request) -> Response:
         token = request.headers.get("Authorization", "")[7:]

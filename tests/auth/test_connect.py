@@ -23,6 +23,7 @@ from host.services import instance as instance_service
 from ..conftest import csrf_from, make_config
 
 REPO = Path(__file__).resolve().parents[2]
+DEMO_TASKS = REPO / "plugins" / "demo_provider" / "demo-tasks"
 
 
 class Recorder:
@@ -60,7 +61,7 @@ def _demo(tmp_path, recorder, server):
     port = server.server_port
     base = f"http://127.0.0.1:{port}"
     apps = tmp_path / "apps"
-    manifest = json.loads((REPO / "miniapps" / "demo-tasks" / "manifest.json").read_text())
+    manifest = json.loads((DEMO_TASKS / "manifest.json").read_text())
     text = json.dumps(manifest).replace("127.0.0.1:5000", f"127.0.0.1:{port}").replace(
         "localhost:5000", f"localhost:{port}")
     with_issuer = json.loads(text)
@@ -69,7 +70,7 @@ def _demo(tmp_path, recorder, server):
     for name, doc in (("demo-tasks", text), ("demo-issuer", json.dumps(with_issuer))):
         (apps / name).mkdir(parents=True)
         (apps / name / "manifest.json").write_text(doc)
-        shutil.copy(REPO / "miniapps" / "demo-tasks" / "icon.svg", apps / name / "icon.svg")
+        shutil.copy(DEMO_TASKS / "icon.svg", apps / name / "icon.svg")
     app = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(apps)], DEMO=True,
                                  EGRESS_ALLOW_PRIVATE=True, PUBLIC_URL=base,
                                  PLUGINS_DIRS=[str(REPO / "plugins")]),
@@ -379,7 +380,7 @@ def test_an_authorize_url_its_settings_cannot_fill_stores_nothing(demo, tmp_path
     authorize["url"] = authorize["url"].replace("/demo-provider/", "/{{subdomain}}/demo-provider/")
     (tmp_path / "apps" / "demo-tenant").mkdir()
     (tmp_path / "apps" / "demo-tenant" / "manifest.json").write_text(json.dumps(doc))
-    shutil.copy(REPO / "miniapps" / "demo-tasks" / "icon.svg", tmp_path / "apps" / "demo-tenant")
+    shutil.copy(DEMO_TASKS / "icon.svg", tmp_path / "apps" / "demo-tenant")
     with demo.app_context():
         report = catalog.sync(demo)
     assert report.added == ("demo-tenant 1.0.0",), report.refused
@@ -397,3 +398,25 @@ def test_an_authorize_url_its_settings_cannot_fill_stores_nothing(demo, tmp_path
         headers={"Authorization": f"Bearer {demo.test_token}"})
     assert with_subdomain.status_code == 201
     assert "/acme/demo-provider/" in with_subdomain.get_json()["authorizeUrl"]
+
+
+def test_the_token_exchange_trace_hides_the_code_and_the_verifier(demo):
+    from host.db import Run
+
+    client = signed_in(demo)
+    authorize = start(demo, client)
+    callback = consent(client, authorize)
+    client.get(local(callback))
+    [body] = demo.recorder.token_bodies
+    form = parse_qs(body.decode())
+    code, verifier = form["code"][0], form["code_verifier"][0]
+    with get_database(demo).sessions() as db:
+        run = db.scalars(select(Run).where(Run.name == "get_token")).one()
+    shown = demo.test_client().get(f"/api/v1/runs/{run.id}", headers={
+        "Authorization": f"Bearer {demo.test_token}"}).get_json()
+    [entry] = shown["trace"]["requests"]
+    assert entry["body"]["code"] == "[redacted]"
+    assert entry["body"]["code_verifier"] == "[redacted]"
+    stored = json.dumps(run.trace)
+    assert code not in stored and verifier not in stored
+    assert code not in json.dumps(shown) and verifier not in json.dumps(shown)

@@ -31,7 +31,7 @@ def test_a_token_about_to_expire_is_refreshed_before_the_request(tokened):
     assert new["accessToken"] != old["accessToken"]
     assert new["refreshToken"] != old["refreshToken"]  # rotated and kept
     assert new["expiresAt"] > time.time() + 3000
-    assert result.output == {"value": 42, "token": new["accessToken"]}
+    assert result.output == {"value": 42, "token": new["accessToken"].upper()}
     assert tokened.server.token_requests[-1] == {
         "grant_type": "refresh_token", "refresh_token": old["refreshToken"],
         "client_id": "client-1", "client_secret": "client-secret-1"}

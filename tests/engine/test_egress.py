@@ -145,7 +145,7 @@ def test_the_client_refuses_before_connecting(canary, monkeypatch):
     monkeypatch.setattr(socket, "create_connection",
                         lambda *a, **k: connects.append(a) or real(*a, **k))
     client = GuardedClient(EgressPolicy())
-    result = run_action(canary.base + "/x", ["127.0.0.1"], client)
+    result = run_action(canary.base + "/x", [canary.address], client)
     assert isinstance(result.error, EgressDenied)
     assert canary.received == [] and connects == []
 
@@ -191,7 +191,7 @@ def test_redirects_are_checked_at_every_hop(public_provider, canary, target):
     public_provider.route("/start", redirecting(location))
     policy = EgressPolicy(resolver=lambda h, p: ["127.0.0.2"], is_public=test_is_public)
     result = run_action(f"http://allowed.test:{public_provider.port}/start",
-                        [f"allowed.test:{public_provider.port}", "127.0.0.1"],
+                        [f"allowed.test:{public_provider.port}", canary.address],
                         GuardedClient(policy))
     assert isinstance(result.error, EgressDenied)
     assert canary.received == []
@@ -200,7 +200,7 @@ def test_redirects_are_checked_at_every_hop(public_provider, canary, target):
 def test_at_most_five_redirects(provider, client):
     for hop in range(7):
         provider.route(f"/r{hop}", redirecting(f"/r{hop + 1}"))
-    result = run_action(provider.base + "/r0", ["127.0.0.1"], client)
+    result = run_action(provider.base + "/r0", [provider.address], client)
     assert str(result.error) == "request /actions/0/requests/0: more than 5 redirects"
     assert len(provider.received) == 6
 
@@ -208,7 +208,7 @@ def test_at_most_five_redirects(provider, client):
 def test_redirect_hops_are_in_the_trace(provider, client):
     provider.route("/old", redirecting("/new", 301))
     provider.json("/new", '{"ok": true}')
-    result = run_action(provider.base + "/old", ["127.0.0.1"], client)
+    result = run_action(provider.base + "/old", [provider.address], client)
     assert result.ok
     assert result.trace[0]["redirects"] == [{"status": 301, "location": provider.base + "/new"}]
 
@@ -223,11 +223,11 @@ def test_no_cross_origin_redirect_with_credentials(public_provider, provider, st
     compiled = requests_of([{
         "url": f"http://allowed.test:{public_provider.port}/start", "method": "POST",
         "headers": {"X-Api-Key": "[[apiKey]]"}, "body": {"secret": "[[apiKey]]"}}],
-        hosts=["allowed.test", "127.0.0.1"],
+        hosts=[f"allowed.test:{public_provider.port}", provider.address],
         auth={"type": "apiKey", "fields": {"type": "object",
                                            "properties": {"apiKey": {"type": "string"}}}})
     result = run_chain(compiled, Context(credentials={"apiKey": "SECRET-KEY"}), client,
-                       allowed_hosts=["allowed.test", "127.0.0.1"],
+                       allowed_hosts=[f"allowed.test:{public_provider.port}", provider.address],
                        deadline=time.monotonic() + 5)
     assert str(result.error) == (
         "request /actions/0/requests/0: egress denied: redirect to another origin (127.0.0.1) "
@@ -240,7 +240,7 @@ def test_same_origin_303_becomes_a_get_without_body(provider, client):
     provider.json("/result", '{"id": 1}')
     compiled = requests_of([{"url": provider.base + "/create", "method": "POST",
                              "body": {"a": 1}}])
-    result = run_chain(compiled, Context(), client, allowed_hosts=["127.0.0.1"],
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.address],
                        deadline=time.monotonic() + 5)
     assert result.ok
     second = provider.received[1]
@@ -250,9 +250,35 @@ def test_same_origin_303_becomes_a_get_without_body(provider, client):
 def test_auth_steps_never_follow_redirects(provider, client):
     provider.route("/token", redirecting("/elsewhere", 307))
     compiled = requests_of([{"url": provider.base + "/token", "method": "POST", "body": {}}])
-    result = run_chain(compiled, Context(), client, allowed_hosts=["127.0.0.1"],
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.address],
                        deadline=time.monotonic() + 5, follow_redirects=False)
     assert str(result.error) == (
         "request /actions/0/requests/0: the provider answered 307 redirecting to "
         f"{provider.base}/elsewhere; auth steps never follow redirects, so fix the token URL")
     assert [r.path for r in provider.received] == ["/token"]
+
+
+def test_ports_are_enforced_even_when_private_egress_is_on(provider, canary, client):
+    """EGRESS_ALLOW_PRIVATE opens private addresses, never other ports: not directly,
+    and not after a redirect to another port of the same host."""
+    policy = EgressPolicy(allow_private=True)
+    with pytest.raises(EgressDenied) as info:
+        check(f"http://127.0.0.1:{canary.port}/x", [provider.address], policy)
+    assert str(info.value) == (
+        f"request : egress denied: port {canary.port} of 127.0.0.1 is not allowed; "
+        f"allowedHosts must name 127.0.0.1:{canary.port}")
+    provider.route("/hop", redirecting(f"http://127.0.0.1:{canary.port}/hit"))
+    result = run_action(provider.base + "/hop", [provider.address], client)
+    assert str(result.error) == (
+        f"request /actions/0/requests/0: egress denied: port {canary.port} of 127.0.0.1 is "
+        f"not allowed; allowedHosts must name 127.0.0.1:{canary.port}")
+    assert canary.received == []
+    assert [r.path for r in provider.received] == ["/hop"]
+
+
+@pytest.mark.parametrize("host", ["[fc00::1]", "[fd00::1]", "[fe80::1]", "[::1]",
+                                  "[::ffff:127.0.0.1]", "[::ffff:10.1.2.3]"])
+def test_ipv6_forms_of_private_addresses_are_refused(host):
+    with pytest.raises(EgressDenied) as info:
+        check(f"http://{host}/x", [host.strip("[]")])
+    assert "only public addresses are allowed" in str(info.value)

@@ -4,6 +4,7 @@ import base64
 import json
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,14 +95,14 @@ def test_credentials_mapped_mid_chain_are_hidden_in_later_requests(provider, cli
     from host.manifest import compile_manifest
 
     doc = {"name": "x-app", "version": "1.0.0", "title": "X", "description": "d",
-           "allowedHosts": [provider.host], "actions": [{"name": "a", "title": "A",
+           "allowedHosts": [provider.address], "actions": [{"name": "a", "title": "A",
            "requests": [
                {"url": provider.base + "/register", "method": "POST", "body": {},
                 "mapping": {"hookSecret": "$.secret"}},
                {"url": provider.base + "/confirm?s={{hookSecret}}", "method": "POST",
                 "headers": {"X-Sig": "{{hookSecret}}"}, "body": {"k": "{{hookSecret}}"}}]}]}
-    compiled = compile_manifest(doc).action("a").requests
-    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.host],
+    compiled = compile_manifest(doc, allow_private=True).action("a").requests
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.address],
                        deadline=time.monotonic() + 5, persist="credentials")
     assert result.ok, result.error
     assert provider.received[-1].headers["X-Sig"] == "S3CR3T-WEBHOOK-KEY"
@@ -113,9 +114,9 @@ def test_secrets_are_redacted_before_long_texts_are_cut(provider, client):
     provider.json("/x", json.dumps({"message": "x" * 480 + secret}), status=400)
     compiled = requests_of([{"url": provider.base + "/x", "method": "GET",
                              "headers": {"X-Key": "[[apiKey]]"}}],
-                           hosts=[provider.host], auth=API_KEY_AUTH)
+                           hosts=[provider.address], auth=API_KEY_AUTH)
     result = run_chain(compiled, Context(credentials={"apiKey": secret}), client,
-                       allowed_hosts=[provider.host], deadline=time.monotonic() + 5)
+                       allowed_hosts=[provider.address], deadline=time.monotonic() + 5)
     text = str(result.error) + (result.error.provider_message or "")
     assert "sk_live_ABCDEFGHIJ" not in text and REDACTED in text
 
@@ -128,17 +129,31 @@ def test_redirect_locations_are_redacted(provider, client):
     provider.json("/v2", "{}")
     compiled = requests_of([{"url": provider.base + "/v1", "method": "GET",
                              "queryParams": {"key": "[[apiKey]]"}}],
-                           hosts=[provider.host], auth=API_KEY_AUTH)
+                           hosts=[provider.address], auth=API_KEY_AUTH)
     result = run_chain(compiled, Context(credentials={"apiKey": "sk_redirect_secret"}), client,
-                       allowed_hosts=[provider.host], deadline=time.monotonic() + 5)
+                       allowed_hosts=[provider.address], deadline=time.monotonic() + 5)
     assert result.ok
     assert result.trace[0]["redirects"][0]["location"].endswith("/v2?key=[redacted]")
 
 
-def test_absurdly_nested_answers_are_text_not_a_crash(provider, client):
-    provider.json("/deep", "[" * 200000)
+@pytest.mark.parametrize("body", ["[" * 200000, "[" * 65 + "]" * 65,
+                                  '{"a": ' * 70 + "1" + "}" * 70])
+def test_answers_nested_past_the_limit_fail_the_request(provider, client, body):
+    provider.json("/deep", body)
     compiled = requests_of([{"url": provider.base + "/deep", "method": "GET",
-                             "mapping": {"all": "$"}}], hosts=[provider.host])
-    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.host],
+                             "mapping": {"all": "$"}}], hosts=[provider.address])
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.address],
                        deadline=time.monotonic() + 5)
-    assert result.ok and result.values["all"].startswith("[[[")
+    assert not result.ok
+    assert str(result.error) == ("request /actions/0/requests/0: the provider's answer nests "
+                                 "deeper than 64 levels, so it was not used")
+    assert result.error.slug == "response-too-deep"
+
+
+def test_answers_at_the_limit_are_read(provider, client):
+    provider.json("/deep", "[" * 64 + "]" * 64)
+    compiled = requests_of([{"url": provider.base + "/deep", "method": "GET",
+                             "mapping": {"all": "$"}}], hosts=[provider.address])
+    result = run_chain(compiled, Context(), client, allowed_hosts=[provider.address],
+                       deadline=time.monotonic() + 5)
+    assert result.ok

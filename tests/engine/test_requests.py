@@ -3,6 +3,7 @@
 import json
 import time
 
+import pytest
 from werkzeug.wrappers import Response
 
 from host.engine import Context, run_chain
@@ -12,8 +13,8 @@ from .helpers import API_KEY_AUTH, requests_of
 
 
 def run(provider, client, requests, params=(), ctx=None, persist="output", **kwargs):
-    compiled = requests_of(requests, hosts=[provider.host], params=params, auth=API_KEY_AUTH)
-    return run_chain(compiled, ctx or Context(), client, allowed_hosts=[provider.host],
+    compiled = requests_of(requests, hosts=[provider.address], params=params, auth=API_KEY_AUTH)
+    return run_chain(compiled, ctx or Context(), client, allowed_hosts=[provider.address],
                      deadline=time.monotonic() + 10, persist=persist, **kwargs)
 
 
@@ -239,3 +240,23 @@ def test_the_host_header_is_always_the_checked_host(provider, client):
     received = provider.received[-1]
     assert received.headers["Host"] == f"127.0.0.1:{provider.port}"
     assert "Transfer-Encoding" not in received.headers
+
+
+@pytest.mark.parametrize("lifetime", [0, -3600, "-5", 10 ** 12, "soon", True])
+def test_an_unusable_token_lifetime_means_unknown_expiry(provider, client, lifetime):
+    """A negative, zero or absurd ``expires_in`` would store an expiry already past (a
+    refresh before every call) or centuries away: the expiry is unknown instead, the
+    token is refreshed when the provider refuses it, and the trace says why."""
+    import json
+
+    provider.route("/token", lambda r: Response(json.dumps(
+        {"access_token": "tok-1", "expires_in": lifetime}), mimetype="application/json"))
+    result = run(provider, client, [{"url": provider.base + "/token", "method": "POST",
+                                     "body": {}, "mapping": {"accessToken": "$.access_token",
+                                                             "expiresIn": "$.expires_in"}}],
+                 persist="credentials")
+    assert result.ok
+    assert result.values == {"accessToken": "tok-1", "expiresAt": None}
+    assert result.trace[-1]["note"] == (
+        f"expiresIn {json.dumps(lifetime)} is not a usable token lifetime; the expiry is "
+        "treated as unknown and the token is refreshed when the provider refuses it")

@@ -3,6 +3,7 @@
 import gzip
 import socket
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from werkzeug.wrappers import Response
@@ -17,8 +18,9 @@ def run(url, client, method="GET", budget=5.0, **request):
     spec = dict({"url": url, "method": method}, **request)
     if method in ("POST", "PUT", "PATCH") and "body" not in spec:
         spec["body"] = {}
-    compiled = requests_of([spec])
-    return run_chain(compiled, Context(), client, allowed_hosts=["127.0.0.1"],
+    hosts = [urlsplit(url).netloc]
+    compiled = requests_of([spec], hosts=hosts)
+    return run_chain(compiled, Context(), client, allowed_hosts=hosts,
                      deadline=time.monotonic() + budget)
 
 

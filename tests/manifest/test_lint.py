@@ -416,3 +416,35 @@ def test_headers_that_steer_the_request_are_refused(name):
     assert changed(edit) == [(
         f"/actions/0/requests/1/headers/{name}",
         f"the host sets the {name} header itself; remove it")]
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("127.0.0.1", "'127.0.0.1' is a private, loopback or link-local address, which the host "
+                  "refuses unless the operator sets EGRESS_ALLOW_PRIVATE"),
+    ("10.0.0.1:8080", "'10.0.0.1:8080' is a private, loopback or link-local address, which "
+                      "the host refuses unless the operator sets EGRESS_ALLOW_PRIVATE"),
+    ("localhost", "'localhost' names a local or internal network, which the host refuses "
+                  "unless the operator sets EGRESS_ALLOW_PRIVATE"),
+    ("*.internal", "'*.internal' names a local or internal network, which the host refuses "
+                   "unless the operator sets EGRESS_ALLOW_PRIVATE"),
+    ("169.254.169.254", "'169.254.169.254' is a cloud metadata service, which the host "
+                        "always refuses"),
+    ("*.com", "'*.com' is a wildcard over the public suffix 'com', which would allow every "
+              "site under it; name the provider's own domain, e.g. *.example.com"),
+    ("*.co.uk", "'*.co.uk' is a wildcard over the public suffix 'co.uk', which would allow "
+                "every site under it; name the provider's own domain, e.g. *.example.co.uk"),
+])
+def test_allowed_hosts_refuse_private_and_public_suffix_entries(entry, message):
+    doc = copy.deepcopy(BASE)
+    doc["allowedHosts"] = [*BASE["allowedHosts"], entry]
+    problems = {p.pointer: p.message for p in validate_document(doc, "m.json")}
+    assert problems[f"/allowedHosts/{len(BASE['allowedHosts'])}"] == message
+
+
+def test_private_entries_pass_when_private_egress_is_on():
+    doc = copy.deepcopy(BASE)
+    doc["allowedHosts"] = [*BASE["allowedHosts"], "127.0.0.1:5000", "localhost", "*.internal"]
+    assert validate_document(doc, "m.json", allow_private=True) == []
+    doc["allowedHosts"].append("169.254.169.254")
+    assert [p.pointer for p in validate_document(doc, "m.json", allow_private=True)] == [
+        "/allowedHosts/5"]

@@ -55,7 +55,7 @@ UNDESCRIBED = {
     "https://api.postmarkapp.com/": "Postmark publishes no machine-readable description "
     "(SOURCES.md)",
     "http://127.0.0.1:5000/demo-provider/": "the demo provider bundled with Minihost; its "
-    "API is written down in miniapps/demo-tasks/README.md",
+    "API is written down in plugins/demo_provider/demo-tasks/README.md",
 }
 
 # (manifest, JSON pointer) → why a method + path miss is acceptable.

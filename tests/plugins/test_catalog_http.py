@@ -153,7 +153,8 @@ def test_a_manifest_on_another_host_is_refused_unless_listed_in_hosts(provider, 
 
     caplog.clear()
     provider.received.clear()
-    allowed = make_app({"index": f"{provider.base}/index.json", "hosts": ["localhost"]})
+    allowed = make_app({"index": f"{provider.base}/index.json",
+                        "hosts": [f"localhost:{provider.port}"]})
     report = catalog.sync(allowed)
     assert sorted(report.added) == ["elsewhere 1.0.0"]  # alpha is already in the database
     assert report.unchanged == 1

@@ -207,9 +207,9 @@ def test_hook_system_values(plugged, provider, caplog):
 def test_the_lint_knows_plugin_values_only_when_the_plugin_is_loaded(plugged, provider):
     from host.manifest import validate_document
 
-    doc = dict(TENANT_APP, allowedHosts=["127.0.0.1"])
+    doc = dict(TENANT_APP, allowedHosts=["api.example.com"])
     doc["actions"] = [{"name": "hello", "title": "Hello", "requests": [{
-        "url": "https://127.0.0.1/x", "method": "POST", "body": {"tenant": "{{tenant}}"}}]}]
+        "url": "https://api.example.com/x", "method": "POST", "body": {"tenant": "{{tenant}}"}}]}]
     assert [p.message for p in validate_document(doc, "m.json", system_values=["tenant"])] == []
     doc["auth"] = {"type": "none"}
     shadowing = dict(doc, auth={"type": "apiKey", "fields": {"type": "object"},
