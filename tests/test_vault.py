@@ -224,7 +224,7 @@ def test_a_key_file_that_cannot_be_written_is_one_clear_line(instance):
 # -- rotation while a server runs -------------------------------------------------------
 
 
-def test_a_running_server_follows_a_rotation(tmp_path, provider):
+def test_a_running_server_follows_a_rotation(tmp_path, provider, database_url):
     """Serve, rotate from another process, then run an action on every installation
     through the running server: all succeed and none is marked for a reconnect. A
     credential written afterwards is encrypted under the new key."""
@@ -242,7 +242,8 @@ def test_a_running_server_follows_a_rotation(tmp_path, provider):
         local_manifests(provider.base, provider.port)["keyed"]))
     folder = tmp_path / "inst"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
-    env.update({"MINIHOST_MINIAPPS_DIRS": str(apps), "MINIHOST_EGRESS_ALLOW_PRIVATE": "true"})
+    env.update({"MINIHOST_MINIAPPS_DIRS": str(apps), "MINIHOST_EGRESS_ALLOW_PRIVATE": "true",
+                "MINIHOST_DATABASE_URL": database_url})
 
     def cli(*args):
         done = subprocess.run([str(MINIHOST), "--instance", str(folder), *args], env=env,
@@ -299,9 +300,10 @@ def test_a_running_server_follows_a_rotation(tmp_path, provider):
         server.stdout.close()
     keys = (folder / "vault_keys").read_text().split()
     assert keys[1:] == old_keys
-    app = create_app(instance_path=folder)
+    app = create_app({"DATABASE_URL": database_url}, instance_path=folder)
     newest_only = MultiFernet([Fernet(keys[0].encode())])
     installations, _ = all_ciphertexts(app)
     assert len(installations) == 5
     for _, _, token_bytes in installations:
         newest_only.decrypt(token_bytes)
+    get_database(app).engine.dispose()

@@ -38,6 +38,7 @@ class TokenServer:
     live_refresh: set[str] = field(default_factory=set)
     used_refresh: set[str] = field(default_factory=set)
     omit_refresh_token: bool = False
+    expires_in: Any = 3600
     lock: threading.Lock = field(default_factory=threading.Lock)
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -45,7 +46,7 @@ class TokenServer:
         access = "at-" + secrets.token_hex(6)
         self.live_access.add(access)
         answer: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
-                                  "expires_in": 3600}
+                                  "expires_in": self.expires_in}
         if refresh is None or self.rotate:
             refresh = "rt-" + secrets.token_hex(6)
         self.live_refresh.add(refresh)

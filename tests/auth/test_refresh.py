@@ -229,3 +229,17 @@ def test_runs_read_the_client_secret_only_when_their_requests_use_it(tokened):
     with get_database(tokened.app).sessions() as db:
         kinds = [e.kind for e in db.scalars(select(AuditEvent))]
     assert kinds.count("client_secret_read") == 1
+
+
+@pytest.mark.parametrize("lifetime", [-10, 0])
+def test_a_refresh_with_an_unusable_lifetime_is_not_repeated(tokened, lifetime):
+    """The provider answers ``expires_in`` ≤ 0: the new token's expiry is unknown (the
+    old past ``expiresAt`` is cleared), so the next runs use it instead of refreshing
+    before every request."""
+    tokened.seed(expires_in=-5)
+    tokened.server.expires_in = lifetime
+    assert run(tokened).status == "succeeded"
+    assert stored(tokened)["expiresAt"] is None
+    for _ in range(3):
+        assert run(tokened).status == "succeeded"
+    assert tokened.server.refresh_calls == 1

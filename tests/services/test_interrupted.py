@@ -27,7 +27,8 @@ def wait_for(predicate, seconds=30.0):
         time.sleep(0.05)
 
 
-def test_a_run_killed_with_its_host_is_finished_as_interrupted(tmp_path, provider):
+def test_a_run_killed_with_its_host_is_finished_as_interrupted(tmp_path, provider,
+                                                              database_url):
     good_provider(provider)
     arrived = threading.Event()
 
@@ -43,7 +44,8 @@ def test_a_run_killed_with_its_host_is_finished_as_interrupted(tmp_path, provide
         local_manifests(provider.base, provider.port)["keyed"]))
     folder = tmp_path / "inst"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
-    env.update({"MINIHOST_MINIAPPS_DIRS": str(apps), "MINIHOST_EGRESS_ALLOW_PRIVATE": "true"})
+    env.update({"MINIHOST_MINIAPPS_DIRS": str(apps), "MINIHOST_EGRESS_ALLOW_PRIVATE": "true",
+                "MINIHOST_DATABASE_URL": database_url})
 
     def cli(*args):
         done = subprocess.run([str(MINIHOST), "--instance", str(folder), *args], env=env,
@@ -91,7 +93,8 @@ def test_a_run_killed_with_its_host_is_finished_as_interrupted(tmp_path, provide
     finally:
         if server.poll() is None:
             server.kill()
-    app = create_app(instance_path=folder)  # start-up finishes what the dead process left
+    # Start-up finishes what the dead process left.
+    app = create_app({"DATABASE_URL": database_url}, instance_path=folder)
     with get_database(app).sessions() as db:
         [run] = db.scalars(select(Run).where(Run.kind == "action")).all()
         events = db.scalars(select(AuditEvent).where(
