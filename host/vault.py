@@ -43,14 +43,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import audit
 from .config import VAULT_KEYS_FILE, parse_vault_keys
 from .db import AppClient, Installation, OAuthState, get_database, utcnow
-from .errors import ConfigError, OperatorSetup, ReconnectRequired
+from .errors import ConfigError, CredentialsUnreadable, VaultKeyMissing
 from .faults import fault
 
 __all__ = [
-    "CredentialsUnreadable",
     "RotationReport",
     "Vault",
-    "VaultKeyMissing",
     "decrypt",
     "encrypt",
     "get_vault",
@@ -65,18 +63,6 @@ log = logging.getLogger(__name__)
 ROTATION_MARKER = "vault_rotation"
 _VAULT = "minihost.vault"
 _SOURCE = "minihost.vault_source"
-
-
-class CredentialsUnreadable(ReconnectRequired):
-    """The ciphertext decrypts but belongs to another record: only new credentials help."""
-
-
-class VaultKeyMissing(OperatorSetup):
-    """No configured key decrypts a stored secret: a key was removed or never
-    reached this process. The operator restores it; the user can do nothing."""
-
-    slug = "vault-key-missing"
-    title = "Vault key missing"
 
 
 class _Undecryptable(Exception):

@@ -25,7 +25,8 @@ def test_public_names_are_exactly_all():
 @pytest.mark.parametrize(
     ("error", "status", "family"),
     [
-        (ConfigError("x"), 400, errors.BadInput),
+        (ConfigError("x"), 503, errors.OperatorSetup),
+        (errors.DatabaseUnavailable("x"), 503, errors.OperatorSetup),
         (NotFound("x"), 404, errors.BadInput),
         (ValidationError([]), 422, errors.BadInput),
         (UpstreamFailed("x"), 502, errors.MinihostError),
@@ -36,6 +37,43 @@ def test_public_names_are_exactly_all():
 def test_families_and_statuses(error, status, family):
     assert isinstance(error, family)
     assert to_problem(error)["status"] == status
+
+
+def test_a_database_outage_is_not_a_provider_failure():
+    assert not isinstance(errors.DatabaseUnavailable("x"), UpstreamFailed)
+    assert not isinstance(ConfigError("x"), errors.BadInput)
+
+
+def test_every_error_class_of_the_host_lives_in_errors():
+    """Importing every module of the host, each MinihostError subclass (and every
+    Exception subclass outside private helpers) is defined in host.errors."""
+    import importlib
+    import pkgutil
+
+    import host
+
+    for module in pkgutil.walk_packages(host.__path__, "host."):
+        if ".migrations." not in module.name:
+            importlib.import_module(module.name)
+    found, todo = [], [errors.MinihostError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    outside = sorted(f"{c.__module__}.{c.__qualname__}" for c in found
+                     if c.__module__ != "host.errors" and c.__module__.startswith("host."))
+    assert outside == []
+
+
+def test_a_run_records_its_error_in_one_shape():
+    failed = errors.RequestFailed("the provider said no", "/actions/0/requests/1", 400,
+                                  "name is taken")
+    assert errors.run_error(failed) == {
+        "type": "upstream-failed", "message": "the provider said no",
+        "request": "/actions/0/requests/1", "providerStatus": 400,
+        "providerMessage": "name is taken"}
+    assert errors.run_error(errors.Interrupted("stopped")) == {
+        "type": "interrupted", "message": "stopped"}
 
 
 def test_validation_problem_has_field_errors():

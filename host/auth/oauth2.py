@@ -28,22 +28,15 @@ from sqlalchemy.orm import Session
 from .. import audit, vault
 from ..db import AppClient, Installation, OAuthState, utcnow
 from ..engine import Context, render_request
-from ..errors import BadInput, MinihostError
+from ..errors import BadInput, CallbackRejected, MinihostError
 from ..manifest import Manifest
 from ..plugins import notify
 from ..services.accounts import Principal, hash_secret
 
-__all__ = ["CallbackRejected", "finish_connect", "redirect_uri", "start_connect"]
+__all__ = ["finish_connect", "redirect_uri", "start_connect"]
 
 STATE_LIFETIME = timedelta(minutes=10)
 MAX_CODE_LENGTH = 4096
-
-
-class CallbackRejected(BadInput):
-    """A callback that cannot finish a connect; the message says what happened."""
-
-    title = "Connect not finished"
-    slug = "callback-rejected"
 
 
 def redirect_uri(app: Flask, miniapp: str) -> str:

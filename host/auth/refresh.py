@@ -29,16 +29,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit, vault
 from ..db import Installation, get_database, utcnow
-from ..engine.errors import ConnectFailed, EgressDenied, RenderFailed, RequestFailed
-from ..errors import BadInput, PluginFailed, ReconnectRequired, UpstreamFailed
+from ..errors import (
+    BadInput,
+    ConnectFailed,
+    EgressDenied,
+    PluginFailed,
+    ReconnectRequired,
+    RefreshInProgress,
+    RefreshOutcomeUnknown,
+    RenderFailed,
+    RequestFailed,
+)
 from ..faults import fault
 from ..manifest import Manifest
 from ..processes import holder, holder_dead
 
 __all__ = [
     "Held",
-    "RefreshInProgress",
-    "RefreshOutcomeUnknown",
     "can_refresh",
     "ensure_fresh",
     "load",
@@ -54,22 +61,6 @@ LEASE_MARGIN_SECONDS = 2.0
 
 class _Superseded(Exception):
     """Newer credentials were stored while this refresh was in flight."""
-
-
-class RefreshInProgress(UpstreamFailed):
-    """Another process is refreshing this installation's token; try again shortly."""
-
-    status = 503
-    slug = "refresh-in-progress"
-    title = "Token refresh in progress"
-
-
-class RefreshOutcomeUnknown(UpstreamFailed):
-    """The refresh request may have been received; its tokens never arrived."""
-
-    status = 502
-    slug = "refresh-outcome-unknown"
-    title = "Token refresh outcome unknown"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ..errors import MinihostError
+from ..errors import MinihostError, RequestFailed, RequestTimedOut, ResponseTooDeep
 from . import jsonlimits
 from .client import Client, Response
-from .errors import RequestFailed, RequestTimedOut, ResponseTooDeep
 from .jsonlimits import TooDeep
 from .paths import MISSING
 from .redact import REDACTED, Redactor, secret_values

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin
 
-from .egress import EgressPolicy
-from .errors import (
+from ..errors import (
     ConnectFailed,
     ConnectionBroken,
     EgressDenied,
@@ -29,6 +28,7 @@ from .errors import (
     RequestTimedOut,
     ResponseTooLarge,
 )
+from .egress import EgressPolicy
 from .render import Outgoing
 from .sandbox import sample
 from .transport import RawResponse, SendError, Transport

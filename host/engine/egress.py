@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .errors import EgressDenied
+from ..errors import EgressDenied
 from .hosts import host_matches
 
 __all__ = [

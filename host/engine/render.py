@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode
 
-from .errors import RenderFailed
+from ..errors import RenderFailed
 from .paths import MISSING
 from .template import CompiledArray, CompiledObject, Placeholder, Template, UrlTemplate
 

@@ -33,7 +33,7 @@ class AuthFlow(Protocol):
         host's guarded client (allowedHosts, egress policy, timeouts, redacted
         trace), with ``values`` available as ``{{…}}`` and the credentials so far as
         ``[[…]]``; return its object mapping. A failed request raises
-        ``host.services.installations.ConnectRefused`` with the provider's message;
+        ``host.errors.ConnectRefused`` with the provider's message;
         an auth type refuses a bad form value itself by raising
         ``host.errors.ValidationError([FieldError(field, message)])``."""
         ...

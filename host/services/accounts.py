@@ -24,14 +24,13 @@ from ..errors import (
     FieldError,
     NotFound,
     PolicyDenied,
-    TooManyRequests,
+    TooManyAttempts,
     ValidationError,
 )
 
 __all__ = [
     "LOGIN_FAILURE_LIMIT",
     "Principal",
-    "TooManyAttempts",
     "authenticate",
     "create_token",
     "create_user",
@@ -74,10 +73,6 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.user.is_admin
-
-
-class TooManyAttempts(TooManyRequests):
-    title = "Too many attempts"
 
 
 def _normalise_email(email: str) -> str:

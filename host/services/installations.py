@@ -24,7 +24,16 @@ from .. import audit, vault
 from ..db import AppClient, Installation, Run, new_id, utcnow
 from ..engine import Context
 from ..engine.render import operator_client
-from ..errors import BadInput, FieldError, NotFound, PluginFailed, ValidationError
+from ..errors import (
+    BadInput,
+    ConnectRefused,
+    CredentialsUnreadable,
+    FieldError,
+    NotFound,
+    PluginFailed,
+    ValidationError,
+    VaultKeyMissing,
+)
 from ..forms import coerce, validate
 from ..manifest import CONFIG_RESERVED, Manifest
 from ..plugins import get_plugins, notify
@@ -33,7 +42,6 @@ from .accounts import Principal
 from .runs import execute
 
 __all__ = [
-    "ConnectRefused",
     "context_for",
     "get_installation",
     "install",
@@ -45,21 +53,6 @@ __all__ = [
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 STATUSES = ("pending", "active", "error", "reconnect_required")
-
-
-class ConnectRefused(BadInput):
-    """The provider refused the credentials (``auth.test`` failed); nothing was stored."""
-
-    status = 422
-    slug = "connect-refused"
-    title = "Credentials refused"
-
-    def __init__(self, detail: str, provider_message: str | None = None) -> None:
-        super().__init__(detail)
-        self.provider_message = provider_message
-
-    def problem_extras(self) -> dict[str, Any]:
-        return {"providerMessage": self.provider_message} if self.provider_message else {}
 
 
 # -- lookups -----------------------------------------------------------------------------
@@ -400,7 +393,7 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
                 persist="none",
                 sandbox=installation.sandbox, actor_id=principal.user.id)
             outcome = "succeeded" if result.ok else f"failed: {result.error.detail}"
-        except (vault.CredentialsUnreadable, vault.VaultKeyMissing):
+        except (CredentialsUnreadable, VaultKeyMissing):
             outcome = "skipped: the credentials could not be read"
     installation.credentials = None
     installation.credential_keys = []

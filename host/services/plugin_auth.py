@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..db import Installation
 from ..engine import ChainResult
 from ..engine.redact import Redactor, secret_values
-from ..errors import BadInput, MinihostError, PluginFailed
+from ..errors import BadInput, ConnectRefused, MinihostError, PluginFailed
 from ..manifest import Manifest
 from ..plugins import get_plugins, plugin_settings
 
@@ -43,7 +43,7 @@ class Flow:
         self.failure: MinihostError | None = None
 
     def run(self, member: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        from .installations import ConnectRefused, context_for
+        from .installations import context_for
         from .runs import execute
 
         request = self.manifest.auth.requests.get(member)

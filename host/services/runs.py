@@ -20,28 +20,13 @@ from ..db import Run, get_database, new_id, utcnow
 from ..engine import ChainResult, Context, run_chain
 from ..engine.chain import Persist
 from ..engine.redact import secret_values
-from ..errors import Bug, FieldError, MinihostError
+from ..errors import Bug, FieldError, Interrupted, MinihostError, NotReady, run_error
 from ..processes import holder, holder_dead
 from .outbound import client_for, hooks_for
 
-__all__ = ["error_document", "execute"]
+__all__ = ["execute"]
 
 logger = logging.getLogger(__name__)
-
-
-def error_document(error: MinihostError) -> dict[str, Any]:
-    """A run's ``error``: what failed, where, and the provider's own words."""
-    document: dict[str, Any] = {"type": error.slug, "message": error.detail}
-    pointer = getattr(error, "pointer", None)
-    if pointer:
-        document["request"] = pointer
-    status = getattr(error, "http_status", None)
-    if status is not None:
-        document["providerStatus"] = status
-    message = getattr(error, "provider_message", None)
-    if message:
-        document["providerMessage"] = message
-    return document
 
 
 def execute(
@@ -128,7 +113,7 @@ def _finish(database: Any, run: Run, result: ChainResult, persist: Persist) -> N
     outcome = {
         "status": "succeeded" if result.ok else "failed",
         "output": _output(result, persist),
-        "error": error_document(result.error) if result.error is not None else None,
+        "error": run_error(result.error) if result.error is not None else None,
         "trace": {"requests": result.trace},
         "finished_at": utcnow(),
         "duration_ms": result.duration_ms,
@@ -155,7 +140,7 @@ def _interrupted_error(run: Any, side_effects: bool | None) -> dict[str, Any]:
     else:
         message += ("; whether it took effect at the provider is unknown, so check there "
                     "before running it again")
-    return {"type": "interrupted", "message": message}
+    return run_error(Interrupted(message))
 
 
 def _side_effects(app: Flask, run: Any) -> bool | None:
@@ -249,7 +234,7 @@ def record_failure(app: Flask, *, workspace_id: str, installation_id: str | None
     now = utcnow()
     run = Run(id=new_id("run"), workspace_id=workspace_id, installation_id=installation_id,
               kind=kind, name=name, status="failed", parameters=parameters or {},
-              error=error_document(error), trace={"requests": []},
+              error=run_error(error), trace={"requests": []},
               sandbox=sandbox or bool(app.config["SANDBOX"]), actor_id=actor_id,
               started_at=now, finished_at=now, duration_ms=0)
     with get_database(app).transaction() as db:
@@ -308,22 +293,6 @@ def run_authenticated(
     return result, run
 
 
-class NotReady(MinihostError):
-    """The installation cannot run actions until it is connected (again)."""
-
-    status = 409
-    slug = "not-connected"
-    title = "Installation not connected"
-
-    def __init__(self, installation: Any) -> None:
-        if installation.status == "pending":
-            detail = "the installation is not connected yet; finish connecting it first"
-        else:
-            reason = installation.error or installation.status
-            detail = f"the installation cannot run actions: {reason}"
-        super().__init__(detail)
-
-
 def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
                submitted: Any, *, from_form: bool = False, sandbox: bool = False) -> Run:
     """Validate an action's parameters (nothing is sent when any is invalid), run it
@@ -337,7 +306,7 @@ def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_na
     if action is None:
         raise NotFound(f"{manifest.title} has no action {action_name!r}")
     if installation.status != "active":
-        raise NotReady(installation)
+        raise NotReady.of(installation.status, installation.error)
     if from_form:
         values, errors = coerce(action.form, submitted)
     else:

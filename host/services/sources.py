@@ -21,19 +21,12 @@ from typing import Any
 from flask import Flask
 
 from ..engine import jsonlimits, options_from
-from ..errors import FieldError, NotFound, UpstreamFailed, ValidationError
-from .runs import NotReady, run_authenticated
+from ..errors import FieldError, NotFound, NotReady, SourceFailed, ValidationError
+from .runs import run_authenticated
 
-__all__ = ["SourceFailed", "decode_input", "load_options"]
+__all__ = ["decode_input", "load_options"]
 
 MAX_CACHE_ENTRIES = 1024
-
-
-class SourceFailed(UpstreamFailed):
-    """The provider did not give the options; the message is the provider's."""
-
-    slug = "source-failed"
-    title = "Options could not be loaded"
 
 
 def decode_input(value: Any) -> Any:
@@ -94,7 +87,7 @@ def load_options(app: Flask, db: Any, principal: Any, installation: Any, source_
     if source is None:
         raise NotFound(f"{manifest.title} has no source {source_name!r}")
     if installation.status != "active":
-        raise NotReady(installation)
+        raise NotReady.of(installation.status, installation.error)
     values = {name: decode_input(inputs[name]) for name in source.depends_on
               if name in inputs and inputs[name] not in (None, "")}
     missing = [name for name in source.depends_on if name not in values]

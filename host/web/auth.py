@@ -15,7 +15,7 @@ from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
 from ..db import session as db_session
-from ..errors import PolicyDenied
+from ..errors import PolicyDenied, TooManyAttempts
 from ..identity import SignedIn, login_required, require_principal
 from ..services import accounts
 from .helpers import safe_next
@@ -37,7 +37,7 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
     db = db_session()
     try:
         user = accounts.authenticate(db, email, password, _address())
-    except accounts.TooManyAttempts as error:
+    except TooManyAttempts as error:
         return (render_template("auth/login.html", next=target, email=email, error=error.detail),
                 429, {"Retry-After": str(error.retry_after)})
     except PolicyDenied as error:

@@ -12,7 +12,7 @@ from ..audit import as_dict as audit_dict
 from ..auth import oauth2
 from ..db import AuditEvent
 from ..db import session as db_session
-from ..errors import BadInput, ValidationError
+from ..errors import BadInput, CallbackRejected, ConnectRefused, ValidationError
 from ..identity import (
     allow_form_action,
     current_principal,
@@ -20,7 +20,6 @@ from ..identity import (
     require_principal,
 )
 from ..services import catalog, installations
-from ..services.installations import ConnectRefused
 
 blueprint = Blueprint("installations", __name__)
 
@@ -104,7 +103,7 @@ def callback(name: str) -> Response | tuple[str, int, dict[str, str]]:
     try:
         finished = oauth2.finish_connect(current_app, db, name, request.args,
                                          current_principal())
-    except oauth2.CallbackRejected as error:
+    except CallbackRejected as error:
         return (render_template("error.html", status=400, title="Connect not finished",
                                 detail=error.detail), 400, no_referrer)
     if finished.error:

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from host.db import AuditEvent, Run, get_database
-from host.services.runs import NotReady, run_action
+from host.errors import NotReady
+from host.services.runs import run_action
 from host.vault import read_credentials
 
 

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from host.engine import Context, EgressPolicy, GuardedClient, run_chain
 from host.engine.egress import is_public_address, unwrap
-from host.engine.errors import EgressDenied
+from host.errors import EgressDenied
 
 from .conftest import test_is_public
 from .helpers import requests_of

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from host.engine import Context, render_request
-from host.engine.errors import RenderFailed
+from host.errors import RenderFailed
 
 from .helpers import API_KEY_AUTH, requests_of
 

@@ -7,7 +7,7 @@ import pytest
 from werkzeug.wrappers import Response
 
 from host.engine import Context, run_chain
-from host.engine.errors import RenderFailed, RequestFailed
+from host.errors import RenderFailed, RequestFailed
 
 from .helpers import API_KEY_AUTH, requests_of
 

@@ -9,7 +9,7 @@ import pytest
 from werkzeug.wrappers import Response
 
 from host.engine import Context, EgressPolicy, GuardedClient, run_chain
-from host.engine.errors import ConnectFailed, RateLimited, RequestTimedOut, ResponseTooLarge
+from host.errors import ConnectFailed, RateLimited, RequestTimedOut, ResponseTooLarge
 
 from .helpers import requests_of
 

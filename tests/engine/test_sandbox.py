@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from host.engine import Context, EgressPolicy, SandboxClient, run_chain
-from host.engine.errors import EgressDenied
 from host.engine.sandbox import sample
+from host.errors import EgressDenied
 from host.manifest import load_manifest
 
 from ..conftest import bundled_auth_types

@@ -8,11 +8,15 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from host.db import AuditEvent, Installation, Run, get_database
-from host.errors import NotFound, ValidationError
+from host.errors import (
+    ConnectRefused,
+    CredentialsUnreadable,
+    NotFound,
+    ValidationError,
+    VaultKeyMissing,
+)
 from host.services import installations
 from host.services.accounts import Principal
-from host.services.installations import ConnectRefused
-from host.vault import CredentialsUnreadable, VaultKeyMissing
 
 
 def principal(hosted, user):

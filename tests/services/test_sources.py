@@ -5,11 +5,11 @@ import time
 import pytest
 
 from host.db import Installation, Run, get_database
-from host.errors import ValidationError
+from host.errors import SourceFailed, ValidationError
 from host.services import installations
 from host.services.accounts import Principal, personal_workspace
 from host.services.actions import form_state
-from host.services.sources import SourceFailed, load_options
+from host.services.sources import load_options
 
 
 @pytest.fixture
