@@ -293,12 +293,14 @@ def run_chain(
         result.values, note = _credentials(result.values, clock())
         if note and result.trace:
             result.trace[-1]["note"] = note
-    elif persist == "output" and result.values:
-        # A provider may echo a credential in its answer; the output is stored and
-        # shown, so it is redacted like the trace, but only of values long enough to
-        # be secrets: a user name such as "ada" must not turn "Canada" into "Can[…]".
-        result.values = Redactor([s for s in _secrets(ctx, secrets)
-                                  if len(s) >= MIN_OUTPUT_SECRET]).value(result.values)
+    elif persist in ("output", "metadata") and result.values:
+        # A provider may echo a credential in its answer; an output (or an account's
+        # metadata) is stored and shown, so it is redacted like the trace. A short
+        # secret is hidden where it is a whole value, never inside longer text: a
+        # user name such as "ada" must not turn "Canada" into "Can[…]".
+        known = _secrets(ctx, secrets)
+        result.values = Redactor([s for s in known if len(s) >= MIN_OUTPUT_SECRET],
+                                 whole=known).value(result.values)
     result.duration_ms = round((time.monotonic() - started) * 1000)
     return result
 

@@ -56,7 +56,11 @@ def secret_values(*sources: Any) -> list[str]:
 
 
 class Redactor:
-    def __init__(self, secrets: Iterable[str]) -> None:
+    """Replaces ``secrets`` wherever they appear, and ``whole`` values where a string
+    (or number) is exactly one of them."""
+
+    def __init__(self, secrets: Iterable[str], whole: Iterable[str] = ()) -> None:
+        self._whole = frozenset(s for s in whole if s)
         variants: set[str] = set()
         for secret in secrets:
             if not secret:
@@ -78,18 +82,17 @@ class Redactor:
 
     def value(self, value: Any) -> Any:
         """A JSON value with every secret occurrence replaced (keys included)."""
-        if self._pattern is None:
+        if self._pattern is None and not self._whole:
             return value
         if isinstance(value, str):
-            return self.text(value)
+            return REDACTED if value in self._whole else self.text(value)
         if isinstance(value, Mapping):
             return {self.text(str(k)): self.value(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.value(v) for v in value]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             text = json.dumps(value)
-            redacted = self.text(text)
-            return REDACTED if redacted != text else value
+            return REDACTED if text in self._whole or self.text(text) != text else value
         return value
 
     def headers(self, headers: Iterable[tuple[str, str]],

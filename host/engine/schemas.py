@@ -75,8 +75,8 @@ def _search(pattern: str, text: str) -> bool | None:
         _deadline.set(deadline)
     try:
         compiled = _compiled(pattern)
-    except regex.error:
-        return bool(re.search(pattern, text))  # what the lint let through; re's own answer
+    except Exception:  # the lint refuses these; fail closed, never unbounded
+        return None
     try:
         return compiled.search(text, timeout=max(_MIN_SLICE, deadline - now)) is not None
     except TimeoutError:
@@ -294,11 +294,21 @@ _LARGE = 16  # {0,1000} backtracks like * for this purpose
 
 
 def unsafe_pattern(pattern: str) -> str | None:
-    """Why ``pattern`` may backtrack exponentially, or None when it is safe."""
+    """Why ``pattern`` cannot be used safely, or None when it can: it may backtrack
+    exponentially, or only one of the two engines can read it. Flags that contradict
+    each other (``(?a)(?u)``) make ``re`` raise ValueError rather than ``re.error``,
+    which would escape jsonschema's own check of the schema."""
     try:
         parsed = sre_parse.parse(pattern)
-    except (re.error, sre_constants.error, RecursionError, OverflowError):
+    except (re.error, sre_constants.error):
         return None  # not ours to judge: the schema check reports invalid patterns
+    except Exception as error:
+        return f"the pattern {pattern!r} is not a usable regular expression ({error})"
+    try:
+        _compiled(pattern)
+    except Exception as error:
+        return (f"the pattern {pattern!r} cannot be checked with a time limit ({error}); "
+                "write it without that construct")
     if _nested(parsed):
         return (f"the pattern {pattern!r} repeats something that itself repeats "
                 "(like (a+)+), which can take exponential time on some inputs; rewrite it "

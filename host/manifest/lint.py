@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import socket
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,10 +102,32 @@ _LOCAL_NAMES = ("localhost", "localhost.localdomain")
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan", ".intranet")
 
 
+# What inet_aton reads as an IPv4 address besides a.b.c.d: fewer parts ("127.1"), one
+# number ("2130706433"), hexadecimal ("0x7f000001") and octal ("0177.0.0.1") parts.
+_LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?",
+                          re.IGNORECASE)
+
+
+def _legacy_ipv4(name: str) -> str | None:
+    """The dotted address a resolver would read ``name`` as, when it is one written in
+    another form; such an entry hides which address it allows."""
+    if not _LEGACY_IPV4.fullmatch(name):
+        return None
+    try:
+        dotted = socket.inet_ntoa(socket.inet_aton(name.rstrip(".")))
+    except OSError:
+        return None
+    return dotted if dotted != name else None
+
+
 def allowed_host_problem(entry: str, allow_private: bool) -> str | None:
     """Why an ``allowedHosts`` entry may not stand, or None."""
     host = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
     name = host[2:] if host.startswith("*.") else host
+    dotted = _legacy_ipv4(name)
+    if dotted is not None:
+        return (f"{entry!r} is the IPv4 address {dotted} written in a short, numeric, octal or "
+                f"hexadecimal form; write it as {dotted}")
     try:
         address: Any = ipaddress.ip_address(name)
     except ValueError:
@@ -551,16 +574,17 @@ class Linter:
     ) -> bool:
         if not isinstance(schema, dict):
             return False
+        # Patterns first: some that re cannot read raise past jsonschema's own check.
+        unsafe = reference_problems(schema, pointer) + pattern_problems(schema, pointer)
+        for where, message in unsafe:
+            self.add(where, f"{what}: {message}")
+        if unsafe:
+            return False
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as error:
             where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
             self.add(pointer + where, f"{what} is not a valid JSON Schema: {error.message}")
-            return False
-        unsafe = reference_problems(schema, pointer) + pattern_problems(schema, pointer)
-        for where, message in unsafe:
-            self.add(where, f"{what}: {message}")
-        if unsafe:
             return False
         if require_object and schema.get("type") != "object":
             self.add(f"{pointer}/type", f'{what} must be a schema with "type": "object"')

@@ -213,6 +213,48 @@ def test_a_credential_the_provider_echoes_is_redacted_in_the_output(tmp_path, pr
     assert "sk-live-abcdef123456" not in page and "[redacted]" in page
 
 
+def test_echoed_credentials_are_redacted_in_metadata_and_short_ones_as_whole_values(
+        tmp_path, provider):
+    """The key test's answer (stored as the installation's metadata) echoes the key: it
+    is redacted there too. A key shorter than eight characters is hidden where it is a
+    whole value, and left inside longer text, where it could be any word."""
+    import json
+
+    from werkzeug.wrappers import Response
+
+    from host.db import Installation, get_database
+    from tests.conftest import build_hosted
+
+    key_header = {"X-Api-Key": "[[apiKey]]"}
+    manifest = {
+        "name": "echoer", "version": "1.0.0", "title": "Echoer", "description": "d",
+        "allowedHosts": [f"127.0.0.1:{provider.port}"],
+        "auth": {"type": "apiKey", "fields": {"type": "object", "required": ["apiKey"],
+                                              "properties": {"apiKey": {"type": "string"}}},
+                 "test": {"url": provider.base + "/whoami", "method": "GET",
+                          "headers": key_header,
+                          "mapping": {"account": "$.key", "plan": "$.plan"}}},
+        "actions": [{"name": "whoami", "title": "Who am I",
+                     "requests": [{"url": provider.base + "/whoami", "method": "GET",
+                                   "headers": key_header,
+                                   "mapping": {"key": "$.key", "plan": "$.plan",
+                                               "note": "$.note"}}]}]}
+    hosted = build_hosted(tmp_path, provider, manifests={"echoer": manifest})
+    provider.route("/whoami", lambda request: Response(json.dumps({
+        "key": request.headers["X-Api-Key"], "plan": "pro",
+        "note": f"key {request.headers['X-Api-Key']} ok"}), mimetype="application/json"))
+    long_key, short_key = "sk-live-abcdef123456", "k-12345"
+    for key in (long_key, short_key):
+        answer = hosted.api("POST", "/api/v1/installations", hosted.alice_token, json={
+            "miniapp": "echoer", "credentials": {"apiKey": key}}).get_json()
+        assert answer["metadata"] == {"account": "[redacted]", "plan": "pro"}
+        with get_database(hosted.app).sessions() as db:
+            assert key not in json.dumps(db.get(Installation, answer["id"]).meta)
+        output = run(hosted, answer["id"], {}, action="whoami").get_json()["output"]
+        shown = "[redacted]" if key == long_key else key
+        assert output == {"key": "[redacted]", "plan": "pro", "note": f"key {shown} ok"}
+
+
 DEEP = "[" * 1000 + "]" * 1000
 
 

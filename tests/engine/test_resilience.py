@@ -111,6 +111,66 @@ def test_post_429_is_not_retried(provider, client):
     assert result.error.http_status == 429 and len(provider.received) == 1
 
 
+class Hangup:
+    """A server that reads each whole request, counts it, then closes the connection
+    without answering: the request reached it, the answer never came."""
+
+    def __init__(self):
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.requests = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.requests.append(head.split(b" ", 1)[0].decode())
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.mark.parametrize(("method", "attempts"), [("POST", 1), ("PATCH", 1), ("GET", 3),
+                                                  ("PUT", 3)])
+def test_a_request_that_may_have_arrived_is_retried_only_when_idempotent(method, attempts):
+    """The connection breaks after the whole request was sent: a POST may have taken
+    effect, so it is sent exactly once and fails as a broken connection; idempotent
+    methods are tried up to three times."""
+    from host.errors import ConnectionBroken
+
+    server = Hangup()
+    try:
+        client = GuardedClient(EgressPolicy(allow_private=True), sleep=lambda s: None)
+        result = run(f"http://127.0.0.1:{server.port}/x", client, method)
+    finally:
+        server.close()
+    assert isinstance(result.error, ConnectionBroken)
+    assert server.requests == [method] * attempts
+
+
 def test_a_silent_server_hits_the_chain_deadline():
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -134,6 +134,21 @@ def test_the_lint_reports_the_pattern_at_its_pointer():
         "parameters of go: the pattern '^(a+)+$' repeats something that itself repeats")
 
 
+@pytest.mark.parametrize(("pattern", "reason"), [
+    ("(?a)(?u)x", "ASCII and UNICODE flags are incompatible"),
+])
+def test_a_pattern_whose_flags_contradict_is_a_problem_not_a_crash(pattern, reason):
+    """re raises ValueError (not re.error) for these, which jsonschema's own check of
+    the schema does not catch: the lint reports it at its pointer instead."""
+    doc, _ = slots("#/x")["parameters"]
+    doc["actions"][0]["parameters"]["properties"]["a"] = {"type": "string",
+                                                          "pattern": pattern}
+    problems = {p.pointer: p.message for p in validate_document(doc, "m.json")}
+    assert problems["/actions/0/parameters/properties/a/pattern"] == (
+        f"parameters of go: the pattern {pattern!r} is not a usable regular expression "
+        f"({reason})")
+
+
 def test_pattern_properties_beside_unevaluated_properties_are_refused():
     schema = {"type": "object", "patternProperties": {"^x-": {"type": "string"}},
               "unevaluatedProperties": False}

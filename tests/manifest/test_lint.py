@@ -433,6 +433,11 @@ def test_headers_that_steer_the_request_are_refused(name):
               "site under it; name the provider's own domain, e.g. *.example.com"),
     ("*.co.uk", "'*.co.uk' is a wildcard over the public suffix 'co.uk', which would allow "
                 "every site under it; name the provider's own domain, e.g. *.example.co.uk"),
+    *[(entry, f"'{entry}' is the IPv4 address {dotted} written in a short, numeric, octal "
+              f"or hexadecimal form; write it as {dotted}")
+      for entry, dotted in [("127.1", "127.0.0.1"), ("10.1", "10.0.0.1"),
+                            ("2130706433", "127.0.0.1"), ("0x7f000001", "127.0.0.1"),
+                            ("0177.0.0.1", "127.0.0.1"), ("0x08.8.8.8:443", "8.8.8.8")]],
 ])
 def test_allowed_hosts_refuse_private_and_public_suffix_entries(entry, message):
     doc = copy.deepcopy(BASE)
