@@ -166,12 +166,13 @@ def test_pattern_properties_beside_unevaluated_properties_are_refused():
 ])
 def test_validation_is_bounded(schema, values):
     """A pattern the lint cannot see through (overlapping alternatives) is cut short:
-    the field fails with a clear message well under a second."""
+    the field fails with a clear message. The budget is 0.25 s; unbounded, this input
+    would take days, so a generous bound proves the cut without timing the machine."""
     form = build_form({"type": "object", "properties": {"a": schema}})
     started = time.monotonic()
     errors = validate(form, values)
     elapsed = time.monotonic() - started
-    assert elapsed < 1.0
+    assert elapsed < 10.0
     assert [e.message for e in errors][:1] == [
         "took too long to check against the pattern of this field; enter a shorter value, "
         "or ask the mini-app's author to simplify the pattern"]
