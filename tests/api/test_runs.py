@@ -167,7 +167,7 @@ def test_a_pathological_pattern_fails_its_field_fast(tmp_path, provider):
         "field": "word",
         "message": "took too long to check against the pattern of this field; enter a "
                    "shorter value, or ask the mini-app's author to simplify the pattern"}]
-    assert elapsed < 1.0
+    assert elapsed < 10.0  # cut at 0.25 s; unbounded, days
     assert [r.path for r in provider.received] == []
     assert run(hosted, installation, {"word": "aaaa"}, action="go").status_code == 201
     assert [r.path for r in provider.received] == ["/ping"]
