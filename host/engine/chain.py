@@ -295,12 +295,12 @@ def run_chain(
             result.trace[-1]["note"] = note
     elif persist in ("output", "metadata") and result.values:
         # A provider may echo a credential in its answer; an output (or an account's
-        # metadata) is stored and shown, so it is redacted like the trace. A short
-        # secret is hidden where it is a whole value, never inside longer text: a
-        # user name such as "ada" must not turn "Canada" into "Can[…]".
-        known = _secrets(ctx, secrets)
-        result.values = Redactor([s for s in known if len(s) >= MIN_OUTPUT_SECRET],
-                                 whole=known).value(result.values)
+        # metadata) is stored and shown, so it is redacted like the trace, but only of
+        # values long enough to be secrets: a short credential value is a user name
+        # ("ada"), which an output may rightly show and which must not turn "Canada"
+        # into "Can[…]". Keys and tokens are far longer.
+        result.values = Redactor([s for s in _secrets(ctx, secrets)
+                                  if len(s) >= MIN_OUTPUT_SECRET]).value(result.values)
     result.duration_ms = round((time.monotonic() - started) * 1000)
     return result
 

@@ -56,11 +56,9 @@ def secret_values(*sources: Any) -> list[str]:
 
 
 class Redactor:
-    """Replaces ``secrets`` wherever they appear, and ``whole`` values where a string
-    (or number) is exactly one of them."""
+    """Replaces ``secrets`` wherever they appear."""
 
-    def __init__(self, secrets: Iterable[str], whole: Iterable[str] = ()) -> None:
-        self._whole = frozenset(s for s in whole if s)
+    def __init__(self, secrets: Iterable[str]) -> None:
         variants: set[str] = set()
         for secret in secrets:
             if not secret:
@@ -82,17 +80,17 @@ class Redactor:
 
     def value(self, value: Any) -> Any:
         """A JSON value with every secret occurrence replaced (keys included)."""
-        if self._pattern is None and not self._whole:
+        if self._pattern is None:
             return value
         if isinstance(value, str):
-            return REDACTED if value in self._whole else self.text(value)
+            return self.text(value)
         if isinstance(value, Mapping):
             return {self.text(str(k)): self.value(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.value(v) for v in value]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             text = json.dumps(value)
-            return REDACTED if text in self._whole or self.text(text) != text else value
+            return REDACTED if self.text(text) != text else value
         return value
 
     def headers(self, headers: Iterable[tuple[str, str]],
