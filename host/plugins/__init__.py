@@ -4,7 +4,10 @@ Plugins come from the ``minihost`` entry-point group, from the folders of
 ``PLUGINS_DIRS`` (the bundled ``plugins/`` by default) and from
 ``--plugins-dir``. A folder plugin is a package (a directory with
 ``__init__.py``) or a single ``.py`` module; its name is the directory or file
-name. ``DISABLED_PLUGINS`` names plugins not to load. A plugin may declare the
+name. Its module is imported as ``minihost_plugins.<name>_<hash>``, the hash
+being of the folder's resolved path: applications loading the same folder share
+its modules, and two folders each holding ``p.py`` never run each other's code.
+``DISABLED_PLUGINS`` names plugins not to load. A plugin may declare the
 host versions it works with as ``MINIHOST_REQUIRES = ">=0.1"`` (a PEP 440
 specifier).
 
@@ -19,6 +22,7 @@ which stops at the first exception.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -151,7 +155,7 @@ class Plugins:
                 continue
             origin = f"folder {folder}"
             try:
-                module = _import_file(name, init, package=path.is_dir())
+                module = _import_file(folder, name, init, package=path.is_dir())
                 version = getattr(module, "__version__", None)
                 self.register(module, PluginInfo(name, origin, version))
             except Exception as error:
@@ -205,24 +209,39 @@ class Plugins:
 
 
 
-def _import_file(name: str, init: Path, package: bool) -> ModuleType:
+def _module_name(folder: Path, name: str) -> str:
+    """The module name plugin ``name`` of ``folder`` is imported under.
+
+    ``sys.modules`` is process-wide while plugin folders are per application: a
+    bare ``minihost_plugins.<name>`` would hand a second folder's ``p.py`` the
+    first one's module. A short hash of the folder's resolved path keeps each
+    folder's modules apart, and keeps one module per folder however many
+    applications load it."""
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    return f"minihost_plugins.{name}_{digest}"
+
+
+def _import_file(folder: Path, name: str, init: Path, package: bool) -> ModuleType:
     if "minihost_plugins" not in sys.modules:
         sys.modules["minihost_plugins"] = ModuleType("minihost_plugins")
-    module_name = f"minihost_plugins.{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
+    qualified = _module_name(folder, name)
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    # A package's own directory is its search path, so ``from .helper import x``
+    # inside it imports ``<qualified>.helper`` from that directory.
     locations = [str(init.parent)] if package else None
     spec = importlib.util.spec_from_file_location(
-        module_name, init, submodule_search_locations=locations
+        qualified, init, submodule_search_locations=locations
     )
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {init}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[qualified] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[module_name]
+        for loaded in [m for m in sys.modules if m == qualified or m.startswith(qualified + ".")]:
+            del sys.modules[loaded]
         raise
     return module
 

@@ -48,7 +48,7 @@ ACCEPT = "application/json, application/yaml;q=0.9, */*;q=0.1"
 USER_AGENT = f"Minihost catalog_http/{__version__}"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"minihost_plugins.{NAME}")  # stable, whatever folder it loads from
 
 
 class FetchFailed(Exception):

@@ -1,21 +1,10 @@
-"""Shared by the plugin tests: hosts built with plugins, and a clean module cache."""
-
-import sys
+"""Shared by the plugin tests: hosts built with plugins."""
 
 import pytest
 
 from host.db import get_database
 
 from ..conftest import build_hosted
-
-
-@pytest.fixture(autouse=True)
-def fresh_plugin_modules():
-    """Folder plugins are imported as ``minihost_plugins.<name>``; forget them after
-    each test so the next one imports its own."""
-    yield
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ into a real host: what it writes, how it rotates, and how it fails."""
 
 import json
 import os
-import sys
 import threading
 
 import pytest
@@ -31,11 +30,9 @@ def bundled(tmp_path, provider):
     yield build
     for hosted in built:
         get_database(hosted.app).engine.dispose()
-    module = sys.modules.get("minihost_plugins.audit_jsonl")
-    if module is not None:
-        module.close()
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
+        module = get_plugins(hosted.app).manager.get_plugin("audit_jsonl")
+        if module is not None:
+            module.close()  # the next test starts with no file open
 
 
 def audit_rows(hosted):
@@ -183,7 +180,7 @@ def test_threads_writing_at_once_lose_and_split_nothing(bundled, tmp_path):
     path = tmp_path / "audit.jsonl"
     config = {"PLUGIN_SETTINGS": {"audit_jsonl": {"path": str(path), "max_bytes": 3000,
                                                   "backups": 500}}}
-    hook = sys.modules["minihost_plugins.audit_jsonl"].audit_event
+    hook = get_plugins(hosted.app).manager.get_plugin("audit_jsonl").audit_event
     start = threading.Barrier(8)
 
     def write(thread):
@@ -218,7 +215,7 @@ def test_without_settings_nothing_is_written(bundled, tmp_path, monkeypatch):
     kinds = sorted(e["kind"] for e in audit_rows(hosted).values())
     assert {"login", "installed", "registered"} <= set(kinds)
     assert [p for p in tmp_path.rglob("*") if "jsonl" in p.name] == []
-    assert sys.modules["minihost_plugins.audit_jsonl"]._loggers == {}
+    assert get_plugins(hosted.app).manager.get_plugin("audit_jsonl")._loggers == {}
     assert get_plugins(hosted.app).hook_failures == {}
 
 

@@ -2,7 +2,6 @@
 type connects through its own form, refreshes on 401, and is checked by the lint."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from host.db import get_database
 from host.manifest import validate_document
+from host.plugins import get_plugins
 from host.services import catalog
 from host.services.accounts import Principal, personal_workspace
 from host.services.runs import run_action
@@ -65,7 +65,6 @@ def session_host(tmp_path, provider):
     hosted.issued = issued
     yield hosted
     get_database(hosted.app).engine.dispose()
-    sys.modules.pop("minihost_plugins.minihost_hello", None)
 
 
 def test_hook_auth_types(session_host):
@@ -142,7 +141,7 @@ def test_without_the_plugin_the_type_is_unknown_and_nothing_breaks(tmp_path, pro
 @pytest.fixture
 def odd_session(session_host, monkeypatch):
     """The example's session type, made to misbehave on demand."""
-    module = sys.modules["minihost_plugins.minihost_hello"]
+    module = get_plugins(session_host.app).manager.get_plugin("minihost_hello")
     kind = session_host.app.extensions["minihost.auth_types"]["session"]
     behaviour = {}
 

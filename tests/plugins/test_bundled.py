@@ -47,8 +47,6 @@ def test_the_host_works_with_any_bundled_plugin_disabled(tmp_path, provider, dis
         assert get_plugins(hosted.app).hook_failures == {}
     finally:
         get_database(hosted.app).engine.dispose()
-        for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-            del sys.modules[name]
 
 
 def test_the_example_package_installs_and_loads_from_its_entry_point(tmp_path):

@@ -1,6 +1,5 @@
 import json
 import re
-import sys
 import textwrap
 
 import click
@@ -41,8 +40,6 @@ def make_app(tmp_path):
     yield build
     for app in apps:
         get_database(app).engine.dispose()
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
 
 
 def test_hook_miniapp_manifests(tmp_path, make_app):
@@ -187,7 +184,7 @@ def test_hook_audit_event(tmp_path, make_app, caplog):
 
     with app.app_context(), get_database(app).transaction() as db:
         accounts.create_user(db, "audited@example.com", "password1", actor="cli")
-    seen = sys.modules["minihost_plugins.auditor"].SEEN
+    seen = get_plugins(app).manager.get_plugin("auditor").SEEN
     assert seen == [("user_created", "cli", {"email": "audited@example.com", "admin": False})]
     assert "plugin broken_auditor failed in audit_event" in caplog.text
     with get_database(app).sessions() as db:
@@ -372,7 +369,7 @@ def test_audit_events_reach_plugins_only_once_committed(tmp_path, make_app):
             SEEN.append((event["kind"], config["TESTING"]))
     """)
     app = make_app(folder)
-    seen = sys.modules["minihost_plugins.collector"].SEEN
+    seen = get_plugins(app).manager.get_plugin("collector").SEEN
     with app.app_context():
         with get_database(app).sessions() as db:
             audit.record(db, "first", actor="cli")
@@ -466,7 +463,7 @@ def test_audit_plugins_are_told_after_the_write_lock_is_released(tmp_path, make_
     app = make_app(folder)
     with app.app_context(), get_database(app).transaction() as db:
         accounts.create_user(db, "lock@example.com", "password1", actor="cli")
-    assert sys.modules["minihost_plugins.slow_shipper"].SEEN == [("user_created", False)]
+    assert get_plugins(app).manager.get_plugin("slow_shipper").SEEN == [("user_created", False)]
 
 
 def test_a_plugin_cannot_offer_versions_of_a_folder_miniapp(tmp_path, make_app):

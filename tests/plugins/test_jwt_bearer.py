@@ -5,7 +5,6 @@ mini-app with its Google URLs pointed at that server."""
 import base64
 import json
 import re
-import sys
 import threading
 import time
 
@@ -140,8 +139,6 @@ def google(tmp_path, provider):
     server.shutdown()
     thread.join(timeout=5)
     get_database(hosted.app).engine.dispose()
-    for name in [m for m in sys.modules if m.startswith("minihost_plugins.")]:
-        del sys.modules[name]
 
 
 def connect(hosted, **fields):

@@ -2,7 +2,6 @@
 system_values, through real runs against a local provider."""
 
 import json
-import sys
 import textwrap
 
 import pytest
@@ -62,7 +61,7 @@ def test_hook_prepare_request(plugged):
     base = hosted.provider.base
     assert echo.headers["X-Signed"] == f"POST {base}/echo"
     assert echo.headers["X-Secret-Sig"] == "s3cr3t-signature"
-    seen = sys.modules["minihost_plugins.signer"].SEEN
+    seen = get_plugins(hosted.app).manager.get_plugin("signer").SEEN
     assert ("keyed", None, "GET", "/auth/test") in seen  # the credential check, pre-install
     assert ("keyed", installation_id, "POST", "/actions/0/requests/0") in seen
     [sent] = done.trace["requests"]
@@ -126,7 +125,7 @@ def test_hook_response_received(plugged):
     """})
     done, _ = run(hosted)
     assert done.output == {"echo": "HI"}
-    assert sys.modules["minihost_plugins.shouter"].SEEN[-1] == (
+    assert get_plugins(hosted.app).manager.get_plugin("shouter").SEEN[-1] == (
         "keyed", "/actions/0/requests/0", 200)
 
 
