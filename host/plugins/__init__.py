@@ -16,8 +16,17 @@ is reported — logged, and listed on ``/-/plugins`` (load failures also by
 ``minihost plugins list``) — and never stops the host from starting, a page from
 rendering or a run from being recorded. Hooks are therefore called through
 :meth:`Plugins.call_each` (the request hooks by ``host.services.outbound``),
-which call each implementation on its own, rather than through pluggy's relay,
-which stops at the first exception.
+which calls each implementation on its own, rather than through pluggy's relay,
+which stops at the first exception. Everything else is pluggy's: the call order
+(``tryfirst``/``trylast``, then the plugin registered last first), arguments by
+name, and ``firstresult``.
+
+Hook wrappers (``@hookimpl(wrapper=True)``, old-style ``hookwrapper=True``) are
+refused when a plugin registers. A wrapper receives the other plugins' answers
+without their names and may swallow their exceptions, so the host could neither
+say which plugin contributed or failed, nor promise that a request a signing
+plugin could not sign is never sent; ``tryfirst``/``trylast`` give the ordering
+wrappers are otherwise used for.
 """
 
 from __future__ import annotations
@@ -110,6 +119,7 @@ class Plugins:
     # -- loading -------------------------------------------------------------------------
 
     def register(self, module: object, info: PluginInfo) -> None:
+        """Register ``module`` as plugin ``info.name``, or raise saying why not."""
         required = getattr(module, "MINIHOST_REQUIRES", None)
         if required is not None:
             try:
@@ -119,6 +129,7 @@ class Plugins:
                                  "specifier such as '>=0.1'") from None
             if not allowed:
                 raise RuntimeError(f"needs Minihost {required}; this host is {__version__}")
+        _refuse_wrappers(self.manager, module)
         self.manager.register(module, name=info.name)
         self.loaded.append(info)
 
@@ -195,18 +206,44 @@ class Plugins:
 
     def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Every implementation's answer as ``(plugin name, answer)``, in pluggy's
-        order (the last registered first). One that raises is reported and
-        skipped; the others still run."""
+        call order, ``None`` answers included so callers can tell who answered.
+
+        One that raises is reported and skipped; the others still run. For a
+        ``firstresult`` hook the calls stop at the first answer that is not
+        ``None``, as pluggy's would: the list holds that one answer, or nothing."""
+        caller = getattr(self.hook, hook_name)
+        first = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))
         answers = []
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+        for impl in reversed(caller.get_hookimpls()):
             try:
-                answer = impl.function(*[kwargs[name] for name in impl.argnames])
+                answer = impl.function(
+                    *[kwargs[name] for name in impl.argnames],
+                    **{name: kwargs[name] for name in impl.kwargnames if name in kwargs})
             except Exception as error:
                 self.report(impl.plugin_name, hook_name, error)
+                continue
+            if first:
+                if answer is not None:
+                    return [(impl.plugin_name, answer)]
                 continue
             answers.append((impl.plugin_name, answer))
         return answers
 
+
+def _refuse_wrappers(manager: pluggy.PluginManager, module: object) -> None:
+    """Raise, naming each hook wrapper of ``module`` and what to write instead
+    (see the module docstring for why wrappers are refused)."""
+    wrappers = []
+    for attribute in dir(module):
+        opts = manager.parse_hookimpl_opts(module, attribute)
+        if opts and (opts.get("wrapper") or opts.get("hookwrapper")):
+            wrappers.append(opts.get("specname") or attribute)
+    if wrappers:
+        listed = ", ".join(sorted(wrappers))
+        raise TypeError(f"hook wrappers are not supported ({listed}): Minihost calls each "
+                        "plugin on its own, so that no plugin sees or hides another's "
+                        "answer or failure; write a plain @hookimpl, with tryfirst=True or "
+                        "trylast=True to run before or after the others")
 
 
 def _module_name(folder: Path, name: str) -> str:

@@ -2,8 +2,12 @@
 
 Each hook is documented in the style of pytest's hookspecs: when it is called,
 its parameters, what it returns, and whether it is ``firstresult``. Hooks are
-collect-all unless marked otherwise. ``docs/plugins.md`` repeats each signature
-and ``tests/plugins/test_docs.py`` fails when the two disagree.
+collect-all unless marked otherwise; a ``firstresult`` hook stops at the first
+answer that is not ``None``. ``docs/plugins.md`` repeats each signature and
+``tests/plugins/test_docs.py`` fails when the two disagree.
+
+Implementations are plain ``@hookimpl`` functions, ordered with ``tryfirst`` or
+``trylast`` if need be; hook wrappers are refused (see :mod:`host.plugins`).
 
 Plugins implement hooks with :data:`host.plugins.hookimpl`::
 
