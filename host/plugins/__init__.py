@@ -9,7 +9,8 @@ being of the folder's resolved path: applications loading the same folder share
 its modules, and two folders each holding ``p.py`` never run each other's code.
 ``DISABLED_PLUGINS`` names plugins not to load. A plugin may declare the
 host versions it works with as ``MINIHOST_REQUIRES = ">=0.1"`` (a PEP 440
-specifier).
+specifier), and the shape of its ``PLUGIN_SETTINGS`` entry as a JSON Schema,
+``SETTINGS_SCHEMA``, checked once while it registers (:mod:`.settings`).
 
 A plugin that fails to import, needs another host version, or raises in a hook
 is reported — logged, and listed on ``/-/plugins`` (load failures also by
@@ -53,6 +54,7 @@ from .. import __version__
 from ..manifest import BUILTIN_AUTH_TYPES, RESERVED_PARAMETERS
 from . import hookspecs
 from .contract import AuthFlow, AuthType, RenderStrategy
+from .settings import refusing, schema_problem, settings_problem
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -107,6 +109,7 @@ class Plugins:
     """One application's plugin manager and what loading and calling it found."""
 
     manager: pluggy.PluginManager
+    settings: Mapping[str, Any] = field(default_factory=dict)  # PLUGIN_SETTINGS
     loaded: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
     hook_failures: dict[tuple[str, str], HookFailure] = field(default_factory=dict)
@@ -130,8 +133,28 @@ class Plugins:
             if not allowed:
                 raise RuntimeError(f"needs Minihost {required}; this host is {__version__}")
         _refuse_wrappers(self.manager, module)
+        schema = getattr(module, "SETTINGS_SCHEMA", None)
+        if schema is not None:
+            problem = schema_problem(schema)
+            if problem is not None:
+                raise ValueError(problem)
+            if info.name in self.settings:
+                problem = settings_problem(info.name, schema, self.settings[info.name])
+                if problem is not None:
+                    self._refuse(module, info, problem)
+                    return
         self.manager.register(module, name=info.name)
         self.loaded.append(info)
+
+    def _refuse(self, module: object, info: PluginInfo, problem: str) -> None:
+        """Leave a plugin with wrong settings out, listed as not loaded, and hold
+        its hooks with a stand-in that fails each call with ``problem`` (see
+        :mod:`host.plugins.settings` for why it is not simply skipped)."""
+        self.manager.register(refusing(self.manager, module, problem), name=info.name)
+        log.error("plugin %s (%s) is not loaded, its settings are wrong: %s; until they are "
+                  "fixed each of its hooks fails with this message", info.name, info.origin,
+                  problem)
+        self.failures.append(PluginFailure(info.name, info.origin, f"ValueError: {problem}"))
 
     def _fail(self, name: str, origin: str, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"
@@ -283,10 +306,13 @@ def _import_file(folder: Path, name: str, init: Path, package: bool) -> ModuleTy
     return module
 
 
-def make_plugins(folders: Iterable[str], disabled: Iterable[str]) -> Plugins:
+def make_plugins(folders: Iterable[str], disabled: Iterable[str],
+                 settings: Mapping[str, Any] | None = None) -> Plugins:
+    """Load every plugin, checking each one's ``settings`` entry (``PLUGIN_SETTINGS``)
+    against its ``SETTINGS_SCHEMA``."""
     manager = pluggy.PluginManager("minihost")
     manager.add_hookspecs(hookspecs)
-    plugins = Plugins(manager)
+    plugins = Plugins(manager, dict(settings or {}))
     skip = set(disabled)
     plugins.load_entry_points(skip)
     for folder in folders:
@@ -321,7 +347,8 @@ def plugin_settings(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def init_app(app: Flask, extra_dirs: Iterable[str] = ()) -> None:
     folders = [*app.config["PLUGINS_DIRS"], *extra_dirs]
-    app.extensions["minihost.plugins"] = make_plugins(folders, app.config["DISABLED_PLUGINS"])
+    app.extensions["minihost.plugins"] = make_plugins(folders, app.config["DISABLED_PLUGINS"],
+                                                      app.config["PLUGIN_SETTINGS"])
 
 
 BUILTIN_WIDGETS = frozenset({"auto", "text", "textarea", "select", "number", "toggle", "multi",
