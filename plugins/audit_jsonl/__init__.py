@@ -9,8 +9,9 @@ does (``path.1`` … ``path.N``). Without settings it does nothing.
 
 Writing goes through the standard library: one dedicated, non-propagating
 logger per file, with a rotating handler whose lock makes concurrent writers in
-one process safe. A setting that is wrong, or a file that cannot be written,
-raises from the hook, so the host lists it on ``/-/plugins``.
+one process safe. The host checks the settings against ``SETTINGS_SCHEMA`` at
+start-up (a wrong one fails every event with its message); a file that cannot
+be written raises from the hook, so the host lists it on ``/-/plugins``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,29 @@ MINIHOST_REQUIRES = ">=0.1"
 NAME = "audit_jsonl"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 5
-SETTINGS = ("path", "max_bytes", "backups")
-EXAMPLE = '{"audit_jsonl": {"path": "/var/log/minihost/audit.jsonl"}}'
+SETTINGS_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {
+            "type": "string", "pattern": r"\S",
+            "description": "write the file to append events to, as a string, for example "
+                           '"/var/log/minihost/audit.jsonl"',
+        },
+        "max_bytes": {
+            "type": "integer", "minimum": 0,
+            "description": "write a whole number, at least 0, of bytes a file may reach "
+                           f"before it is rotated (default {DEFAULT_MAX_BYTES}, 0 to never "
+                           "rotate)",
+        },
+        "backups": {
+            "type": "integer", "minimum": 1,
+            "description": "write a whole number, at least 1, of rotated files to keep "
+                           f'(default {DEFAULT_BACKUPS}); to never rotate write "max_bytes": 0',
+        },
+    },
+}
 
 _lock = threading.Lock()
 _loggers: dict[str, logging.Logger] = {}
@@ -70,48 +92,16 @@ class JsonLinesHandler(RotatingFileHandler):
             raise error
 
 
-def _problem(setting: str, message: str) -> ValueError:
-    return ValueError(f'PLUGIN_SETTINGS["{NAME}"]["{setting}"] {message}')
-
-
-def _whole_number(settings: Mapping[str, Any], setting: str, default: int, least: int,
-                  advice: str) -> int:
-    value = settings.get(setting, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise _problem(setting, f"is {value!r}; write a whole number, at least {least}, "
-                                f"{advice}")
-    return value
-
-
 def read_settings(config: Mapping[str, Any]) -> tuple[str, int, int] | None:
     """``(absolute path, max_bytes, backups)``, or ``None`` when unconfigured.
 
-    Raises :class:`ValueError` naming the setting and what to write instead.
-    """
-    raw = (config.get("PLUGIN_SETTINGS") or {}).get(NAME)
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ValueError(f'PLUGIN_SETTINGS["{NAME}"] is {raw!r}; write '
-                         f"a dict of settings, for example PLUGIN_SETTINGS = {EXAMPLE}")
+    The host checked the entry against :data:`SETTINGS_SCHEMA` at start-up."""
     settings = plugin_settings(config, NAME)
     if not settings:
         return None
-    unknown = sorted(str(key) for key in settings if key not in SETTINGS)
-    if unknown:
-        raise ValueError(f'PLUGIN_SETTINGS["{NAME}"] has unknown setting(s) '
-                         f"{', '.join(map(repr, unknown))}; the settings are 'path' "
-                         "(required), 'max_bytes' and 'backups'")
-    path = settings.get("path")
-    if not isinstance(path, str) or not path.strip():
-        found = "is missing" if path is None else f"is {path!r}"
-        raise _problem("path", f"{found}; write the file to append events to, as a string, "
-                               'for example "/var/log/minihost/audit.jsonl"')
-    max_bytes = _whole_number(settings, "max_bytes", DEFAULT_MAX_BYTES, 0,
-                              f"of bytes a file may reach before it is rotated (default "
-                              f"{DEFAULT_MAX_BYTES}, 0 to never rotate)")
-    backups = _whole_number(settings, "backups", DEFAULT_BACKUPS, 1,
-                            f"of rotated files to keep (default {DEFAULT_BACKUPS}); to never "
-                            'rotate write "max_bytes": 0')
-    return os.path.abspath(os.path.expanduser(path)), max_bytes, backups
+    path = os.path.abspath(os.path.expanduser(settings["path"]))
+    return (path, settings.get("max_bytes", DEFAULT_MAX_BYTES),
+            settings.get("backups", DEFAULT_BACKUPS))
 
 
 def logger_for(path: str, max_bytes: int, backups: int) -> logging.Logger:

@@ -18,7 +18,8 @@ Failures: when the index cannot be fetched or read, the hook raises and the
 host reports it on ``/-/plugins`` (this plugin contributes nothing that sync).
 A single manifest that cannot be fetched or parsed, or an index entry that is
 not allowed, is skipped and logged so it does not take the rest with it. With
-no ``index`` setting the plugin does nothing. See ``README.md`` for the index
+no settings the plugin does nothing; the host checks them against
+``SETTINGS_SCHEMA`` at start-up. See ``README.md`` for the index
 format.
 """
 
@@ -43,7 +44,32 @@ MINIHOST_REQUIRES = ">=0.1"
 
 NAME = "catalog_http"
 DEFAULT_TIMEOUT = 10.0
-SETTINGS = ("index", "hosts", "timeout")
+SETTINGS_SCHEMA = {
+    "type": "object",
+    "required": ["index"],
+    "additionalProperties": False,
+    "properties": {
+        "index": {
+            "type": "string", "minLength": 1,
+            "description": "write the URL of the catalog index, such as "
+                           "https://example.com/minihost/index.json",
+        },
+        "hosts": {
+            "type": "array",
+            "description": 'write a list of host names, such as ["cdn.example.com", '
+                           '"*.example.org"]',
+            "items": {
+                "type": "string", "pattern": r"^[^/\s]+$",
+                "description": 'write a host name (no scheme or path), such as '
+                               '"cdn.example.com", "*.example.org" or "cdn.example.com:8443"',
+            },
+        },
+        "timeout": {
+            "type": "number", "exclusiveMinimum": 0,
+            "description": f"write a positive number of seconds (default {DEFAULT_TIMEOUT:g})",
+        },
+    },
+}
 ACCEPT = "application/json, application/yaml;q=0.9, */*;q=0.1"
 USER_AGENT = f"Minihost catalog_http/{__version__}"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -78,33 +104,21 @@ class Settings:
 
 
 def read_settings(config: Mapping[str, Any]) -> Settings | None:
-    """This plugin's settings, checked; ``None`` when no index is configured."""
+    """This plugin's settings; ``None`` when no index is configured.
+
+    The host checked their shape against :data:`SETTINGS_SCHEMA` at start-up;
+    whether ``http://`` is allowed depends on ``EGRESS_ALLOW_PRIVATE``, so the
+    index's scheme is checked here."""
     raw = plugin_settings(config, NAME)
-    unknown = sorted(set(raw) - set(SETTINGS))
-    if unknown:
-        raise ValueError(f"{NAME}: unknown setting {', '.join(map(repr, unknown))}; "
-                         f"the settings are {', '.join(SETTINGS)}")
-    index = raw.get("index")
-    if index is None:
+    if not raw:
         return None
-    allow_http = bool(config.get("EGRESS_ALLOW_PRIVATE", False))
-    if not isinstance(index, str) or not index:
-        raise ValueError(f"{NAME}: index must be the URL of the catalog index, such as "
-                         "https://example.com/minihost/index.json")
-    hosts = raw.get("hosts", [])
-    if not isinstance(hosts, list) or not all(
-            isinstance(h, str) and h.strip() and "/" not in h for h in hosts):
-        raise ValueError(f'{NAME}: hosts must be a list of host names, such as '
-                         f'["cdn.example.com", "*.example.org"]')
-    timeout = raw.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"{NAME}: timeout must be a positive number of seconds "
-                         f"(default {DEFAULT_TIMEOUT:g})")
-    settings = Settings(index, tuple(h.strip().lower() for h in hosts), float(timeout),
-                        allow_http)
+    index = raw["index"]
+    settings = Settings(index, tuple(h.lower() for h in raw.get("hosts", ())),
+                        float(raw.get("timeout", DEFAULT_TIMEOUT)),
+                        bool(config.get("EGRESS_ALLOW_PRIVATE", False)))
     problem = _url_problem(index, settings, check_host=False)
     if problem:
-        raise ValueError(f"{NAME}: index {index}: {problem}")
+        raise ValueError(f'PLUGIN_SETTINGS["{NAME}"]["index"] is {index!r}; {problem}')
     return settings
 
 

@@ -14,16 +14,17 @@ line and ``body`` the bytes sent (empty when there are none). The timestamp
 lets the provider refuse replays, as in Stripe's webhook signatures.
 
 Requests of mini-apps that are not listed are untouched; without settings the
-plugin does nothing. A setting that is wrong fails the request with a message
-naming it, and the request is not sent: a request that should be signed never
-goes out unsigned. The secret appears nowhere but in the HMAC.
+plugin does nothing. The host checks the settings against ``SETTINGS_SCHEMA``
+at start-up; when they are wrong the plugin is not loaded and every request
+fails naming the setting, rather than go out unsigned. The secret appears
+nowhere but in the HMAC (the schema marks it ``writeOnly``, so no message
+quotes it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -46,14 +47,49 @@ MINIHOST_REQUIRES = ">=0.1"
 NAME = "hmac_signing"
 DEFAULT_HEADER = "X-Signature"
 ALGORITHMS: dict[str, Callable[..., Any]] = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
-ENTRY_SETTINGS = ("secret", "header", "algorithm")
 EXAMPLE = '{"hmac_signing": {"miniapps": {"<mini-app name>": {"secret": "…"}}}}'
 clock: Callable[[], float] = time.time  # the timestamp's source (tests replace it)
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 §5.6.2)
-_RESERVED = frozenset({
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an HTTP header name (RFC 9110 §5.6.2)
+_RESERVED = (  # headers the host or the connection owns
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
     "te", "trailer", "proxy-connection", "proxy-authorization", "expect",
-})
+)
+SETTINGS_SCHEMA = {
+    "type": "object",
+    "required": ["miniapps"],
+    "additionalProperties": False,
+    "properties": {
+        "miniapps": {
+            "type": "object",
+            "description": "write a dict from mini-app name to its signing settings, for "
+                           f"example {EXAMPLE}",
+            "additionalProperties": {
+                "type": "object",
+                "description": 'write a dict such as {"secret": "…", "header": "X-Signature", '
+                               '"algorithm": "sha256"}',
+                "required": ["secret"],
+                "additionalProperties": False,
+                "properties": {
+                    "secret": {
+                        "type": "string", "minLength": 1, "writeOnly": True,
+                        "description": "write the secret shared with the provider, as a "
+                                       'non-empty string: {"secret": "…"}',
+                    },
+                    "header": {
+                        "type": "string",
+                        "pattern": f"^(?!(?i:{'|'.join(_RESERVED)})$){_TOKEN}$",
+                        "description": f'write a header name such as "{DEFAULT_HEADER}" '
+                                       "(the default)",
+                    },
+                    "algorithm": {
+                        "enum": sorted(ALGORITHMS),
+                        "description": 'write "sha256" (the default) or "sha512"',
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 class Signer:
@@ -84,52 +120,12 @@ def request_target(url: str) -> str:
 def signer_for(config: Mapping[str, Any], miniapp: str) -> Signer | None:
     """The signer for ``miniapp``'s requests, or ``None`` when it is not listed.
 
-    Raises :class:`ValueError` naming the setting and what to write instead; the
-    message never contains the secret.
-    """
-    raw = (config.get("PLUGIN_SETTINGS") or {}).get(NAME)
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ValueError(f'PLUGIN_SETTINGS["{NAME}"] is of type {type(raw).__name__}; write a '
-                         f"dict, for example PLUGIN_SETTINGS = {EXAMPLE}")
-    settings = plugin_settings(config, NAME)
-    if not settings:
+    The host checked the settings against :data:`SETTINGS_SCHEMA` at start-up."""
+    entry = plugin_settings(config, NAME).get("miniapps", {}).get(miniapp)
+    if entry is None:
         return None
-    where = f'PLUGIN_SETTINGS["{NAME}"]'
-    unknown = sorted(str(key) for key in settings if key != "miniapps")
-    if unknown:
-        raise ValueError(f"{where} has unknown setting(s) {', '.join(map(repr, unknown))}; "
-                         f"the only setting is 'miniapps', for example {EXAMPLE}")
-    miniapps = settings.get("miniapps")
-    if not isinstance(miniapps, Mapping):
-        found = "is missing" if miniapps is None else f"is of type {type(miniapps).__name__}"
-        raise ValueError(f'{where}["miniapps"] {found}; write a dict from mini-app name to '
-                         f"its signing settings, for example {EXAMPLE}")
-    if miniapp not in miniapps:
-        return None
-    entry = miniapps[miniapp]
-    where = f'{where}["miniapps"]["{miniapp}"]'
-    if not isinstance(entry, Mapping):
-        raise ValueError(f"{where} is of type {type(entry).__name__}; write a dict such as "
-                         '{"secret": "…", "header": "X-Signature", "algorithm": "sha256"}')
-    unknown = sorted(str(key) for key in entry if key not in ENTRY_SETTINGS)
-    if unknown:
-        raise ValueError(f"{where} has unknown setting(s) {', '.join(map(repr, unknown))}; "
-                         "the settings are 'secret' (required), 'header' and 'algorithm'")
-    secret = entry.get("secret")
-    if not isinstance(secret, str) or not secret:
-        found = "is missing" if secret is None else "is empty" if secret == "" else \
-            f"is of type {type(secret).__name__}"
-        raise ValueError(f'{where}["secret"] {found}; write the secret shared with the '
-                         'provider, as a non-empty string: {"secret": "…"}')
-    header = entry.get("header", DEFAULT_HEADER)
-    if not isinstance(header, str) or not _TOKEN.fullmatch(header) or header.lower() in _RESERVED:
-        raise ValueError(f'{where}["header"] is {header!r}; write a header name such as '
-                         f'"{DEFAULT_HEADER}" (the default)')
-    algorithm = entry.get("algorithm", "sha256")
-    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-        raise ValueError(f'{where}["algorithm"] is {algorithm!r}; write "sha256" (the default) '
-                         'or "sha512"')
-    return Signer(secret.encode(), header, algorithm)
+    return Signer(entry["secret"].encode(), entry.get("header", DEFAULT_HEADER),
+                  entry.get("algorithm", "sha256"))
 
 
 @hookimpl(trylast=True)  # after any plugin that changes the URL or body: sign what is sent

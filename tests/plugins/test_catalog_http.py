@@ -211,28 +211,59 @@ def test_a_private_index_is_refused_by_the_egress_policy(provider, make_app):
     assert provider.received == []
 
 
-@pytest.mark.parametrize(("settings", "private", "message"), [
+SCHEMES = [
     ({"index": "http://example.com/index.json"}, False,
-     "ValueError: catalog_http: index http://example.com/index.json: http:// is accepted "
-     "only when EGRESS_ALLOW_PRIVATE is on (development); use https://"),
+     'PLUGIN_SETTINGS["catalog_http"]["index"] is \'http://example.com/index.json\'; http:// '
+     "is accepted only when EGRESS_ALLOW_PRIVATE is on (development); use https://"),
     ({"index": "ftp://example.com/index.json"}, True,
-     "ValueError: catalog_http: index ftp://example.com/index.json: only https:// URLs are "
-     "accepted"),
-    ({"index": "https://example.com/index.json", "timeout": 0}, False,
-     "ValueError: catalog_http: timeout must be a positive number of seconds (default 10)"),
-    ({"index": "https://example.com/index.json", "hosts": "cdn.example.com"}, False,
-     'ValueError: catalog_http: hosts must be a list of host names, such as '
-     '["cdn.example.com", "*.example.org"]'),
-    ({"index": "https://example.com/index.json", "hosts": ["https://cdn.example.com"]}, False,
-     'ValueError: catalog_http: hosts must be a list of host names, such as '
-     '["cdn.example.com", "*.example.org"]'),
-    ({"url": "https://example.com/index.json"}, False,
-     "ValueError: catalog_http: unknown setting 'url'; the settings are index, hosts, timeout"),
-])
-def test_bad_settings_are_reported(make_app, settings, private, message):
+     'PLUGIN_SETTINGS["catalog_http"]["index"] is \'ftp://example.com/index.json\'; only '
+     "https:// URLs are accepted"),
+]
+
+
+@pytest.mark.parametrize(("settings", "private", "message"), SCHEMES)
+def test_an_index_the_egress_setting_does_not_allow_is_reported(make_app, settings, private,
+                                                                message):
     app = make_app(settings, EGRESS_ALLOW_PRIVATE=private)
+    assert get_plugins(app).failures == []  # the shape is right; the scheme is not
     assert catalog.sync(app).added == ()
-    assert failures(app) == {(PLUGIN, "miniapp_manifests"): message}
+    assert failures(app) == {(PLUGIN, "miniapp_manifests"): f"ValueError: {message}"}
+
+
+SHAPES = [
+    ({"index": "https://example.com/index.json", "timeout": 0},
+     'PLUGIN_SETTINGS["catalog_http"]["timeout"] is 0; write a positive number of seconds '
+     "(default 10)"),
+    ({"index": "https://example.com/index.json", "timeout": "10"},
+     'PLUGIN_SETTINGS["catalog_http"]["timeout"] is of type str; write a positive number of '
+     "seconds (default 10)"),
+    ({"index": "https://example.com/index.json", "hosts": "cdn.example.com"},
+     'PLUGIN_SETTINGS["catalog_http"]["hosts"] is of type str; write a list of host names, '
+     'such as ["cdn.example.com", "*.example.org"]'),
+    ({"index": "https://example.com/index.json", "hosts": ["cdn.example.com",
+                                                           "https://cdn.example.com"]},
+     'PLUGIN_SETTINGS["catalog_http"]["hosts"][1] is \'https://cdn.example.com\'; write a host '
+     'name (no scheme or path), such as "cdn.example.com", "*.example.org" or '
+     '"cdn.example.com:8443"'),
+    ({"url": "https://example.com/index.json"},
+     'PLUGIN_SETTINGS["catalog_http"] has unknown setting(s) \'url\'; the settings are '
+     "'index' (required), 'hosts' and 'timeout'. "
+     'PLUGIN_SETTINGS["catalog_http"]["index"] is missing; write the URL of the catalog '
+     "index, such as https://example.com/minihost/index.json"),
+]
+
+
+@pytest.mark.parametrize(("settings", "message"), SHAPES)
+def test_settings_that_miss_the_schema_keep_the_plugin_out(make_app, settings, message):
+    app = make_app(settings)
+    plugins = get_plugins(app)
+    assert [(f.name, f.error) for f in plugins.failures] == [(PLUGIN, f"ValueError: {message}")]
+    assert PLUGIN not in [p.name for p in plugins.loaded]
+    assert catalog.sync(app).added == ()
+    assert failures(app) == {(PLUGIN, "miniapp_manifests"): f"ValueError: {message}"}
+    assert operator_client(app).get("/-/plugins.json").get_json()["notLoaded"] == [
+        {"name": PLUGIN, "origin": f"folder {REPO / 'plugins'}",
+         "error": f"ValueError: {message}"}]
 
 
 def test_an_index_that_is_not_an_index_is_reported(provider, make_app):

@@ -1,6 +1,7 @@
 """The bundled hmac_signing plugin, loaded from the repository's plugins/ folder
 into a real host, against a local provider that verifies signatures itself."""
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ import time
 import pytest
 from werkzeug.wrappers import Request, Response
 
+from host import create_app
 from host.db import get_database
 from host.errors import PluginFailed
 from host.plugins import get_plugins
@@ -17,7 +19,7 @@ from host.services import installations
 from host.services.accounts import Principal, personal_workspace
 from host.services.runs import run_action
 
-from ..conftest import REPO
+from ..conftest import REPO, make_config
 
 SECRET = "whsec_test-Sh4red-s3cret"
 TOLERANCE = 300
@@ -219,10 +221,44 @@ MISSING_SECRET = ('PLUGIN_SETTINGS["hmac_signing"]["miniapps"]["keyed"]["secret"
                   '{"secret": "…"}')
 
 
-def test_a_missing_secret_fails_the_run_naming_the_plugin_and_sends_nothing(bundled):
-    hosted = bundled()
-    installation_id = install(hosted)  # installed while the host had no settings
-    hosted.app.config["PLUGIN_SETTINGS"] = settings(keyed={"header": "X-Signature"})
+@pytest.fixture
+def restart(bundled, tmp_path):
+    """``restart(hosted, **config)``: the same host — database, vault key, mini-apps,
+    people — started again with other settings, as an operator would after editing
+    ``minihost.cfg``."""
+    started = []
+
+    def start(hosted, **config):
+        app = create_app(make_config(
+            tmp_path, MINIAPPS_DIRS=hosted.app.config["MINIAPPS_DIRS"],
+            VAULT_KEYS=hosted.app.config["VAULT_KEYS"], EGRESS_ALLOW_PRIVATE=True,
+            ACTION_TIMEOUT=2, PLUGINS_DIRS=[str(REPO / "plugins")], **config),
+            instance_path=tmp_path)
+        started.append(app)
+        return dataclasses.replace(hosted, app=app)
+
+    yield start
+    for app in started:
+        get_database(app).engine.dispose()
+
+
+def refused(hosted, message):
+    """The plugin is listed as not loaded with ``message``."""
+    plugins = get_plugins(hosted.app)
+    assert [(f.name, f.error) for f in plugins.failures] == [
+        ("hmac_signing", f"ValueError: {message}")]
+    assert "hmac_signing" not in [p.name for p in plugins.loaded]
+
+
+def test_a_missing_secret_fails_the_run_naming_the_plugin_and_sends_nothing(bundled, restart,
+                                                                            caplog):
+    installed = bundled()
+    installation_id = install(installed)  # installed while the host had no settings
+    hosted = restart(installed, PLUGIN_SETTINGS=settings(keyed={"header": "X-Signature"}))
+    refused(hosted, MISSING_SECRET)
+    assert ("plugin hmac_signing (folder " in caplog.text and
+            f"is not loaded, its settings are wrong: {MISSING_SECRET}; until they are fixed "
+            "each of its hooks fails with this message" in caplog.text)
     done = run(hosted, installation_id)
     assert done.status == "failed"
     assert done.error == {
@@ -257,10 +293,10 @@ BAD = [
     ({"keyed": {"secret": SECRET, "header": "X Signature"}},
      '["miniapps"]["keyed"]["header"] is \'X Signature\'; write a header name such as '
      '"X-Signature" (the default)'),
-    ({"keyed": {"secret": SECRET, "header": "Host"}},
-     '["miniapps"]["keyed"]["header"] is \'Host\'; write a header name such as '
+    ({"keyed": {"secret": SECRET, "header": "HOST"}},
+     '["miniapps"]["keyed"]["header"] is \'HOST\'; write a header name such as '
      '"X-Signature" (the default)'),
-    ({"keyed": {"secrets": SECRET}},
+    ({"keyed": {"secret": SECRET, "secrets": SECRET}},
      '["miniapps"]["keyed"] has unknown setting(s) \'secrets\'; the settings are \'secret\' '
      "(required), 'header' and 'algorithm'"),
     ({"keyed": None},
@@ -270,32 +306,44 @@ BAD = [
 
 
 @pytest.mark.parametrize("miniapps, message", BAD)
-def test_bad_settings_name_the_setting_and_never_the_secret(bundled, miniapps, message):
-    hosted = bundled()
-    installation_id = install(hosted)
-    hosted.app.config["PLUGIN_SETTINGS"] = settings(**miniapps)
+def test_bad_settings_name_the_setting_and_never_the_secret(bundled, restart, caplog,
+                                                            miniapps, message):
+    installed = bundled()
+    installation_id = install(installed)
+    hosted = restart(installed, PLUGIN_SETTINGS=settings(**miniapps))
+    refused(hosted, f'PLUGIN_SETTINGS["hmac_signing"]{message}')
     done = run(hosted, installation_id)
     assert done.error["message"] == (
         "request /actions/0/requests/0: plugin hmac_signing failed in prepare_request "
         f'(ValueError: PLUGIN_SETTINGS["hmac_signing"]{message}); nothing was sent')
-    assert SECRET not in done.error["message"]
+    assert SECRET not in done.error["message"] and SECRET not in caplog.text
     assert received(hosted, "/echo") == []
 
 
-@pytest.mark.parametrize("plugin_settings, message", [
+ABOVE = [
     ({"hmac_signing": {"miniapp": {"keyed": {"secret": SECRET}}}},
      'PLUGIN_SETTINGS["hmac_signing"] has unknown setting(s) \'miniapp\'; the only setting is '
-     "'miniapps', for example "
+     "'miniapps' (required). "
+     'PLUGIN_SETTINGS["hmac_signing"]["miniapps"] is missing; write a dict from mini-app name '
+     "to its signing settings, for example "
      '{"hmac_signing": {"miniapps": {"<mini-app name>": {"secret": "…"}}}}'),
     ({"hmac_signing": {"miniapps": ["keyed"]}},
      'PLUGIN_SETTINGS["hmac_signing"]["miniapps"] is of type list; write a dict from mini-app '
      "name to its signing settings, for example "
      '{"hmac_signing": {"miniapps": {"<mini-app name>": {"secret": "…"}}}}'),
-])
-def test_a_mistake_above_the_entries_stops_every_miniapp(bundled, plugin_settings, message):
-    hosted = bundled()
-    keyed, ping = install(hosted), install(hosted, "open")
-    hosted.app.config["PLUGIN_SETTINGS"] = plugin_settings
+    (settings(keyed={"secret": SECRET, "algorithm": "md5"}),
+     f'PLUGIN_SETTINGS["hmac_signing"]{BAD[2][1]}'),
+]
+
+
+@pytest.mark.parametrize("plugin_settings, message", ABOVE)
+def test_any_mistake_stops_every_miniapp(bundled, restart, plugin_settings, message):
+    """The plugin is not loaded, so the host cannot tell which requests it would
+    have signed: none is sent, whichever mini-app it belongs to."""
+    installed = bundled()
+    keyed, ping = install(installed), install(installed, "open")
+    hosted = restart(installed, PLUGIN_SETTINGS=plugin_settings)
+    refused(hosted, message)
     for installation_id, action, values in ((keyed, "echo", None), (ping, "ping", {})):
         done = run(hosted, installation_id, action, values)
         assert done.error["message"].endswith(
@@ -310,7 +358,7 @@ def test_the_readme_documents_the_scheme_and_its_messages():
     assert "hmac.compare_digest(expected, received)" in readme
     assert "TOLERANCE = 5 * 60" in readme
     assert MISSING_SECRET in readme.replace('"acme-orders"', '"keyed"')
-    for _, message in BAD[2:4] + BAD[5:6]:
+    for _, message in BAD[2:4] + BAD[5:6] + ABOVE[1:2]:
         assert message.replace('"keyed"', '"acme-orders"') in readme
 
 
