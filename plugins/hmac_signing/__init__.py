@@ -10,7 +10,10 @@ its settings::
 The HMAC (SHA-256 by default, or SHA-512) is keyed with the mini-app's secret
 and computed over ``f"{t}.{METHOD}.{path_and_query}.".encode() + body``, where
 ``path_and_query`` is the request target exactly as it goes out on the request
-line and ``body`` the bytes sent (empty when there are none). The timestamp
+line and ``body`` the bytes sent (empty when there are none). To know that
+target without relying on how the transport encodes URLs, the plugin writes the
+URL's path and query percent-encoded itself (:func:`on_the_wire`) and signs
+that; the transport then has nothing left to encode. The timestamp
 lets the provider refuse replays, as in Stripe's webhook signatures.
 
 Requests of mini-apps that are not listed are untouched; without settings the
@@ -25,21 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from host.plugins import hookimpl, plugin_settings
 
 if TYPE_CHECKING:
     from host.engine import Outgoing
-
-try:  # urllib3 (the host's transport) percent-encodes the request line with this
-    from urllib3.util.url import _encode_target as _wire_target
-except ImportError:  # pragma: no cover - right for every target that is already encoded
-    def _wire_target(target: str) -> str:
-        return target
 
 __version__ = "1.0.0"
 MINIHOST_REQUIRES = ">=0.1"
@@ -54,6 +52,8 @@ _RESERVED = (  # headers the host or the connection owns
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
     "te", "trailer", "proxy-connection", "proxy-authorization", "expect",
 )
+_PATH_SAFE = "!$&'()*+,;=:@/"  # RFC 3986: what a path may hold besides unreserved
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 SETTINGS_SCHEMA = {
     "type": "object",
     "required": ["miniapps"],
@@ -108,13 +108,31 @@ class Signer:
         return hmac.new(self.key, message, self.digest).hexdigest()
 
 
-def request_target(url: str) -> str:
-    """The path and query of ``url`` as the host sends them on the request line."""
+def _encoded(part: str, safe: str) -> str:
+    """``part`` percent-encoded as RFC 3986 asks: every character outside the
+    unreserved ones and ``safe`` as UTF-8 escapes, and escapes already there kept
+    (upper-cased); a ``%`` that starts no escape becomes ``%25``."""
+    pieces: list[str] = []
+    done = 0
+    for escape in _ESCAPE.finditer(part):
+        pieces += [quote(part[done:escape.start()], safe=safe), escape.group().upper()]
+        done = escape.end()
+    pieces.append(quote(part[done:], safe=safe))
+    return "".join(pieces)
+
+
+def on_the_wire(url: str) -> tuple[str, str]:
+    """``url`` with its path and query percent-encoded, and its request target.
+
+    An HTTP client sends a target that is already encoded this way unchanged —
+    every character is allowed and every ``%`` starts an escape, so there is
+    nothing left to encode or normalise — so signing this form signs, byte for
+    byte, the request line that goes out, whichever client sends it."""
     parts = urlsplit(url)
-    target = parts.path or "/"
-    if parts.query:
-        target = f"{target}?{parts.query}"
-    return _wire_target(target)
+    path = _encoded(parts.path or "/", _PATH_SAFE)
+    query = _encoded(parts.query, _PATH_SAFE + "?")
+    target = f"{path}?{query}" if query else path
+    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment)), target
 
 
 def signer_for(config: Mapping[str, Any], miniapp: str) -> Signer | None:
@@ -135,8 +153,9 @@ def prepare_request(request: Outgoing, miniapp: str, config: Mapping[str, Any]) 
         return
     timestamp = int(clock())
     method = request.method.upper()
-    value = f"t={timestamp},v1=" + signer.signature(
-        timestamp, method, request_target(request.url), request.body or b"")
+    request.url, target = on_the_wire(request.url)
+    value = f"t={timestamp},v1=" + signer.signature(timestamp, method, target,
+                                                    request.body or b"")
     name = signer.header.lower()
     request.headers[:] = [(key, text) for key, text in request.headers if key.lower() != name]
     request.headers.append((signer.header, value))

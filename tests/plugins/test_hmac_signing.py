@@ -2,6 +2,7 @@
 into a real host, against a local provider that verifies signatures itself."""
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -9,12 +10,14 @@ import re
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.wrappers import Request, Response
 
 from host import create_app
 from host.db import get_database
 from host.errors import PluginFailed
-from host.plugins import get_plugins
+from host.plugins import get_plugins, make_plugins
 from host.services import installations
 from host.services.accounts import Principal, personal_workspace
 from host.services.runs import run_action
@@ -163,6 +166,49 @@ def test_sha512_a_chosen_header_and_the_target_exactly_as_sent(bundled, provider
     assert signature == expected_signature(SECRET, t, "POST", target, echo.body, "sha512")
     assert [name for name, _ in done.trace["requests"][0]["headers"].items()
             if name.lower() == "x-hub-signature"] == ["X-Hub-Signature"]
+
+
+def test_the_url_is_sent_as_signed_whatever_it_holds(bundled, provider):
+    """Placeholders, a lower-case escape, a ``%`` that starts no escape, brackets
+    and non-ASCII text: the plugin writes path and query percent-encoded before
+    signing, and the provider receives exactly that request line."""
+    doc = {"name": "files", "version": "1.0.0", "title": "Files",
+           "description": "Signed paths.", "allowedHosts": [f"127.0.0.1:{provider.port}"],
+           "actions": [{"name": "echo", "title": "Echo", "parameters": {
+               "type": "object", "properties": {"name": {"type": "string"},
+                                                "text": {"type": "string"}}},
+               "requests": [{"url": provider.base + "/files/{{name}}/a%2fb?q={{text}}&raw=%zz",
+                             "method": "GET", "mapping": {"echo": "$.text"}}]}]}
+    hosted = bundled(manifests={"files": doc},
+                     PLUGIN_SETTINGS=settings(files={"secret": SECRET}))
+    check = verifier(SECRET, answer=lambda request: Response(
+        '{"text": "ok"}', mimetype="application/json"))
+    hosted.provider.route("/files/café menu/a/b", check)
+    done = run(hosted, install(hosted, "files"),
+               values={"name": "café menu", "text": "100% sure [x]"})
+    assert (done.status, done.output) == ("succeeded", {"echo": "ok"}), done.error
+    target = "/files/caf%C3%A9%20menu/a%2Fb?q=100%25%20sure%20%5Bx%5D&raw=%25zz"
+    assert check.checked == [(target, True)]
+    assert done.trace["requests"][0]["url"] == provider.base + target
+
+
+ALLOWED = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-F]{2})*")
+
+
+@functools.cache
+def plugin_module():
+    return make_plugins([str(REPO / "plugins")], [], {}).manager.get_plugin("hmac_signing")
+
+
+@given(path=st.text(), query=st.text())
+def test_the_target_is_fully_encoded_and_encoding_it_again_changes_nothing(path, query):
+    plugin = plugin_module()
+    url, target = plugin.on_the_wire(f"https://api.example.com/{path}?{query}".replace("#", ""))
+    wire_path, _, wire_query = target.partition("?")
+    assert wire_path.startswith("/") and ALLOWED.fullmatch(wire_path)
+    assert ALLOWED.fullmatch(wire_query.replace("?", "%3F"))
+    assert plugin.on_the_wire(url) == (url, target)
+    assert url == "https://api.example.com" + target
 
 
 def test_requests_of_other_miniapps_are_untouched(bundled):
