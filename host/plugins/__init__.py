@@ -5,8 +5,9 @@ Plugins come from the ``minihost`` entry-point group, from the folders of
 ``--plugins-dir``. A folder plugin is a package (a directory with
 ``__init__.py``) or a single ``.py`` module; its name is the directory or file
 name. Its module is imported as ``minihost_plugins.<name>_<hash>``, the hash
-being of the folder's resolved path: applications loading the same folder share
-its modules, and two folders each holding ``p.py`` never run each other's code.
+being of the folder's resolved path (:mod:`.loading`): applications loading the
+same folder share its modules, and two folders each holding ``p.py`` never run
+each other's code.
 ``DISABLED_PLUGINS`` names plugins not to load. A plugin may declare the
 host versions it works with as ``MINIHOST_REQUIRES = ">=0.1"`` (a PEP 440
 specifier), and the shape of its ``PLUGIN_SETTINGS`` entry as a JSON Schema,
@@ -23,26 +24,19 @@ which stops at the first exception. Everything else is pluggy's: the call order
 name, and ``firstresult``.
 
 Hook wrappers (``@hookimpl(wrapper=True)``, old-style ``hookwrapper=True``) are
-refused when a plugin registers. A wrapper receives the other plugins' answers
-without their names and may swallow their exceptions, so the host could neither
-say which plugin contributed or failed, nor promise that a request a signing
-plugin could not sign is never sent; ``tryfirst``/``trylast`` give the ordering
-wrappers are otherwise used for.
+refused when a plugin registers (:func:`.loading.refuse_wrappers` says why);
+``tryfirst``/``trylast`` give the ordering wrappers are otherwise used for.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import importlib.util
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -54,6 +48,7 @@ from .. import __version__
 from ..manifest import BUILTIN_AUTH_TYPES, RESERVED_PARAMETERS
 from . import hookspecs
 from .contract import AuthFlow, AuthType, RenderStrategy
+from .loading import import_file, refuse_wrappers
 from .settings import refusing, schema_problem, settings_problem
 
 __all__ = [
@@ -132,7 +127,7 @@ class Plugins:
                                  "specifier such as '>=0.1'") from None
             if not allowed:
                 raise RuntimeError(f"needs Minihost {required}; this host is {__version__}")
-        _refuse_wrappers(self.manager, module)
+        refuse_wrappers(self.manager, module)
         schema = getattr(module, "SETTINGS_SCHEMA", None)
         if schema is not None:
             problem = schema_problem(schema)
@@ -189,7 +184,7 @@ class Plugins:
                 continue
             origin = f"folder {folder}"
             try:
-                module = _import_file(folder, name, init, package=path.is_dir())
+                module = import_file(folder, name, init, package=path.is_dir())
                 version = getattr(module, "__version__", None)
                 self.register(module, PluginInfo(name, origin, version))
             except Exception as error:
@@ -236,7 +231,7 @@ class Plugins:
         ``None``, as pluggy's would: the list holds that one answer, or nothing."""
         caller = getattr(self.hook, hook_name)
         first = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))
-        answers = []
+        answers: list[tuple[str, Any]] = []
         for impl in reversed(caller.get_hookimpls()):
             try:
                 answer = impl.function(
@@ -251,59 +246,6 @@ class Plugins:
                 continue
             answers.append((impl.plugin_name, answer))
         return answers
-
-
-def _refuse_wrappers(manager: pluggy.PluginManager, module: object) -> None:
-    """Raise, naming each hook wrapper of ``module`` and what to write instead
-    (see the module docstring for why wrappers are refused)."""
-    wrappers = []
-    for attribute in dir(module):
-        opts = manager.parse_hookimpl_opts(module, attribute)
-        if opts and (opts.get("wrapper") or opts.get("hookwrapper")):
-            wrappers.append(opts.get("specname") or attribute)
-    if wrappers:
-        listed = ", ".join(sorted(wrappers))
-        raise TypeError(f"hook wrappers are not supported ({listed}): Minihost calls each "
-                        "plugin on its own, so that no plugin sees or hides another's "
-                        "answer or failure; write a plain @hookimpl, with tryfirst=True or "
-                        "trylast=True to run before or after the others")
-
-
-def _module_name(folder: Path, name: str) -> str:
-    """The module name plugin ``name`` of ``folder`` is imported under.
-
-    ``sys.modules`` is process-wide while plugin folders are per application: a
-    bare ``minihost_plugins.<name>`` would hand a second folder's ``p.py`` the
-    first one's module. A short hash of the folder's resolved path keeps each
-    folder's modules apart, and keeps one module per folder however many
-    applications load it."""
-    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
-    return f"minihost_plugins.{name}_{digest}"
-
-
-def _import_file(folder: Path, name: str, init: Path, package: bool) -> ModuleType:
-    if "minihost_plugins" not in sys.modules:
-        sys.modules["minihost_plugins"] = ModuleType("minihost_plugins")
-    qualified = _module_name(folder, name)
-    if qualified in sys.modules:
-        return sys.modules[qualified]
-    # A package's own directory is its search path, so ``from .helper import x``
-    # inside it imports ``<qualified>.helper`` from that directory.
-    locations = [str(init.parent)] if package else None
-    spec = importlib.util.spec_from_file_location(
-        qualified, init, submodule_search_locations=locations
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {init}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[qualified] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        for loaded in [m for m in sys.modules if m == qualified or m.startswith(qualified + ".")]:
-            del sys.modules[loaded]
-        raise
-    return module
 
 
 def make_plugins(folders: Iterable[str], disabled: Iterable[str],
