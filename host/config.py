@@ -10,6 +10,7 @@ also carries ``MINIHOST_INSTANCE_PATH`` and test settings.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -22,7 +23,6 @@ from flask import Config, Flask
 
 from .errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "MINIHOST"
 CONFIG_FILE = "minihost.cfg"
 SECRET_KEY_FILE = "secret_key"
@@ -170,6 +170,28 @@ def parse_vault_keys(key: str, value: Any) -> list[str]:
     return keys
 
 
+def bundled_folder(name: str) -> Path:
+    """The bundled ``miniapps`` or ``plugins`` folder.
+
+    Both stay at the repository's top level; setup.py ships them in the wheel as
+    the data-only package ``minihost_bundled``, and an editable install maps that
+    name onto the checkout. Looking the name up therefore finds site-packages in an
+    installed host and the repository in a development one, with no guessing from
+    where ``host/`` happens to sit.
+    """
+    try:
+        spec = importlib.util.find_spec(f"minihost_bundled.{name}")
+    except ModuleNotFoundError:
+        spec = None
+    for location in (spec.submodule_search_locations or ()) if spec else ():
+        if Path(location).is_dir():
+            return Path(location)
+    raise ConfigError(
+        f"the bundled {name} folder is not installed; reinstall Minihost "
+        "(pip install minihost, or pip install -e . in a checkout)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     parse: Callable[[str, Any], Any]
@@ -181,8 +203,8 @@ KEYS: Mapping[str, Key] = {
     "SECRET_KEY": Key(parse_optional_string, lambda inst: None),
     "VAULT_KEYS": Key(parse_vault_keys, lambda inst: []),
     "PUBLIC_URL": Key(parse_url, lambda inst: "http://127.0.0.1:5000"),
-    "MINIAPPS_DIRS": Key(parse_string_list, lambda inst: [str(REPO_ROOT / "miniapps")]),
-    "PLUGINS_DIRS": Key(parse_string_list, lambda inst: [str(REPO_ROOT / "plugins")]),
+    "MINIAPPS_DIRS": Key(parse_string_list, lambda inst: [str(bundled_folder("miniapps"))]),
+    "PLUGINS_DIRS": Key(parse_string_list, lambda inst: [str(bundled_folder("plugins"))]),
     "DISABLED_PLUGINS": Key(parse_string_list, lambda inst: []),
     "EGRESS_ALLOW_PRIVATE": Key(parse_bool, lambda inst: False),
     "SANDBOX": Key(parse_bool, lambda inst: False),
@@ -207,9 +229,12 @@ FLASK_KEYS = frozenset(
 
 
 def default_instance_path() -> Path:
-    """``MINIHOST_INSTANCE_PATH`` when set, else ``instance/`` beside the package."""
+    """``MINIHOST_INSTANCE_PATH`` when set, else ``instance/`` in the working directory.
+
+    Never beside the package: an installed package sits in site-packages, which is
+    neither the operator's nor, often, writable."""
     env = os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
-    return Path(env).resolve() if env else REPO_ROOT / "instance"
+    return Path(env or "instance").resolve()
 
 
 def _suggest(name: str) -> str:

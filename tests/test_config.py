@@ -1,9 +1,12 @@
+import sys
+
 import pytest
 from cryptography.fernet import Fernet
 
 from host import create_app
-from host.config import REPO_ROOT
 from host.errors import ConfigError
+
+from .conftest import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +23,8 @@ def test_defaults(tmp_path):
     config = app.config
     assert config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'minihost.db'}"
     assert config["PUBLIC_URL"] == "http://127.0.0.1:5000"
-    assert config["MINIAPPS_DIRS"] == [str(REPO_ROOT / "miniapps")]
-    assert config["PLUGINS_DIRS"] == [str(REPO_ROOT / "plugins")]
+    assert config["MINIAPPS_DIRS"] == [str(REPO / "miniapps")]
+    assert config["PLUGINS_DIRS"] == [str(REPO / "plugins")]
     assert config["DISABLED_PLUGINS"] == []
     assert config["EGRESS_ALLOW_PRIVATE"] is False
     assert config["SANDBOX"] is False
@@ -142,3 +145,16 @@ def test_generated_keys_are_read_from_the_instance(tmp_path):
 def test_instance_path_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIHOST_INSTANCE_PATH", str(tmp_path))
     assert create_app().instance_path == str(tmp_path)
+
+
+def test_the_instance_folder_defaults_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert create_app().instance_path == str(tmp_path / "instance")
+
+
+def test_a_missing_bundled_folder_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "minihost_bundled", None)
+    with pytest.raises(ConfigError) as info:
+        create_app(instance_path=tmp_path)
+    assert str(info.value) == ("the bundled miniapps folder is not installed; reinstall Minihost "
+                               "(pip install minihost, or pip install -e . in a checkout)")

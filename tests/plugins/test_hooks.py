@@ -14,7 +14,7 @@ from host.plugins import get_plugins
 from host.services import catalog, installations
 from host.services import instance as instance_service
 
-from ..conftest import FIXTURES, make_config
+from ..conftest import FIXTURES, REPO, make_config
 
 VALID = {"name": "from-plugin", "version": "1.0.0", "title": "From a plugin",
          "description": "Contributed by a plugin.", "categories": ["plugins"]}
@@ -219,8 +219,6 @@ def test_hook_installation_changed(hosted, tmp_path):
 
 
 def test_hook_form_widgets(tmp_path, make_app):
-    from host.config import REPO_ROOT
-
     folder = plugin(tmp_path / "plugins", "stars", """
         from markupsafe import Markup, escape
         from host.plugins import hookimpl
@@ -232,7 +230,7 @@ def test_hook_form_widgets(tmp_path, make_app):
                               f'name="{escape(name)}" value="{escape(value or 3)}">')
             return {"stars": stars, "text": stars}
     """)
-    app = make_app(folder, PLUGINS_DIRS=[str(folder), str(REPO_ROOT / "plugins")])
+    app = make_app(folder, PLUGINS_DIRS=[str(folder), str(REPO / "plugins")])
     widgets = app.extensions["minihost.widgets"]
     assert set(widgets) >= {"stars", "date"} and "text" not in widgets
     from host.forms import build_form
