@@ -187,10 +187,13 @@ def _demo_app(host: str, port: int) -> Flask:
     info = click.get_current_context().find_object(ScriptInfo)
     assert info is not None and info.create_app is not None
     app = info.create_app({"DEMO": True, "EGRESS_ALLOW_PRIVATE": True})
-    instance_service.init(app)
+    for failure in get_plugins(app).failures:
+        if failure.name == "demo_provider":  # most often its extra is not installed
+            raise ConfigError(f"the demo provider plugin did not load: {failure.error}")
     if not get_plugins(app).manager.has_plugin("demo_provider"):
         raise ConfigError("the demo provider plugin is not loaded; remove demo_provider from "
                           "DISABLED_PLUGINS or keep the bundled plugins folder in PLUGINS_DIRS")
+    instance_service.init(app)
     with app.app_context(), get_database(app).sessions() as db:
         if not db.scalar(select(User.id).where(User.email == DEMO_USER[0])):
             accounts.create_user(db, DEMO_USER[0], DEMO_USER[1], admin=True, actor="demo")

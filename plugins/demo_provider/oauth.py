@@ -11,9 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
-from authlib.oauth2.rfc7636 import CodeChallenge
+try:
+    from authlib.integrations.flask_oauth2 import AuthorizationServer
+    from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
+    from authlib.oauth2.rfc7636 import CodeChallenge
+except ModuleNotFoundError as missing:  # the extra is optional: say which one to install
+    package = (missing.name or "authlib").partition(".")[0]
+    raise ModuleNotFoundError(
+        f"demo_provider needs the demo extra ({package} is not installed): pip install "
+        "'minihost[demo]', or pip install -e '.[demo]' in a checkout", name=package) from None
 
 from .store import Store
 

@@ -30,8 +30,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from authlib.oauth2.rfc7523 import JWTBearerGrant
-from joserfc import jwk
+try:
+    from authlib.oauth2.rfc7523 import JWTBearerGrant
+    from joserfc import jwk
+except ModuleNotFoundError as missing:  # the extra is optional: say which one to install
+    package = (missing.name or "authlib").partition(".")[0]
+    raise ModuleNotFoundError(
+        f"jwt_bearer needs the jwt extra ({package} is not installed): pip install "
+        "'minihost[jwt]', or pip install -e '.[jwt]' in a checkout", name=package) from None
 
 from host.errors import FieldError, ValidationError
 from host.plugins import AuthFlow, AuthType, hookimpl
