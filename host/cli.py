@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
 from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
@@ -88,6 +88,13 @@ class MinihostGroup(FlaskGroup):
 )
 def cli() -> None:
     """Minihost: a self-hosted host for integration mini-apps."""
+
+
+# Flask's default commands stay off because one of them, `flask run`, would serve
+# without `init` and with werkzeug's plain access log, which writes OAuth codes
+# and hook tokens; `serve` replaces it. The other two are wanted, and safe.
+cli.add_command(routes_command)
+cli.add_command(shell_command)
 
 
 @cli.command()
@@ -485,5 +492,7 @@ def plugins_list(as_json: bool) -> None:
                    err=True)
 
 
-def main() -> None:
-    cli.main(prog_name="minihost")
+def main(prog_name: str = "minihost") -> None:
+    """The ``minihost`` console script and ``python -m host``; ``prog_name`` is what
+    usage messages call the command."""
+    cli.main(prog_name=prog_name)
