@@ -25,7 +25,7 @@ def create_app(
     ``plugins_dirs`` adds plugin folders for this application only.
     """
     from . import config as config_module
-    from . import db, identity, plugins, vault
+    from . import db, identity, logs, plugins, vault
     from .api import init_app as init_api
     from .services import catalog, outbound, runs
     from .web import init_app as init_web
@@ -33,6 +33,7 @@ def create_app(
     instance = Path(instance_path) if instance_path else config_module.default_instance_path()
     app = Flask(__name__, instance_path=str(instance.resolve()))
     config_module.init_app(app, config)
+    logs.init_app(app)
     db.init_app(app)
     plugins.init_app(app, plugins_dirs)
     catalog.init_app(app)

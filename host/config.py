@@ -135,6 +135,23 @@ def parse_string_list(key: str, value: Any) -> list[str]:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+def parse_log_level(key: str, value: Any) -> str:
+    """A level name of the logging module, in any case."""
+    if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+        return value.strip().upper()
+    raise ConfigError(f"{key}={value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+
+
+def parse_log_format(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in LOG_FORMATS:
+        return value.strip().lower()
+    raise ConfigError(f"{key}={value!r} is not a log format; use text or json")
+
+
 _SETTINGS_EXAMPLE = '{"audit_jsonl": {"path": "/var/log/minihost/audit.jsonl"}}'
 
 
@@ -212,6 +229,8 @@ KEYS: Mapping[str, Key] = {
     "CELERY_BROKER_URL": Key(parse_optional_string, lambda inst: None),
     "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
     "PLUGIN_SETTINGS": Key(parse_plugin_settings, lambda inst: {}),
+    "LOG_LEVEL": Key(parse_log_level, lambda inst: "INFO"),
+    "LOG_FORMAT": Key(parse_log_format, lambda inst: "text"),
 }
 
 # Flask's own keys a deployment may legitimately set in minihost.cfg.

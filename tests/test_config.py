@@ -32,6 +32,7 @@ def test_defaults(tmp_path):
     assert config["CELERY_BROKER_URL"] is None
     assert config["SECRET_KEY"] is None
     assert config["VAULT_KEYS"] == []
+    assert (config["LOG_LEVEL"], config["LOG_FORMAT"]) == ("INFO", "text")
 
 
 def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
@@ -115,6 +116,11 @@ def test_unreadable_config_file(tmp_path):
                                    "or 0 for none"),
         ("API_RATE_LIMIT", -5, "API_RATE_LIMIT=-5 is not a whole number; use e.g. 600, or 0 for "
                                "none"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' is not a log level; use one of DEBUG, INFO, "
+                              "WARNING, ERROR, CRITICAL"),
+        ("LOG_LEVEL", 10, "LOG_LEVEL=10 is not a log level; use one of DEBUG, INFO, WARNING, "
+                          "ERROR, CRITICAL"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is not a log format; use text or json"),
         ("VAULT_KEYS", ["short"], "VAULT_KEYS holds a value that is not a Fernet key (32 url-safe "
                                   "base64 bytes); generate one with `minihost init` or "
                                   "Fernet.generate_key()"),
@@ -158,3 +164,11 @@ def test_a_missing_bundled_folder_is_one_clear_line(tmp_path, monkeypatch):
         create_app(instance_path=tmp_path)
     assert str(info.value) == ("the bundled miniapps folder is not installed; reinstall Minihost "
                                "(pip install minihost, or pip install -e . in a checkout)")
+
+
+def test_log_settings_in_any_case(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIHOST_LOG_LEVEL", "debug")
+    monkeypatch.setenv("MINIHOST_LOG_FORMAT", "JSON")
+    config = create_app(instance_path=tmp_path).config
+    assert (config["LOG_LEVEL"], config["LOG_FORMAT"]) == ("DEBUG", "json")
+    create_app({"LOG_LEVEL": "INFO", "LOG_FORMAT": "text"}, instance_path=tmp_path)

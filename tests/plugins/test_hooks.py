@@ -322,7 +322,7 @@ def test_plugins_list_and_the_plugins_page(tmp_path, make_app):
     assert "date_widget" in result.output  # the bundled plugins too
     assert ("Not loaded: broken (folder " in result.output
             and "ModuleNotFoundError: No module named 'no_such_module'" in result.output)
-    listed = json.loads(minihost("--json").output)
+    listed = json.loads(minihost("--json").stdout)  # the log (stderr) holds the failure
     assert {"name": "observer", "version": "3.1", "origin": f"folder {folder}",
             "hooks": ["audit_event", "run_finished"]} in listed["plugins"]
 

@@ -1,0 +1,86 @@
+"""Logging, set up by ``create_app`` from ``LOG_LEVEL`` and ``LOG_FORMAT``.
+
+Minihost is the application, so it configures the root logger: the host's own
+loggers, plugins', werkzeug's access log and libraries' all share one handler on
+stderr. Creating another application in the same process replaces that handler
+instead of adding a second one, so every record is written once.
+
+``text`` is for a person at a terminal. ``json`` writes one object per line with
+``time`` (UTC, ISO 8601), ``level``, ``logger`` and ``message`` (and
+``exception`` when a traceback is attached), for log collectors.
+
+Secrets are kept out before a record is made, never by the formatter: the
+development server's access log drops OAuth codes and hook tokens from URLs
+(``host.cli``), plugin failures are redacted before they are logged, urllib3's
+request lines (which carry query strings) stay off below WARNING
+(``host.engine.transport``). The formatters only add the fields above.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+from flask import Flask
+
+HANDLER_NAME = "minihost"
+# Libraries that speak at INFO about routine work: alembic announces its context
+# each time the schema is checked. They are heard from at DEBUG.
+QUIET_BELOW_DEBUG = ("alembic",)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            # werkzeug colours its access log for terminals; a JSON reader wants text.
+            "message": _TERMINAL_STYLE.sub("", record.getMessage()),
+        }
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            document["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(document)
+
+
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to ``sys.stderr`` as it is when a record comes (as ``logging.lastResort``
+    does), so a stderr replaced later — a test's capture, a redirection — is followed
+    rather than a closed stream kept."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]  # read-only on purpose
+        return sys.stderr
+
+
+def init_app(app: Flask) -> None:
+    """Install (or replace) the one Minihost handler on the root logger."""
+    handler = StderrHandler()
+    handler.set_name(HANDLER_NAME)
+    if app.config["LOG_FORMAT"] == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(app.config["LOG_LEVEL"])
+    for name in QUIET_BELOW_DEBUG:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if app.config["LOG_LEVEL"] == "DEBUG" else logging.WARNING)
