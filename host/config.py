@@ -135,6 +135,20 @@ def parse_string_list(key: str, value: Any) -> list[str]:
     return value
 
 
+def parse_celery_broker_url(key: str, value: Any) -> None:
+    """Refuse a broker until workers exist.
+
+    Setting it says "run background work on Celery workers", which this version
+    cannot do; starting anyway would let an operator believe workers carry the
+    load. The value is not repeated: broker URLs carry passwords.
+    """
+    if parse_optional_string(key, value) is not None:
+        raise ConfigError(
+            f"{key} is set, but Celery workers are not available yet in this version of "
+            f"Minihost; unset {key} (all work runs in the host processes)"
+        )
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 
@@ -226,7 +240,7 @@ KEYS: Mapping[str, Key] = {
     "EGRESS_ALLOW_PRIVATE": Key(parse_bool, lambda inst: False),
     "SANDBOX": Key(parse_bool, lambda inst: False),
     "ACTION_TIMEOUT": Key(parse_positive_number, lambda inst: 60),
-    "CELERY_BROKER_URL": Key(parse_optional_string, lambda inst: None),
+    "CELERY_BROKER_URL": Key(parse_celery_broker_url, lambda inst: None),
     "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
     "PLUGIN_SETTINGS": Key(parse_plugin_settings, lambda inst: {}),
     "LOG_LEVEL": Key(parse_log_level, lambda inst: "INFO"),
