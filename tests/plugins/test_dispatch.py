@@ -94,7 +94,7 @@ def test_hook_wrappers_are_refused_when_a_plugin_registers(tmp_path, make_app, c
     listed = CliRunner().invoke(cli, ["--instance", str(tmp_path / "cli"), "--plugins-dir",
                                       str(folder), "plugins", "list", "--json"])
     assert {"name": "wraps", "origin": f"folder {folder}", "error": message} in \
-        json.loads(listed.output)["notLoaded"]
+        json.loads(listed.stdout)["notLoaded"]
     assert plugins_page(app)["notLoaded"] == [
         {"name": "wraps", "origin": f"folder {folder}", "error": message}]
 
