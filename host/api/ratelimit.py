@@ -1,79 +1,97 @@
-"""Rate limits on token-authenticated API calls.
+"""Rate limits on token-authenticated API calls, kept by Flask-Limiter.
 
-Each API token gets a bucket of ``API_RATE_LIMIT`` calls that refills evenly
-over a minute, so a program may burst up to the limit and then goes on at the
-limit's pace. A call over it answers 429 problem JSON with ``Retry-After``.
+Each API token may make ``API_RATE_LIMIT`` calls in any 60 seconds (a moving
+window: a burst of up to the limit, then each call waits for the oldest of the
+window to age out). The call over the limit answers 429 problem JSON with
+``Retry-After``, before its handler runs, so it does nothing. ``0`` switches
+the limit off.
 
-The buckets live in the serving process: with several worker processes a
-token may make up to (workers × limit) calls a minute. That keeps the check
-free of a database write on every call; a deployment that needs one exact
-figure across processes sets it at its reverse proxy too. Sign-ins are limited
-separately, in the database (``host.services.accounts``).
+Why a moving window: ``limits`` offers fixed windows, moving windows and a
+sliding-window counter, and no token bucket. The moving window is the literal
+"N calls a minute" (never more in any 60 s, which the old per-process token
+bucket allowed up to 2N - 1), and its ``Retry-After`` is
+exact too: when the oldest call of the window leaves it.
+
+The counts live in a ``limits`` storage in this process's memory, so each
+worker process counts on its own.
+
+Sign-ins are limited separately, in the database (``host.services.accounts``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import threading
 import time
-from collections.abc import Callable
 
-from flask import Flask, current_app, g
+from flask import Blueprint, Flask, Response, current_app, g
+from flask_limiter import Limiter, RateLimitExceeded
+from werkzeug.exceptions import Unauthorized
 
 from ..errors import TooManyRequests
+from ..identity import bearer_token, current_principal
+from ..web.errors import handle_minihost_error
 
-# Buckets of tokens not seen for a while are full again, so forgetting them
-# changes nothing; pruning past this many keeps memory bounded.
-_PRUNE_AT = 10_000
+__all__ = ["EXTENSION", "KEY_PREFIX", "SCOPE", "WINDOW", "init_app"]
 
+log = logging.getLogger(__name__)
 
-class TokenBuckets:
-    """A token bucket per key: ``per_minute`` calls, refilled continuously."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> float:
-        """Spend one call for ``key``: 0 when allowed, else seconds until one is."""
-        now = self.clock()
-        with self._lock:
-            level, then = self._buckets.get(key, (self.capacity, now))
-            level = min(self.capacity, level + (now - then) * self.rate)
-            if level >= 1.0:
-                self._buckets[key] = (level - 1.0, now)
-                if len(self._buckets) > _PRUNE_AT:
-                    self._prune(now)
-                return 0.0
-            self._buckets[key] = (level, now)
-            return (1.0 - level) / self.rate
-
-    def _prune(self, now: float) -> None:
-        full = [key for key, (level, then) in self._buckets.items()
-                if level + (now - then) * self.rate >= self.capacity]
-        for key in full:
-            del self._buckets[key]
+EXTENSION = "minihost.api_limiter"
+#: Namespace of the counts in the storage.
+KEY_PREFIX = "minihost"
+#: One count per token, shared by every API endpoint.
+SCOPE = "api-token"
+#: Seconds in the window, and the longest a refused call may be told to wait.
+WINDOW = 60
 
 
-def check_token_call(via: str) -> None:
-    """Count one call made with an API token; raise ``TooManyRequests`` when over."""
-    buckets: TokenBuckets | None = current_app.extensions.get("minihost.api_buckets")
-    if buckets is None or g.get("rate_counted"):
-        return
-    g.rate_counted = True
-    wait = buckets.take(via)
-    if wait > 0:
-        limit = int(buckets.capacity)
-        raise TooManyRequests(
-            f"this API token made more than {limit} calls in a minute; wait "
-            f"{math.ceil(wait)} s (see Retry-After) and slow down to at most {limit} a minute",
-            math.ceil(wait))
+def _not_a_token_call() -> bool:
+    """Calls without a token (the open catalog, browser sessions) are not counted;
+    nor are calls whose token does not sign in, which the handler refuses with 401
+    (``g.principal`` is dropped so that it asks again and gets that refusal)."""
+    if bearer_token() is None:
+        return True
+    try:
+        principal = current_principal()
+    except Unauthorized:
+        g.pop("principal", None)
+        return True
+    return principal is None
 
 
-def init_app(app: Flask) -> None:
+def _token_key() -> str:
+    """The count's key: the token's id (``token:tok_…``), never its secret."""
+    principal = current_principal()
+    assert principal is not None  # _not_a_token_call ran first
+    return principal.via
+
+
+def _refused(error: RateLimitExceeded) -> Response | tuple[str, int]:
+    """Answer a refused call as the host's own TooManyRequests, through the one
+    problem-JSON path, with the seconds until the window lets a call through."""
+    limiter: Limiter = current_app.extensions[EXTENSION]
+    per_minute = error.limit.limit.amount
+    wait = WINDOW
+    breached = limiter.current_limit
+    if breached is not None:
+        try:
+            wait = max(1, math.ceil(breached.window.reset_time - time.time()))
+        except Exception:  # the storage went away since the count: the window is the bound
+            log.warning("rate limit storage failed reading the window; answering "
+                        "Retry-After %s", WINDOW, exc_info=True)
+    return handle_minihost_error(TooManyRequests(
+        f"this API token made more than {per_minute} calls in a minute; wait {wait} s "
+        f"(see Retry-After) and slow down to at most {per_minute} a minute", wait))
+
+
+def init_app(app: Flask, blueprint: Blueprint) -> None:
+    """Limit token calls to ``blueprint`` (the API) when ``API_RATE_LIMIT`` is not 0."""
     per_minute = int(app.config["API_RATE_LIMIT"])
-    if per_minute > 0:
-        app.extensions["minihost.api_buckets"] = TokenBuckets(per_minute)
+    if per_minute == 0:
+        return
+    limiter = Limiter(_token_key, strategy="moving-window", storage_uri="memory://",
+                      key_prefix=KEY_PREFIX, app=app)
+    limiter.shared_limit(f"{per_minute} per {WINDOW} seconds", scope=SCOPE,
+                         exempt_when=_not_a_token_call)(blueprint)
+    app.extensions[EXTENSION] = limiter
+    app.register_error_handler(RateLimitExceeded, _refused)
