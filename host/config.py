@@ -99,6 +99,44 @@ def parse_url(key: str, value: Any) -> str:
     return text.rstrip("/")
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_EXAMPLE = "redis://127.0.0.1:6379/0, rediss://:password@host:6380/0 or unix:///run/redis.sock"
+
+
+def parse_redis_url(key: str, value: Any) -> str | None:
+    """A Redis URL as redis-py's ``from_url`` reads it, or None (unset, or empty).
+
+    Checked here rather than when Redis is first used, so a typo stops start-up
+    instead of quietly leaving every process to count on its own. Messages never
+    repeat the URL's password.
+    """
+    text = parse_optional_string(key, value)
+    if text is None:
+        return None
+    text = text.strip()
+    parts = urlsplit(text)
+    problem = None
+    if parts.scheme not in _REDIS_SCHEMES:
+        problem = "is not a Redis URL"
+    elif parts.scheme == "unix":
+        if not parts.path:
+            problem = "names no socket path"
+    else:
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        database = parts.path.lstrip("/")
+        if not parts.hostname or not port_ok:
+            problem = "names no usable host and port"
+        elif database and not (database.isascii() and database.isdigit()):
+            problem = "has a database that is not a number"
+    if problem:
+        shown = text.replace(f":{parts.password}@", ":***@") if parts.password else text
+        raise ConfigError(f"{key}={shown!r} {problem}; use for example {_REDIS_EXAMPLE}")
+    return text
+
+
 def parse_database_url(key: str, value: Any) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -242,6 +280,7 @@ KEYS: Mapping[str, Key] = {
     "ACTION_TIMEOUT": Key(parse_positive_number, lambda inst: 60),
     "CELERY_BROKER_URL": Key(parse_celery_broker_url, lambda inst: None),
     "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
+    "REDIS_URL": Key(parse_redis_url, lambda inst: None),
     "PLUGIN_SETTINGS": Key(parse_plugin_settings, lambda inst: {}),
     "LOG_LEVEL": Key(parse_log_level, lambda inst: "INFO"),
     "LOG_FORMAT": Key(parse_log_format, lambda inst: "text"),

@@ -123,6 +123,15 @@ def test_unreadable_config_file(tmp_path):
         ("LOG_LEVEL", 10, "LOG_LEVEL=10 is not a log level; use one of DEBUG, INFO, WARNING, "
                           "ERROR, CRITICAL"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is not a log format; use text or json"),
+        ("REDIS_URL", "http://cache:6379", "REDIS_URL='http://cache:6379' is not a Redis URL; "
+                                           "use for example redis://127.0.0.1:6379/0, "
+                                           "rediss://:password@host:6380/0 or "
+                                           "unix:///run/redis.sock"),
+        ("REDIS_URL", "redis://:s3cret@cache:six/0", "REDIS_URL='redis://:***@cache:six/0' names "
+                                                      "no usable host and port; use for example "
+                                                      "redis://127.0.0.1:6379/0, "
+                                                      "rediss://:password@host:6380/0 or "
+                                                      "unix:///run/redis.sock"),
         ("VAULT_KEYS", ["short"], "VAULT_KEYS holds a value that is not a Fernet key (32 url-safe "
                                   "base64 bytes); generate one with `minihost init` or "
                                   "Fernet.generate_key()"),
@@ -198,3 +207,9 @@ def test_serve_with_a_celery_broker_says_so_in_one_line(tmp_path):
                             timeout=60)
     assert (served.returncode, served.stdout) == (1, "")
     assert served.stderr == f"Error: {CELERY_REFUSED}\n"  # no password, no traceback
+
+
+def test_redis_url_is_unset_by_default_and_read_from_the_environment(tmp_path, monkeypatch):
+    assert create_app(instance_path=tmp_path).config["REDIS_URL"] is None
+    monkeypatch.setenv("MINIHOST_REDIS_URL", "redis://cache.internal:6379/2")
+    assert create_app(instance_path=tmp_path).config["REDIS_URL"] == "redis://cache.internal:6379/2"

@@ -12,8 +12,18 @@ sliding-window counter, and no token bucket. The moving window is the literal
 bucket allowed up to 2N - 1), and its ``Retry-After`` is
 exact too: when the oldest call of the window leaves it.
 
-The counts live in a ``limits`` storage in this process's memory, so each
-worker process counts on its own.
+The counts live in a ``limits`` storage: this process's memory by default, so
+each worker process counts on its own; Redis when ``REDIS_URL`` is set, so every
+process and machine shares one count per token (the moving window is one
+atomic Lua script there).
+
+When Redis cannot be reached the API stays up: Flask-Limiter falls back to
+counting in this process's memory (the default's per-process figure) and logs a
+warning, then tries Redis again at growing intervals (up to 32 s) and
+logs when it is back. A shared count is a guard rail, not state that matters;
+refusing every API call because the guard rail is down would turn a Redis outage
+into a whole-API outage. Connections time out after :data:`REDIS_TIMEOUT` so
+an unreachable Redis never holds a request for long.
 
 Sign-ins are limited separately, in the database (``host.services.accounts``).
 """
@@ -26,23 +36,27 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, g
 from flask_limiter import Limiter, RateLimitExceeded
+from limits.errors import ConfigurationError as LimitsConfigurationError
 from werkzeug.exceptions import Unauthorized
 
-from ..errors import TooManyRequests
+from ..errors import ConfigError, TooManyRequests
 from ..identity import bearer_token, current_principal
 from ..web.errors import handle_minihost_error
 
-__all__ = ["EXTENSION", "KEY_PREFIX", "SCOPE", "WINDOW", "init_app"]
+__all__ = ["EXTENSION", "KEY_PREFIX", "REDIS_TIMEOUT", "SCOPE", "WINDOW", "init_app"]
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "minihost.api_limiter"
-#: Namespace of the counts in the storage.
+#: Namespace of the counts in the storage; ``RATELIMIT_KEY_PREFIX`` in the
+#: ``create_app`` config replaces it (tests sharing one Redis, embedding).
 KEY_PREFIX = "minihost"
 #: One count per token, shared by every API endpoint.
 SCOPE = "api-token"
 #: Seconds in the window, and the longest a refused call may be told to wait.
 WINDOW = 60
+#: Seconds to connect to, and to wait for, Redis before counting in memory.
+REDIS_TIMEOUT = 1
 
 
 def _not_a_token_call() -> bool:
@@ -84,13 +98,35 @@ def _refused(error: RateLimitExceeded) -> Response | tuple[str, int]:
         f"(see Retry-After) and slow down to at most {per_minute} a minute", wait))
 
 
+def _storage(app: Flask) -> tuple[str, dict[str, str | int]]:
+    redis_url: str | None = app.config["REDIS_URL"]
+    if redis_url is None:
+        return "memory://", {}
+    if redis_url.startswith("unix://"):  # limits spells redis-py's unix:// this way
+        redis_url = "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url, {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
+
+
 def init_app(app: Flask, blueprint: Blueprint) -> None:
     """Limit token calls to ``blueprint`` (the API) when ``API_RATE_LIMIT`` is not 0."""
     per_minute = int(app.config["API_RATE_LIMIT"])
     if per_minute == 0:
         return
-    limiter = Limiter(_token_key, strategy="moving-window", storage_uri="memory://",
-                      key_prefix=KEY_PREFIX, app=app)
+    storage_uri, storage_options = _storage(app)
+    try:
+        limiter = Limiter(
+            _token_key,
+            strategy="moving-window",
+            storage_uri=storage_uri,
+            storage_options=storage_options,
+            in_memory_fallback_enabled=storage_uri != "memory://",
+            key_prefix=app.config.get("RATELIMIT_KEY_PREFIX") or KEY_PREFIX,
+            app=app,
+        )
+    except LimitsConfigurationError as error:
+        raise ConfigError(
+            f"REDIS_URL is set but its client cannot be used ({error}); install it with "
+            "pip install 'minihost[redis]'") from None
     limiter.shared_limit(f"{per_minute} per {WINDOW} seconds", scope=SCOPE,
                          exempt_when=_not_a_token_call)(blueprint)
     app.extensions[EXTENSION] = limiter

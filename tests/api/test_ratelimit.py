@@ -1,8 +1,15 @@
 """Token-authenticated API calls are rate limited per token (429 + Retry-After)."""
 
+import logging
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import redis
 
 from ..conftest import build_hosted, csrf_from
 
@@ -90,3 +97,103 @@ def test_retry_after_counts_from_the_oldest_call_in_the_window(limited):
             for _ in range(3)] == [200, 200, 429]
     refused = limited.api("GET", "/api/v1/runs", limited.alice_token)
     assert refused.headers["Retry-After"] == "58"
+
+
+def test_an_unreachable_redis_leaves_the_api_up_counting_in_each_process(
+        tmp_path, provider, caplog):
+    """Fail open: a Redis outage must not become an API outage; the limit still
+    holds per process, and the log says so."""
+    from host.db import get_database
+
+    from ..test_serve import free_port
+
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    built = build_hosted(tmp_path, provider, API_RATE_LIMIT=3, REDIS_URL=nobody)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flask-limiter"):
+            started = time.monotonic()
+            statuses = [built.api("GET", "/api/v1/runs", built.alice_token).status_code
+                        for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        assert time.monotonic() - started < 5
+        assert "Rate limit storage unreachable - falling back to in-memory storage" in caplog.text
+    finally:
+        get_database(built.app).engine.dispose()
+
+
+@contextmanager
+def redis_server(port: int, socket: Path | None = None) -> Iterator[None]:
+    """A Redis of this test's own, on 127.0.0.1 (or only a unix socket), keeping
+    nothing on disk."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    listen = ["--port", "0", "--unixsocket", str(socket)] if socket else [
+        "--port", str(port), "--bind", "127.0.0.1"]
+    server = subprocess.Popen(["redis-server", *listen, "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = (redis.Redis(unix_socket_path=str(socket), socket_connect_timeout=1) if socket
+                  else redis.Redis(port=port, socket_connect_timeout=1))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, FileNotFoundError):
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        client.close()
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_counts_go_back_to_redis_when_it_answers_again(tmp_path, provider, caplog):
+    from host.db import get_database
+
+    from ..test_serve import free_port
+
+    port = free_port()
+    client = redis.Redis(port=port, socket_connect_timeout=1)
+    built = build_hosted(tmp_path, provider, API_RATE_LIMIT=100,
+                         REDIS_URL=f"redis://127.0.0.1:{port}/0")
+
+    def call() -> int:
+        return built.api("GET", "/api/v1/runs", built.alice_token).status_code
+
+    try:
+        with caplog.at_level(logging.INFO, logger="flask-limiter"):
+            with redis_server(port):
+                assert call() == 200
+                assert len(client.keys("*")) == 1
+            assert call() == 200  # Redis is gone: counted in this process
+            assert "falling back to in-memory storage" in caplog.text
+            with redis_server(port):
+                assert client.keys("*") == []
+                deadline = time.monotonic() + 15
+                while not client.keys("*"):  # Redis is tried again at growing intervals
+                    assert time.monotonic() < deadline, "the limiter never went back to Redis"
+                    assert call() == 200
+                    time.sleep(0.5)
+        assert "Rate limit storage recovered" in caplog.text
+    finally:
+        client.close()
+        get_database(built.app).engine.dispose()
+
+
+def test_a_unix_socket_redis_url_is_used(tmp_path, provider):
+    from host.db import get_database
+
+    socket = tmp_path / "redis.sock"
+    built = build_hosted(tmp_path, provider, API_RATE_LIMIT=3, REDIS_URL=f"unix://{socket}")
+    try:
+        with redis_server(0, socket):
+            assert built.api("GET", "/api/v1/runs", built.alice_token).status_code == 200
+            client = redis.Redis(unix_socket_path=str(socket))
+            try:
+                assert len(client.keys("*")) == 1
+            finally:
+                client.close()
+    finally:
+        get_database(built.app).engine.dispose()
