@@ -4,6 +4,11 @@
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) turns on the PostgreSQL
 variants: the session creates its own uniquely named database there and drops
 it at the end. Without it those variants are skipped.
+
+``MINIHOST_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) is the Redis
+for shared rate limits; tests that need it are skipped when it does not answer
+(failed in CI). That Redis may be shared, so each test keeps its keys under a
+prefix of its own (``redis_prefix``) and deletes them afterwards.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from host.services import instance as instance_service
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_ENV = "MINIHOST_TEST_POSTGRES_URL"
+REDIS_ENV = "MINIHOST_TEST_REDIS_URL"
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +64,41 @@ def postgres_url() -> Iterator[str]:
             ), {"name": name})
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis that answers: ``MINIHOST_TEST_REDIS_URL``, else a local one."""
+    import redis
+
+    url = os.environ.get(REDIS_ENV) or DEFAULT_TEST_REDIS
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI") or os.environ.get(REDIS_ENV):
+            pytest.fail(f"Redis at {url} does not answer: {error}")
+        pytest.skip(f"no Redis answers at {url} (set {REDIS_ENV})")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A rate-limit key prefix (``RATELIMIT_KEY_PREFIX``) no one else uses; its keys
+    are deleted afterwards."""
+    import redis
+
+    prefix = f"minihost-test-{secrets.token_hex(6)}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*/{prefix}/*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
