@@ -58,7 +58,7 @@ def build(port: int):
         "auth": {"type": "apiKey", "fields": {"type": "object", "properties": {
             "token": {"type": "string"}}}},
     }
-    return compile_manifest(doc), base
+    return compile_manifest(doc, allow_private=True), base
 
 
 def main() -> None:
