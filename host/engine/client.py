@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any, Protocol
 from urllib.parse import urljoin
 
@@ -80,10 +81,17 @@ class Client(Protocol):
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or ``None`` when it is neither
+    form of RFC 9110 §10.2.3.
+
+    Only ASCII digits count (``str.isdigit`` also accepts ``²``, which ``float``
+    refuses). An HTTP-date is always UTC (§5.6.7), but the standard library reads
+    one without a zone, or with ``-0000``, as local time.
+    """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -91,6 +99,8 @@ def _retry_after(value: str | None, now: float) -> float | None:
         return None
     if when is None:
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 

@@ -99,7 +99,28 @@ def test_retry_after_as_an_http_date(provider):
     assert 0 <= slept[0] <= 2.5
 
 
-@pytest.mark.parametrize("value", ["soon", "-1"])
+@pytest.fixture
+def east_coast_clock(monkeypatch):
+    """The host's local time is not UTC."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("form", ["%a, %d %b %Y %H:%M:%S -0000", "%a, %d %b %Y %H:%M:%S",
+                                  "%a %b %d %H:%M:%S %Y"])
+def test_an_http_date_without_a_zone_is_utc(provider, east_coast_clock, form):
+    slept = []
+    client = GuardedClient(EgressPolicy(allow_private=True), sleep=slept.append)
+    when = time.strftime(form, time.gmtime(time.time() + 2))
+    provider.route("/limited", statuses((503, {"Retry-After": when}), (200, {})))
+    assert run(provider.base + "/limited", client).ok
+    assert 0 <= slept[0] <= 2.5
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "\u00b2", "1.5"])
 def test_unparseable_retry_after_uses_backoff(provider, client, value):
     provider.route("/limited", statuses((503, {"Retry-After": value}), (200, {})))
     assert run(provider.base + "/limited", client).ok
