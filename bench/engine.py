@@ -9,7 +9,11 @@ Both run against one local keep-alive server in another process, interleaved
 in rounds so drift hits both alike. Prints medians, the engine's overhead in µs
 per request, and throughput ratios (bare time / engine time; 1.0 = as fast).
 
-    .venv/bin/python bench/engine.py [--rounds 30] [--per-round 50]
+    .venv/bin/python bench/engine.py [--rounds 30] [--per-round 50] [--stub]
+
+``--stub`` times the engine alone, with a client answering in-process what
+``server.py`` would: no socket, so a busy machine's scheduling noise does not
+swamp the engine's few tens of microseconds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -28,6 +33,7 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from host.engine import Context, EgressPolicy, GuardedClient, run_chain  # noqa: E402
+from host.engine.client import Response  # noqa: E402
 from host.manifest import compile_manifest  # noqa: E402
 
 
@@ -61,11 +67,49 @@ def build(port: int):
     return compile_manifest(doc, allow_private=True), base
 
 
+class StubClient:
+    """Answers every request as ``server.py`` does, without leaving the process."""
+
+    def send(self, outgoing, spec, allowed_hosts, deadline, follow_redirects=True) -> Response:
+        parts = urlsplit(outgoing.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        body = json.dumps({"id": 7, "path": path, "items": [{"id": i} for i in range(5)]})
+        return Response(200, [("Content-Type", "application/json")], body.encode(), 0.0)
+
+
+def stub(args: argparse.Namespace) -> None:
+    manifest, _ = build(8080)
+    client = StubClient()
+
+    def call(chain: tuple) -> None:
+        ctx = Context(parameters={"q": "hello"}, credentials={"token": "secret-token"})
+        result = run_chain(chain, ctx, client, allowed_hosts=manifest.allowed_hosts,
+                           deadline=time.monotonic() + 60)
+        assert result.ok, result.error
+
+    print(f"rounds={args.rounds} x {args.per_round} calls, stub client; median µs per request")
+    for label, name, count in (("(a) one GET", "one", 1), ("(b) 3-chain", "chain", 3)):
+        chain = manifest.action(name).requests
+        for _ in range(100):
+            call(chain)
+        rounds = []
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            for _ in range(args.per_round):
+                call(chain)
+            rounds.append((time.perf_counter() - started) / args.per_round / count)
+        print(f"{label:14}{statistics.median(rounds) * 1e6:8.1f} µs/request of engine work")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--per-round", type=int, default=50)
+    parser.add_argument("--stub", action="store_true", help="no server: the engine alone")
     args = parser.parse_args()
+    if args.stub:
+        stub(args)
+        return
 
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("server.py"))],
                               stdout=subprocess.PIPE, text=True)
