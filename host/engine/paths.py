@@ -199,7 +199,7 @@ def _lex(source: str) -> list[_Token]:
                 # A token made by a rule function carries its lexer, which has
                 # just stopped after it; the others are their value.
                 end = offset + (lexed.lexer.lexpos if hasattr(lexed, "lexer")
-                                else lexed.lexpos + len(lexed.value))
+                                else lexed.lexpos + len(str(lexed.value)))
                 found.append(_Token(lexed.type, start, end, quoted, lexed))
                 position = end
         except JsonPathLexerError:
@@ -266,10 +266,10 @@ class _Outside(Exception):
 
 def _walk(node: tree.JSONPath) -> list[Step]:
     """The steps of jsonpath-ng's tree, in order; :class:`_Outside` at any other node."""
-    if type(node) is tree.Root:
+    if isinstance(node, tree.Root):
         return []
-    if type(node) in (tree.Child, tree.Descendants):
-        return _relative(node.right, type(node) is tree.Descendants, _walk(node.left))
+    if isinstance(node, (tree.Child, tree.Descendants)):
+        return _relative(node.right, isinstance(node, tree.Descendants), _walk(node.left))
     raise _Outside(0)
 
 
@@ -279,13 +279,13 @@ def _relative(node: tree.JSONPath, deep: bool, steps: list[Step]) -> list[Step]:
     ``.`` binds tighter than ``..`` in jsonpath-ng, so ``$..a.b`` is
     ``Descendants(Root, Child(a, b))``: only the first name found is the deep one.
     """
-    if type(node) is tree.Child:
+    if isinstance(node, tree.Child):
         return _relative(node.right, False, _relative(node.left, deep, steps))
-    if type(node) is tree.Fields and len(node.fields) == 1:
+    if isinstance(node, tree.Fields) and len(node.fields) == 1:
         return [*steps, ("deep" if deep else "key", node.fields[0])]
-    if not deep and type(node) is tree.Index and len(node.indices) == 1:
+    if not deep and isinstance(node, tree.Index) and len(node.indices) == 1:
         return [*steps, ("index", node.indices[0])]
-    if not deep and type(node) is tree.Wildcard:
+    if not deep and isinstance(node, tree.Wildcard):
         return [*steps, ("all", None)]
     raise _Outside(len(steps))
 
