@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Flask
 
+from .version import __version__
+
 __all__ = ["__version__", "create_app"]
-__version__ = "0.1.0"
 
 
 def create_app(
@@ -25,9 +26,10 @@ def create_app(
     ``plugins_dirs`` adds plugin folders for this application only.
     """
     from . import config as config_module
-    from . import db, identity, logs, plugins, vault
+    from . import db, identity, logs, outbound, plugins, vault
     from .api import init_app as init_api
-    from .services import catalog, outbound, runs
+    from .auth import types as auth_types
+    from .services import catalog, runs
     from .web import init_app as init_web
 
     instance = Path(instance_path) if instance_path else config_module.default_instance_path()
@@ -35,7 +37,7 @@ def create_app(
     config_module.init_app(app, config)
     logs.init_app(app)
     db.init_app(app)
-    plugins.init_app(app, plugins_dirs)
+    plugins.init_app(app, plugins_dirs, defaults=[(auth_types.PLUGIN_NAME, auth_types)])
     catalog.init_app(app)
     vault.init_app(app)
     outbound.init_app(app)

@@ -18,9 +18,9 @@ from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, wit
 from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import __version__, create_app, vault
+from . import create_app, vault
 from .db import User, get_database
-from .errors import ConfigError, ManifestError, MinihostError, NotFound, to_cli_line
+from .errors import ConfigError, ManifestError, ManifestProblem, MinihostError, to_cli_line
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
 from .plugins import get_plugins
@@ -28,6 +28,7 @@ from .services import accounts
 from .services import catalog as catalog_service
 from .services import clients as clients_service
 from .services import instance as instance_service
+from .version import __version__
 
 
 def _configure(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -50,6 +51,11 @@ def _configure(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 class MinihostGroup(FlaskGroup):
     """A FlaskGroup whose errors are one line on stderr and exit 1."""
+
+    def _load_plugin_commands(self) -> None:
+        """Commands other packages add to ``flask`` (Flask-Limiter's ``limiter``) are not
+        Minihost's; plugins add theirs through the ``register_commands`` hook."""
+        self._loaded_plugin_commands = True
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -221,7 +227,7 @@ def validate(paths: tuple[Path, ...]) -> None:
     Auth types and system values that this host's plugins add are known."""
     auth_types = catalog_service.known_auth_types(current_app)
     system_values = catalog_service.known_system_values(current_app)
-    problems = []
+    problems: list[ManifestProblem] = []
     checked = 0
     for path in paths:
         try:
@@ -268,14 +274,9 @@ def catalog_sync() -> None:
 @with_appcontext
 def catalog_list() -> None:
     """Show the catalog and the manifests it refused."""
-    from sqlalchemy import select
-
-    from .db import CatalogError, MiniApp, get_database
-
     instance_service.prepare(current_app)
     with get_database(current_app).sessions() as db:
-        rows = db.scalars(select(MiniApp).order_by(MiniApp.name, MiniApp.version)).all()
-        errors = db.scalars(select(CatalogError).order_by(CatalogError.location)).all()
+        rows, errors = catalog_service.entries(db)
     for row in rows:
         state = "" if row.enabled else "  (disabled: no longer offered)"
         click.echo(f"{row.name:<20} {row.version:<10} {row.origin:<7} {row.location}{state}")
@@ -430,7 +431,7 @@ def run_action(installation_id: str, action: str, params: tuple[str, ...], sandb
     """Run ACTION of INSTALLATION with form values, as the installing user."""
     from werkzeug.datastructures import MultiDict
 
-    from .db import Installation
+    from .services import installations as installations_service
     from .services import runs as runs_service
 
     values: MultiDict[str, str] = MultiDict()
@@ -441,16 +442,10 @@ def run_action(installation_id: str, action: str, params: tuple[str, ...], sandb
         values.add(key, value)
     instance_service.prepare(current_app)
     with get_database(current_app).sessions() as db:
-        installation = db.get(Installation, installation_id)
-        if installation is None or installation.deleted_at is not None:
-            raise NotFound(f"no installation {installation_id}")
-        user = db.get(User, installation.created_by) if installation.created_by else None
-        if user is None:
-            raise NotFound(f"installation {installation_id} has no user to act as")
-        principal = accounts.Principal(user, installation.workspace_id, "cli")
+        installation, principal = installations_service.as_its_installer(db, installation_id)
         run = runs_service.run_action(current_app, db, principal, installation, action, values,
                                       from_form=True, sandbox=sandbox)
-    document = runs_service.as_dict(run, with_trace=as_json)
+    document = run.as_dict(with_trace=as_json)
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:

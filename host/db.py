@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, g
 from sqlalchemy import (
@@ -41,7 +41,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -78,6 +78,12 @@ def new_id(prefix: str) -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed: its compare-and-set outcome.
+    (SQLAlchemy types ``execute`` as returning a plain Result.)"""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def utcnow() -> datetime:
@@ -266,6 +272,24 @@ class Installation(Base):
     refresh_started_at: Mapped[datetime | None]
     row_version: Mapped[int] = mapped_column(Integer, default=0)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The installation as the API and plugins see it: never a credential value,
+        only the names of those stored (``credentialKeys``, kept beside them so
+        showing them needs no decryption and no audit event)."""
+        return {
+            "id": self.id,
+            "miniapp": self.miniapp,
+            "version": self.miniapp_version,
+            "status": self.status,
+            "error": self.error,
+            "metadata": self.meta or {},
+            "config": self.config or {},
+            "sandbox": self.sandbox,
+            "credentialKeys": list(self.credential_keys or []),
+            "createdAt": self.created_at.isoformat(),
+            "updatedAt": self.updated_at.isoformat(),
+        }
+
 
 class OAuthState(Base):
     """One pending OAuth connect; the ``state`` value itself is stored hashed."""
@@ -312,6 +336,27 @@ class Run(Base):
     # While running: the process (``host|pid``) and the end of the run's deadline.
     holder: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+
+    def as_dict(self, with_trace: bool = False) -> dict[str, Any]:
+        """The run as the API and plugins see it; ``trace`` (already redacted) only
+        when asked."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "installation": self.installation_id,
+            "kind": self.kind,
+            "action": self.name,
+            "status": self.status,
+            "parameters": self.parameters,
+            "output": self.output,
+            "error": self.error,
+            "sandbox": self.sandbox,
+            "startedAt": self.started_at.isoformat(),
+            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
+            "durationMs": self.duration_ms,
+        }
+        if with_trace:
+            body["trace"] = self.trace or {"requests": []}
+        return body
 
 
 class AuditEvent(Base):

@@ -170,8 +170,10 @@ class ValidationError(BadInput):
     slug = "validation"
     title = "Invalid values"
 
-    def __init__(self, errors: Iterable[FieldError], detail: str | None = None) -> None:
+    def __init__(self, errors: Iterable[FieldError], detail: str | None = None,
+                 values: Mapping[str, Any] | None = None) -> None:
         self.errors = tuple(errors)
+        self.values = dict(values) if values is not None else None  # what to show again
         summary = "; ".join(f"{e.field}: {e.message}" for e in self.errors)
         super().__init__(detail or summary or "invalid values")
 

@@ -21,12 +21,8 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 from werkzeug.wrappers import Response
 
 from .db import session as db_session
-from .services.accounts import (
-    SESSION_LIFETIME,
-    Principal,
-    principal_for_session,
-    principal_for_token,
-)
+from .principal import Principal
+from .services.accounts import SESSION_LIFETIME, principal_for_session, principal_for_token
 
 __all__ = [
     "SignedIn",

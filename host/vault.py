@@ -278,10 +278,10 @@ def _sample_ciphertexts(app: Flask) -> Iterator[tuple[str, bytes, dict[str, str]
                 AppClient.client_secret.is_not(None)).limit(1)).first()
     except SQLAlchemyError:
         return  # no schema yet, or no database: `init` reports that
-    if installation is not None:
+    if installation is not None and installation.credentials is not None:
         yield (f"installation {installation.id}", installation.credentials,
                _installation_binding(installation))
-    if client is not None:
+    if client is not None and client.client_secret is not None:
         yield f"the client of {client.miniapp}", client.client_secret, {"client": client.miniapp}
 
 
@@ -465,7 +465,7 @@ def _pass(app: Flask, batch_size: int, before: int) -> tuple[int, int, int]:
                 break
             with database.transaction() as db:
                 for row_id, token in rows:
-                    if vault.is_current(token):
+                    if token is None or vault.is_current(token):
                         current += 1
                         continue
                     try:

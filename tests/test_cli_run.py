@@ -7,14 +7,15 @@ from flask.cli import ScriptInfo
 
 from host.cli import cli
 from host.db import get_database
+from host.principal import Principal
 from host.services import installations
-from host.services.accounts import Principal, personal_workspace
+from host.services.accounts import personal_workspace
 
 
 def board(hosted):
     with get_database(hosted.app).sessions() as db:
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
-        return installations.install(hosted.app, db, who, "board").id
+        return installations.install(hosted.app, db, who, "board").installation.id
 
 
 def invoke(hosted, *args):

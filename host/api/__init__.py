@@ -1,6 +1,6 @@
 """The JSON API, version 1, under ``/api/v1`` (plus ``/healthz``).
 
-Errors are problem JSON (see ``host.web.errors``); lists are paginated with
+Errors are problem JSON (see ``host.problems``); lists are paginated with
 ``?limit=`` and an opaque ``?cursor=`` (``host.api.pagination``). Calls made
 with an API token are rate limited per token (``host.api.ratelimit``).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from . import health, installations, miniapps, ratelimit, runs, spec
+from . import docs, health, installations, miniapps, ratelimit, runs, spec
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -32,3 +32,4 @@ def init_app(app: Flask) -> None:
     ratelimit.init_app(app, blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(blueprint)
+    app.register_blueprint(docs.blueprint)

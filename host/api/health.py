@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import get_database
 from ..errors import problem
-from ..web.errors import problem_response
+from ..problems import problem_response
 
 blueprint = Blueprint("health", __name__)
 

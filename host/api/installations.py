@@ -5,47 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, request
-from sqlalchemy import select
 
 from ..audit import as_dict as audit_dict
-from ..auth import oauth2
-from ..db import AuditEvent, Installation
 from ..db import session as db_session
 from ..identity import require_principal
-from ..services import installations
+from ..services import audit_events, installations
 from .body import json_object
-from .pagination import paginate_rows
+from .pagination import next_cursor, page_args
 from .schemas import validate_request
 
 
 def create() -> tuple[dict[str, Any], int]:
     body = validate_request("InstallationCreate", json_object())
-    db = db_session()
-    principal = require_principal()
-    installation = installations.install(
-        current_app, db, principal, body["miniapp"], config=body.get("config"),
-        credentials=body.get("credentials"), sandbox=body.get("sandbox", False))
-    answer = installations.as_dict(installation)
-    manifest = installations.manifest_of(current_app, db, installation)
-    if manifest.auth.type == "oauth2":
-        answer["authorizeUrl"] = oauth2.start_connect(current_app, db, principal, installation,
-                                                      manifest)
+    connecting = installations.install(
+        current_app, db_session(), require_principal(), body["miniapp"],
+        config=body.get("config"), credentials=body.get("credentials"),
+        sandbox=body.get("sandbox", False))
+    answer = connecting.installation.as_dict()
+    if connecting.authorize_url is not None:
+        answer["authorizeUrl"] = connecting.authorize_url
     return answer, 201
 
 
 def list_all() -> dict[str, Any]:
-    principal = require_principal()
-    db = db_session()
-    query = select(Installation).where(Installation.workspace_id == principal.workspace_id,
-                                       Installation.deleted_at.is_(None))
-    rows, next_cursor = paginate_rows(db, query, Installation.id)
-    return {"items": [installations.as_dict(row) for row in rows], "next": next_cursor}
+    rows, after = installations.list_installations(db_session(), require_principal(),
+                                                   page_args())
+    return {"items": [row.as_dict() for row in rows], "next": next_cursor(after)}
 
 
 def get_one(installation_id: str) -> dict[str, Any]:
     installation = installations.get_installation(db_session(), require_principal(),
                                                   installation_id)
-    return installations.as_dict(installation)
+    return installation.as_dict()
 
 
 def delete(installation_id: str) -> tuple[str, int]:
@@ -60,13 +51,12 @@ def connect(installation_id: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
-    manifest = installations.manifest_of(current_app, db, installation)
-    if manifest.auth.type == "oauth2":
-        return {"authorizeUrl": oauth2.start_connect(current_app, db, principal, installation,
-                                                     manifest)}
-    body = validate_request("Connect", json_object())
-    installations.reconnect(current_app, db, principal, installation, body.get("credentials"))
-    return installations.as_dict(installation)
+    connecting = installations.connect(
+        current_app, db, principal, installation,
+        lambda: validate_request("Connect", json_object()).get("credentials"))
+    if connecting.authorize_url is not None:
+        return {"authorizeUrl": connecting.authorize_url}
+    return installation.as_dict()
 
 
 def usage(installation_id: str) -> dict[str, Any]:
@@ -76,24 +66,15 @@ def usage(installation_id: str) -> dict[str, Any]:
 
 
 def audit_list() -> dict[str, Any]:
-    principal = require_principal()
-    db = db_session()
-    query = select(AuditEvent).where(AuditEvent.workspace_id == principal.workspace_id)
-    installation_id = request.args.get("installation")
-    if installation_id:
-        # Another workspace's (or an unknown) id answers 404, like everywhere else.
-        installation = db.get(Installation, installation_id)
-        if installation is None or installation.workspace_id != principal.workspace_id:
-            installations.get_installation(db, principal, installation_id)
-        query = query.where(AuditEvent.installation_id == installation_id)
-    rows, next_cursor = paginate_rows(db, query, AuditEvent.id)
+    rows, after = audit_events.list_events(db_session(), require_principal(), page_args(),
+                                           request.args.get("installation") or None)
     items = []
     for event in rows:
         item = audit_dict(event)
         items.append({"at": item["at"], "actor": item["actor"],
                       "installation": item["installation"], "kind": item["kind"],
                       "detail": item["detail"], "id": item["id"]})
-    return {"items": items, "next": next_cursor}
+    return {"items": items, "next": next_cursor(after)}
 
 
 def register(blueprint: Blueprint) -> None:

@@ -17,6 +17,7 @@ from flask import request
 
 from ..engine import jsonlimits
 from ..errors import FieldError, ValidationError
+from ..services.paging import Page
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -42,8 +43,8 @@ def decode_cursor(cursor: str) -> str:
     return key
 
 
-def page_args() -> tuple[int, str | None]:
-    """``(limit, cursor key or None)`` from the query string, validated."""
+def page_args() -> Page:
+    """The page a request asks for (``?limit=``, ``?cursor=``), validated."""
     raw = request.args.get("limit")
     limit = DEFAULT_LIMIT
     if raw is not None:
@@ -54,26 +55,20 @@ def page_args() -> tuple[int, str | None]:
             )
         limit = int(raw)
     cursor = request.args.get("cursor")
-    return limit, decode_cursor(cursor) if cursor else None
+    return Page(limit, decode_cursor(cursor) if cursor else None)
+
+
+def next_cursor(key: str | None) -> str | None:
+    """The ``next`` member of a list answer: a cursor for the key to continue after."""
+    return encode_cursor(key) if key is not None else None
 
 
 def paginate(items: Sequence[T], key: Callable[[T], Any]) -> tuple[list[T], str | None]:
     """One page of ``items`` (already sorted by ``key``) after the request's cursor."""
-    limit, after = page_args()
-    if after is not None:
-        items = [item for item in items if key(item) > after]
-    page = list(items[: limit + 1])
-    more = len(page) > limit
-    page = page[:limit]
-    return page, encode_cursor(key(page[-1])) if more and page else None
-
-
-def paginate_rows(db: Any, query: Any, id_column: Any) -> tuple[list[Any], str | None]:
-    """Newest first by id (ids sort by creation time), continuing after the cursor."""
-    limit, after = page_args()
-    if after is not None:
-        query = query.where(id_column < after)
-    rows = list(db.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+    page = page_args()
+    if page.after is not None:
+        items = [item for item in items if key(item) > page.after]
+    chosen = list(items[: page.limit + 1])
+    more = len(chosen) > page.limit
+    chosen = chosen[: page.limit]
+    return chosen, encode_cursor(key(chosen[-1])) if more and chosen else None

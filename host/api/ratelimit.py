@@ -41,7 +41,7 @@ from werkzeug.exceptions import Unauthorized
 
 from ..errors import ConfigError, TooManyRequests
 from ..identity import bearer_token, current_principal
-from ..web.errors import handle_minihost_error
+from ..problems import handle_minihost_error
 
 __all__ = ["EXTENSION", "KEY_PREFIX", "REDIS_TIMEOUT", "SCOPE", "WINDOW", "init_app"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 from .schemas import COMPONENTS
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,12 +27,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import audit, vault
-from ..db import AppClient, Installation, OAuthState, utcnow
+from ..db import AppClient, Installation, OAuthState, changed, utcnow
 from ..engine import Context, render_request
 from ..errors import BadInput, CallbackRejected, MinihostError
+from ..execution import Step, run_step, system_values
 from ..manifest import Manifest
 from ..plugins import notify
-from ..services.accounts import Principal, hash_secret
+from ..principal import Principal, hash_secret
+from .registration import register
 
 __all__ = ["finish_connect", "redirect_uri", "start_connect"]
 
@@ -61,8 +64,6 @@ def _client(db: Session, manifest: Manifest) -> AppClient:
 
 def _authorize_base(app: Flask, manifest: Manifest, installation: Installation,
                     client_id: str, uri: str, state: str) -> str:
-    from ..services.installations import system_values
-
     authorize = manifest.auth.authorize
     assert authorize is not None
     ctx = Context(config={**dict(manifest.auth.config), **(installation.config or {})},
@@ -132,8 +133,11 @@ def _reject(message: str) -> CallbackRejected:
 
 
 def finish_connect(app: Flask, db: Session, miniapp: str, args: Any,
-                   principal: Principal | None) -> Finished:
-    """Check a callback and, when it is genuine, exchange the code for tokens."""
+                   principal: Principal | None, *,
+                   manifest_of: Callable[[Installation], Manifest]) -> Finished:
+    """Check a callback and, when it is genuine, exchange the code for tokens.
+    ``manifest_of`` gives the manifest an installation was installed with (the
+    catalog, a layer above)."""
     state = args.get("state")
     if not state:
         raise _reject("The callback carries no state, so it cannot be matched to a connect. "
@@ -158,17 +162,15 @@ def finish_connect(app: Flask, db: Session, miniapp: str, args: Any,
             principal is None or hash_secret(principal.via) != row.session_binding):
         raise _reject("This connect was started in another browser session. Finish it in the "
                       "browser where you started it, signed in as the same person.")
-    from ..services.catalog import get_catalog
-
-    manifest = get_catalog(app).require(db, installation.miniapp, installation.miniapp_version)
+    manifest = manifest_of(installation)
     issuer = manifest.auth.issuer
     iss = args.get("iss")
     if issuer and iss is not None and iss != issuer:
         raise _reject(f"The callback came from {iss!r}, not from {manifest.title}'s "
                       f"authorization server {issuer!r}; it was refused (mix-up defence).")
-    consumed = db.execute(update(OAuthState).where(OAuthState.id == row.id,
+    consumed = changed(db.execute(update(OAuthState).where(OAuthState.id == row.id,
                                                    OAuthState.used_at.is_(None))
-                          .values(used_at=utcnow())).rowcount
+                          .values(used_at=utcnow())))
     db.commit()
     if consumed != 1:
         raise _reject("This connect was already finished (the state was used).")
@@ -211,23 +213,16 @@ def _fail(app: Flask, db: Session, installation: Installation, reason: str,
 def _exchange(app: Flask, db: Session, installation: Installation, manifest: Manifest,
               code: str, state: str, verifier: str | None, actor: str,
               user_id: str | None) -> Finished:
-    from ..services.installations import context_for
-    from ..services.runs import execute
-
     auth = manifest.auth
     assert auth.get_token is not None
     connect = {"redirectUri": redirect_uri(app, manifest.name), "code": code, "state": state}
     if verifier is not None:
         connect["codeVerifier"] = verifier
-    ctx = context_for(app, db, installation, manifest, actor=actor, reason="connect",
-                      credentials={}, requests=[auth.get_token])
-    ctx.system = {**ctx.system, **connect}
-    result, _ = execute(app, workspace_id=installation.workspace_id,
-                        installation_id=installation.id, kind="auth", name="get_token",
-                        requests=[auth.get_token], ctx=ctx, allowed_hosts=manifest.allowed_hosts,
-                        miniapp=manifest.name, persist="credentials", follow_redirects=False,
-                        sandbox=installation.sandbox, actor_id=user_id,
-                        extra_secrets=[value for value in (code, verifier, state) if value])
+    result, _ = run_step(app, Step(
+        installation=installation, manifest=manifest, requests=(auth.get_token,), kind="auth",
+        name="get_token", actor=actor, actor_id=user_id, persist="credentials",
+        follow_redirects=False, credentials={}, reason="connect", system=connect,
+        secrets=[value for value in (code, verifier, state) if value]))
     if not result.ok:
         return _fail(app, db, installation, f"the token exchange failed: "
                      f"{_message(result.error)}", actor)
@@ -237,13 +232,11 @@ def _exchange(app: Flask, db: Session, installation: Installation, manifest: Man
                      "token", actor)
     metadata: dict[str, Any] = {}
     if auth.user_details is not None:
-        ctx.credentials = credentials
-        details, _ = execute(app, workspace_id=installation.workspace_id,
-                             installation_id=installation.id, kind="auth", name="userDetails",
-                             requests=[auth.user_details], ctx=ctx,
-                             allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name,
-                             persist="metadata",
-                             sandbox=installation.sandbox, actor_id=user_id)
+        details, _ = run_step(app, Step(
+            installation=installation, manifest=manifest, requests=(auth.user_details,),
+            kind="auth", name="userDetails", actor=actor, actor_id=user_id,
+            persist="metadata", credentials=credentials, reason="connect", system=connect,
+            secrets=[value for value in (code, verifier, state) if value]))
         if not details.ok:
             return _fail(app, db, installation, "reading the account details failed: "
                          f"{_message(details.error)}", actor)
@@ -260,11 +253,8 @@ def _exchange(app: Flask, db: Session, installation: Installation, manifest: Man
                  installation_id=installation.id,
                  detail={"credentialKeys": sorted(credentials)}, app=app)
     db.commit()
-    if auth.registration:
-        from ..services.installations import register
-
-        register(app, db, installation, manifest, credentials, actor, user_id)
-    notify(app, "installation_changed", installation=_public(installation),
+    register(app, db, installation, manifest, credentials, actor, user_id)
+    notify(app, "installation_changed", installation=installation.as_dict(),
            change="connected" if was == "pending" else "reconnected")
     return Finished(installation.id, installation.status, installation.error)
 
@@ -273,9 +263,3 @@ def _message(error: MinihostError | None) -> str:
     if error is None:
         return "unknown error"
     return getattr(error, "provider_message", None) or error.detail
-
-
-def _public(installation: Installation) -> dict[str, Any]:
-    from ..services.installations import as_dict
-
-    return as_dict(installation)

@@ -28,7 +28,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit, vault
-from ..db import Installation, get_database, utcnow
+from ..db import Installation, changed, get_database, utcnow
 from ..errors import (
     BadInput,
     ConnectFailed,
@@ -43,9 +43,11 @@ from ..errors import (
 from ..faults import fault
 from ..manifest import Manifest
 from ..processes import holder, holder_dead
+from . import flow
 
 __all__ = [
     "Held",
+    "Keeper",
     "can_refresh",
     "ensure_fresh",
     "load",
@@ -116,10 +118,36 @@ def ensure_fresh(
 
 
 def can_refresh(manifest: Manifest) -> bool:
-    """A ``refresh_token`` request, or a plugin's auth type with a ``refresh``."""
-    plugin = manifest.auth.plugin
-    return manifest.auth.refresh_token is not None or (
-        plugin is not None and plugin.refresh is not None)
+    """Whether the manifest's auth type can renew its credentials (decided when the
+    manifest was compiled: a ``refresh_token`` request, or an auth type's ``refresh``)."""
+    return manifest.auth.can_refresh
+
+
+class Keeper:
+    """The :class:`host.execution.Credentials` of one installation for one step:
+    read once, renewed before they expire and once after the provider refused them."""
+
+    def __init__(self, app: Flask, installation: Installation, manifest: Manifest, *,
+                 actor: str, reason: str) -> None:
+        self.app, self.installation, self.manifest = app, installation, manifest
+        self.actor, self.reason = actor, reason
+        self.can_renew = can_refresh(manifest)
+        self.held: Held | None = None
+
+    def current(self, deadline: float, renew: bool) -> dict[str, Any]:
+        held = load(self.app, self.installation.id, actor=self.actor, reason=self.reason,
+                    row=self.installation)
+        if renew:
+            held = ensure_fresh(self.app, self.installation.id, self.manifest, held,
+                                actor=self.actor, deadline=deadline)
+        self.held = held
+        return held.values
+
+    def renew(self, deadline: float) -> dict[str, Any]:
+        seen = self.held.version if self.held is not None else self.installation.row_version
+        self.held = refresh(self.app, self.installation.id, self.manifest, seen,
+                            actor=self.actor, deadline=deadline)
+        return self.held.values
 
 
 def _owner() -> str:
@@ -133,11 +161,11 @@ def _break_lease(app: Flask, installation_id: str, owner: str) -> None:
     ``refresh_started_at`` marker stays, so the next refresher knows the outcome of
     the dead one's request is unknown."""
     with get_database(app).transaction() as db:
-        freed = db.execute(
+        freed = changed(db.execute(
             update(Installation)
             .where(Installation.id == installation_id, Installation.lease_owner == owner)
             .values(lease_owner=None, lease_expires_at=None)
-        ).rowcount
+        ))
     if freed:
         log.warning("installation %s: the refresh lease of %s was freed because that "
                     "process is gone", installation_id, owner)
@@ -152,7 +180,7 @@ def _lease_seconds(deadline: float) -> float:
 def _take_lease(app: Flask, installation_id: str, owner: str, deadline: float) -> bool:
     now = utcnow()
     with get_database(app).transaction() as db:
-        taken = db.execute(
+        taken = changed(db.execute(
             update(Installation)
             .where(
                 Installation.id == installation_id,
@@ -163,17 +191,17 @@ def _take_lease(app: Flask, installation_id: str, owner: str, deadline: float) -
                 lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=_lease_seconds(deadline)),
             )
-        ).rowcount
+        ))
     return taken == 1
 
 
 def _release(app: Flask, installation_id: str, owner: str, **values: Any) -> int:
     with get_database(app).transaction() as db:
-        return db.execute(
+        return changed(db.execute(
             update(Installation)
             .where(Installation.id == installation_id, Installation.lease_owner == owner)
             .values(lease_owner=None, lease_expires_at=None, **values)
-        ).rowcount
+        ))
 
 
 def _reconnect(app: Flask, installation_id: str, owner: str, reason: str) -> ReconnectRequired:
@@ -263,17 +291,12 @@ def _lead(
                 .values(refresh_started_at=unknown_since or utcnow())
             )
         fault("refresh.before_call")
-        if manifest.auth.plugin is not None:
-            from ..services import plugin_auth
-
-            answer = plugin_auth.refresh(app, row, manifest, current, actor=actor,
-                                         deadline=deadline)
-            if answer is None:
-                raise _reconnect(app, installation_id, owner,
-                                 f"{manifest.auth.plugin.title} cannot renew these credentials")
-            result = answer
-        else:
-            result = _refresh_request(app, row, manifest, current, actor, deadline)
+        answer = flow.refresh(app, row, manifest, current, actor=actor, deadline=deadline)
+        if answer is None:
+            title = flow.auth_type_of(app, manifest)[0].title
+            raise _reconnect(app, installation_id, owner,
+                             f"{title} cannot renew these credentials")
+        result = answer
         fault("refresh.after_token_response")
     except BaseException:
         _release(app, installation_id, owner)
@@ -281,13 +304,6 @@ def _lead(
     if not result.ok:
         return _failed(
             app, installation_id, owner, seen_version, result.error, unknown_since, actor
-        )
-    if manifest.auth.plugin is None and not result.values.get("accessToken"):
-        raise _reconnect(
-            app,
-            installation_id,
-            owner,
-            "the refresh answer held no access token, so the stored tokens may no longer be valid",
         )
     fresh = {**current, **result.values}
     try:
@@ -334,23 +350,6 @@ def _lead(
     return Held(fresh, version)
 
 
-def _refresh_request(app: Flask, row: Installation, manifest: Manifest, current: dict[str, Any],
-                     actor: str, deadline: float) -> Any:
-    """Send the manifest's ``refresh_token`` request with the current credentials."""
-    from ..services.installations import context_for
-    from ..services.runs import execute
-
-    with get_database(app).sessions() as db:
-        ctx = context_for(app, db, row, manifest, actor=actor, reason="refresh",
-                          credentials=current, requests=[manifest.auth.refresh_token])
-    result, _ = execute(
-        app, workspace_id=row.workspace_id, installation_id=row.id, kind="auth",
-        name="refresh_token", requests=[manifest.auth.refresh_token], ctx=ctx,
-        allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name, persist="credentials",
-        follow_redirects=False, sandbox=row.sandbox, deadline=deadline)
-    return result
-
-
 def _invalid_grant(error: Any) -> bool:
     message = (getattr(error, "provider_message", None) or str(error)).lower()
     return "invalid_grant" in message
@@ -378,6 +377,9 @@ def _failed(
         else:
             reason = f"the provider refused the refresh token ({error.provider_message or error})"
         raise _reconnect(app, installation_id, owner, reason)
+    if isinstance(error, ReconnectRequired):
+        # The auth type found the answer unusable (no access token in it, say).
+        raise _reconnect(app, installation_id, owner, error.detail)
     if isinstance(error, BadInput):
         # A plugin's auth type refused what is stored (a key it can no longer use):
         # nothing was sent, and only new credentials will help.

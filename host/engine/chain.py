@@ -97,9 +97,9 @@ def _common_message(body: dict[str, Any]) -> str | None:
         return f"{error}: {description}" if isinstance(description, str) and description \
             else error
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
+        return str(error["message"])
     if isinstance(body.get("message"), str) and body["message"]:
-        return body["message"]
+        return str(body["message"])
     return None
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from functools import lru_cache
 from re import _constants as sre_constants  # type: ignore[attr-defined]
@@ -52,7 +52,7 @@ _MIN_SLICE = 0.01
 
 
 def _refuse(uri: str) -> Any:
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class mypy cannot see
 
 
 # Combined with the bundled meta-schemas by jsonschema itself; nothing else resolves.
@@ -143,7 +143,7 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
         yield error
 
 
-_Bounded = extend(Draft202012Validator, {
+_Bounded = extend(Draft202012Validator, {  # type: ignore[no-untyped-call]
     "pattern": _pattern,
     "patternProperties": _pattern_properties,
     "additionalProperties": _additional_properties,
@@ -345,7 +345,7 @@ _SPAN = 0x3000  # character sets are compared over this range (separators are AS
 
 @lru_cache(maxsize=16)
 def _category(name: Any) -> frozenset[int] | None:
-    tests = {
+    tests: dict[Any, Callable[[str], bool]] = {
         sre_constants.CATEGORY_DIGIT: str.isdecimal,
         sre_constants.CATEGORY_SPACE: str.isspace,
         sre_constants.CATEGORY_WORD: lambda c: c.isalnum() or c == "_",

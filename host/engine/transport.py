@@ -131,7 +131,9 @@ class Transport:
             pool = self._pool(target, address)
             try:
                 response = pool.urlopen(
-                    method, target.path, body=body, headers=wire_headers, redirect=False,
+                    method, target.path, body=body,
+                    headers=wire_headers,  # type: ignore[arg-type]  # bytes values go as they are
+                    redirect=False,
                     retries=False, preload_content=False, decode_content=True,
                     assert_same_host=False, timeout=timeout,
                 )

@@ -17,7 +17,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 from ..engine import jsonlimits
 from ..engine.schemas import PATTERN_TIMEOUT, Unresolvable
 from ..errors import FieldError
-from .model import Field, Form
+from ..manifest.form import Field, Form
 
 __all__ = ["coerce", "describe_error", "validate"]
 
@@ -134,10 +134,11 @@ def _path(parts: Any) -> str:
 
 def describe_error(error: SchemaViolation) -> str:
     """A person-readable message for one JSON Schema violation."""
-    kind, value = error.validator, error.validator_value
+    kind: Any = error.validator
+    value: Any = error.validator_value
     if kind == "type":
         kinds = value if isinstance(value, list) else [value]
-        return "must be " + " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
+        return "must be " + " or ".join(str(_TYPE_NAMES.get(k, k)) for k in kinds)
     if kind == "enum":
         return "must be one of: " + ", ".join(str(v) for v in value)
     if kind == "const":
@@ -194,28 +195,29 @@ def validate(form: Form, values: Mapping[str, Any]) -> list[FieldError]:
         if name not in known:
             errors.append(FieldError(name, "is not a field of this form"))
     try:
-        violations = list(form.validator.iter_errors(dict(values)))
+        violations: list[Any] = list(form.validator.iter_errors(dict(values)))
     except Unresolvable as error:
         return [*errors, FieldError("", f"this form's schema refers to {error.ref!r}, which "
                                         "is not part of it; tell the mini-app's author")]
-    for error in violations:
-        path = list(error.absolute_path)
-        if error.validator == "required":
-            present = error.instance if isinstance(error.instance, Mapping) else {}
-            for name in error.validator_value:
+    for violation in violations:
+        path = list(violation.absolute_path)
+        if violation.validator == "required":
+            present = violation.instance if isinstance(violation.instance, Mapping) else {}
+            for name in violation.validator_value:
                 if name not in present:
                     errors.append(FieldError(_path([*path, name]), "is required"))
-        elif error.validator in ("anyOf", "oneOf") and not path:
-            choices = [sorted(sub.get("required", [])) for sub in error.validator_value
+        elif violation.validator in ("anyOf", "oneOf") and not path:
+            choices = [sorted(sub.get("required", [])) for sub in violation.validator_value
                        if isinstance(sub, Mapping)]
             names = ", ".join(" and ".join(c) for c in choices if c)
-            message = f"fill in one of: {names}" if names else describe_error(error)
+            message = f"fill in one of: {names}" if names else describe_error(violation)
             errors.append(FieldError("", message))
-        elif error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-            for name in getattr(error, "extra_names", ()):
+        elif (violation.validator == "additionalProperties"
+              and isinstance(violation.instance, Mapping)):
+            for name in getattr(violation, "extra_names", ()):
                 errors.append(FieldError(_path([*path, name]), "is not a field of this form"))
         else:
-            errors.append(FieldError(_path(path), describe_error(error)))
+            errors.append(FieldError(_path(path), describe_error(violation)))
     unique: dict[tuple[str, str], FieldError] = {}
     for item in errors:
         unique.setdefault((item.field, item.message), item)

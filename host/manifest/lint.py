@@ -166,7 +166,7 @@ class Linter:
         self.config_keys = frozenset(_obj(self.auth.get("config")))
         self.plugin_auth = (auth_types.get(self.auth_type)
                             if isinstance(auth_types, Mapping) and isinstance(self.auth_type, str)
-                            else None)
+                            and self.auth_type not in BUILTIN_AUTH_TYPES else None)
         self.secrets = self._secret_names()
 
     def add(self, pointer: str, message: str) -> None:
@@ -220,8 +220,8 @@ class Linter:
             )
         self._check_auth()
         sources = _obj(doc.get("sources"))
-        for name, source in sources.items():
-            self._check_source(name, _obj(source))
+        for source_name, source in sources.items():
+            self._check_source(source_name, _obj(source))
         seen: dict[str, int] = {}
         for index, action in enumerate(_list(doc.get("actions"))):
             action = _obj(action)

@@ -29,7 +29,7 @@ from ..engine.sandbox import sample
 from ..engine.schemas import REGISTRY
 from ..engine.template import compile_template, compile_url, compile_value
 from ..errors import ManifestError, ManifestProblem
-from ..forms.model import Form, build_form
+from .form import Form, build_form
 from .lint import BUILTIN_AUTH_TYPES, lint
 from .model import (
     Action,
@@ -75,8 +75,11 @@ def _requests_validator(members: tuple[str, ...]) -> Draft202012Validator:
 
 
 def _plugin_auth(doc: dict[str, Any], auth_types: Collection[str]) -> Any:
+    """The AuthType a plugin contributes for the manifest's ``auth.type`` (None for the
+    built-in types, whose blocks the manifest schema itself describes)."""
     kind = _obj(doc.get("auth")).get("type")
-    if isinstance(auth_types, Mapping) and isinstance(kind, str):
+    if isinstance(auth_types, Mapping) and isinstance(kind, str) and \
+            kind not in BUILTIN_AUTH_TYPES:
         return auth_types.get(kind)
     return None
 
@@ -187,6 +190,7 @@ def _pointer(parts: Any) -> str:
 def _schema_message(error: SchemaViolation) -> tuple[str, str]:
     pointer = _pointer(error.absolute_path)
     kind = error.validator
+    value: Any = error.validator_value
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return pointer, f"missing required member {missing!r}"
@@ -199,7 +203,7 @@ def _schema_message(error: SchemaViolation) -> tuple[str, str]:
             parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return pointer, (f"unknown member {', '.join(parts)}; allowed here: {', '.join(allowed)}")
     if kind == "enum":
-        options = ", ".join(str(v) for v in error.validator_value)
+        options = ", ".join(str(v) for v in value)
         return pointer, f"{error.instance!r} is not one of {options}"
     if kind == "const" and pointer == "/auth/type":
         return pointer, error.message
@@ -210,10 +214,10 @@ def _schema_message(error: SchemaViolation) -> tuple[str, str]:
         )
     if kind == "pattern":
         hint = _obj(error.schema).get("description")
-        what = "name" if error.validator_value.startswith("^rpc_") else "value"
+        what = "name" if str(value).startswith("^rpc_") else "value"
         if hint:
             return pointer, f"{error.instance!r} is not a valid {what}: {hint}"
-        return pointer, f"{error.instance!r} does not match {error.validator_value}"
+        return pointer, f"{error.instance!r} does not match {value}"
     if kind == "propertyNames":
         return pointer, error.message
     return pointer, error.message
@@ -300,7 +304,7 @@ def compile_manifest(
     doc = copy.deepcopy(doc)
     text = json.dumps(doc)
     auth_doc = _obj(doc.get("auth")) or {"type": "none"}
-    plugin_auth = auth_types.get(auth_doc["type"]) if isinstance(auth_types, Mapping) else None
+    plugin_auth = _plugin_auth(doc, auth_types)
     try:
         auth = _compile_auth(auth_doc, plugin_auth)
     except Exception as error:  # only a plugin's form() can fail here; the rest was checked
@@ -382,6 +386,10 @@ def _compile_chain(pointer: str, specs: list[dict[str, Any]]) -> tuple[Request, 
     return tuple(_compile_request(f"{pointer}/{i}", spec) for i, spec in enumerate(specs))
 
 
+# The requests of the built-in auth blocks, by the names their auth types send them.
+BUILTIN_REQUESTS = ("test", "get_token", "refresh_token", "userDetails")
+
+
 def _compile_auth(spec: dict[str, Any], plugin_auth: Any = None) -> Auth:
     def request(key: str) -> Request | None:
         return _compile_request(f"/auth/{key}", spec[key]) if key in spec else None
@@ -394,6 +402,7 @@ def _compile_auth(spec: dict[str, Any], plugin_auth: Any = None) -> Auth:
             requests=MappingProxyType({member: _compile_request(f"/auth/{member}", spec[member])
                                        for member in plugin_auth.requests if member in spec}),
             plugin=plugin_auth,
+            can_refresh=plugin_auth.refresh is not None,
             raw=MappingProxyType(spec),
         )
 
@@ -405,16 +414,19 @@ def _compile_auth(spec: dict[str, Any], plugin_auth: Any = None) -> Auth:
                 "url": raw["url"], "method": "GET", "queryParams": raw.get("queryParams", {})}),
             pkce=bool(raw.get("pkce", False)),
         )
+    named = {member: request(member) for member in BUILTIN_REQUESTS}
     return Auth(
         type=spec["type"],
         fields=spec.get("fields"),
         config=MappingProxyType(spec.get("config", {})),
-        test=request("test"),
+        test=named["test"],
         authorize=authorize,
         issuer=spec.get("issuer"),
-        get_token=request("get_token"),
-        refresh_token=request("refresh_token"),
-        user_details=request("userDetails"),
+        get_token=named["get_token"],
+        refresh_token=named["refresh_token"],
+        user_details=named["userDetails"],
+        requests=MappingProxyType({k: v for k, v in named.items() if v is not None}),
+        can_refresh=named["refresh_token"] is not None,
         registration=_compile_chain(
             "/auth/registrationRequests", spec.get("registrationRequests", [])
         ),

@@ -16,7 +16,7 @@ from typing import Any
 from ..engine.mapping import ArrayMapping, Expect, ObjectMapping
 from ..engine.paths import JsonPath
 from ..engine.template import Template, UrlTemplate
-from ..forms.model import Form
+from .form import Form
 
 __all__ = [
     "Action",
@@ -111,9 +111,13 @@ class Auth:
     refresh_on: Expect | None = None
     form: Form | None = None
     raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
-    # A plugin's auth type (``host.plugins.AuthType``) and its compiled requests.
+    # A plugin's auth type (``host.plugins.AuthType``; None for the built-in ones).
     plugin: Any = None
+    # The block's requests an auth type sends by name (``AuthFlow.run``), compiled.
     requests: Mapping[str, Request] = field(default_factory=lambda: EMPTY)
+    # Whether the auth type can renew the credentials: a ``refresh_token`` request,
+    # or a plugin's auth type with a ``refresh``.
+    can_refresh: bool = False
 
 
 @dataclass(frozen=True, slots=True)

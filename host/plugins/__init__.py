@@ -17,7 +17,7 @@ A plugin that fails to import, needs another host version, or raises in a hook
 is reported — logged, and listed on ``/-/plugins`` (load failures also by
 ``minihost plugins list``) — and never stops the host from starting, a page from
 rendering or a run from being recorded. Hooks are therefore called through
-:meth:`Plugins.call_each` (the request hooks by ``host.services.outbound``),
+:meth:`Plugins.call_each` (the request hooks by ``host.outbound``),
 which calls each implementation on its own, rather than through pluggy's relay,
 which stops at the first exception. Everything else is pluggy's: the call order
 (``tryfirst``/``trylast``, then the plugin registered last first), arguments by
@@ -44,8 +44,8 @@ from flask import Flask
 from markupsafe import Markup
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from .. import __version__
-from ..manifest import BUILTIN_AUTH_TYPES, RESERVED_PARAMETERS
+from ..manifest import RESERVED_PARAMETERS
+from ..version import __version__
 from . import hookspecs
 from .contract import AuthFlow, AuthType, RenderStrategy
 from .loading import import_file, refuse_wrappers
@@ -249,11 +249,19 @@ class Plugins:
 
 
 def make_plugins(folders: Iterable[str], disabled: Iterable[str],
-                 settings: Mapping[str, Any] | None = None) -> Plugins:
+                 settings: Mapping[str, Any] | None = None,
+                 defaults: Iterable[tuple[str, object]] = ()) -> Plugins:
     """Load every plugin, checking each one's ``settings`` entry (``PLUGIN_SETTINGS``)
-    against its ``SETTINGS_SCHEMA``."""
+    against its ``SETTINGS_SCHEMA``.
+
+    The host's own ``defaults`` are registered first: pluggy calls plugins registered
+    later first, and names (auth types) are claimed in registration order, so the
+    defaults can be added to but never replaced. They are the host's code, so they
+    are not listed as plugins and cannot be disabled."""
     manager = pluggy.PluginManager("minihost")
     manager.add_hookspecs(hookspecs)
+    for name, module in defaults:
+        manager.register(module, name=name)
     plugins = Plugins(manager, dict(settings or {}))
     skip = set(disabled)
     plugins.load_entry_points(skip)
@@ -287,10 +295,12 @@ def plugin_settings(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return settings if isinstance(settings, Mapping) else {}
 
 
-def init_app(app: Flask, extra_dirs: Iterable[str] = ()) -> None:
+def init_app(app: Flask, extra_dirs: Iterable[str] = (),
+             defaults: Iterable[tuple[str, object]] = ()) -> None:
     folders = [*app.config["PLUGINS_DIRS"], *extra_dirs]
     app.extensions["minihost.plugins"] = make_plugins(folders, app.config["DISABLED_PLUGINS"],
-                                                      app.config["PLUGIN_SETTINGS"])
+                                                      app.config["PLUGIN_SETTINGS"],
+                                                      defaults)
 
 
 BUILTIN_WIDGETS = frozenset({"auto", "text", "textarea", "select", "number", "toggle", "multi",
@@ -352,10 +362,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def _auth_types(app: Flask, plugins: Plugins) -> tuple[dict[str, AuthType], dict[str, str]]:
-    """Plugins' auth types by name, and the plugin that contributed each."""
+    """Every auth type by name — the host's own first — and the plugin that contributed
+    each. The first to claim a name keeps it."""
     found: dict[str, AuthType] = {}
     owners: dict[str, str] = {}
-    for plugin, contributed in plugins.call_each("auth_types", config=app.config):
+    for plugin, contributed in reversed(plugins.call_each("auth_types", config=app.config)):
         if not _shaped(plugins, plugin, "auth_types", contributed, Iterable,
                        "a list of AuthType"):
             continue
@@ -363,7 +374,7 @@ def _auth_types(app: Flask, plugins: Plugins) -> tuple[dict[str, AuthType], dict
             if not isinstance(item, AuthType):
                 plugins.report(plugin, "auth_types", TypeError(
                     f"{item!r} is not a host.plugins.AuthType"))
-            elif item.name in BUILTIN_AUTH_TYPES or item.name in found:
+            elif item.name in found:
                 plugins.report(plugin, "auth_types", ValueError(
                     f"auth type {item.name!r} already exists; choose another name"))
             else:

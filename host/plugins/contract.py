@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 __all__ = ["AuthFlow", "AuthType", "RenderStrategy"]
 
@@ -21,20 +21,27 @@ class AuthFlow(Protocol):
     ``auth`` is the manifest's ``auth`` block, ``values`` the submitted connect
     form (on connect) or the stored credentials (on refresh), ``settings`` the
     plugin's own ``PLUGIN_SETTINGS`` entry, and ``now`` the current Unix time.
+    ``metadata`` starts empty; what ``connect`` puts there is shown as the
+    account's details (never put a secret there).
     """
 
     auth: Mapping[str, Any]
     values: Mapping[str, Any]
     settings: Mapping[str, Any]
     now: float
+    metadata: dict[str, Any]
 
-    def run(self, member: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    def run(self, member: str, values: Mapping[str, Any] | None = None, *,
+            credentials: Mapping[str, Any] | None = None,
+            keep: Literal["credentials", "metadata"] = "credentials") -> dict[str, Any]:
         """Send the request the manifest declares at ``auth.<member>`` through the
         host's guarded client (allowedHosts, egress policy, timeouts, redacted
-        trace), with ``values`` available as ``{{…}}`` and the credentials so far as
-        ``[[…]]``; return its object mapping. A failed request raises
-        ``host.errors.ConnectRefused`` with the provider's message;
-        an auth type refuses a bad form value itself by raising
+        trace), with ``values`` available as ``{{…}}`` and ``credentials`` (by
+        default ``values`` of the flow) as ``[[…]]``; return its object mapping.
+        ``keep`` says what the run records of it: only the names (``credentials``)
+        or the values (``metadata``, redacted of the credentials). A failed request
+        raises ``host.errors.ConnectRefused`` with the provider's message; an auth
+        type refuses a bad form value itself by raising
         ``host.errors.ValidationError([FieldError(field, message)])``."""
         ...
 

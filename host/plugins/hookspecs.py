@@ -42,7 +42,9 @@ hookspec = pluggy.HookspecMarker("minihost")
 
 
 @hookspec
-def miniapp_manifests(config: Mapping[str, Any]) -> Iterable[dict[str, Any] | str | PathLike[str]]:
+def miniapp_manifests(
+    config: Mapping[str, Any],
+) -> Iterable[dict[str, Any] | str | PathLike[str]] | None:
     """Contribute mini-apps to the catalog.
 
     Called on every catalog sync (``minihost init``, ``minihost catalog sync``),

@@ -96,7 +96,8 @@ def _problems(root: str, error: SchemaViolation) -> Iterator[tuple[list[str], st
     key = [str(part) for part in path]
     if error.validator == "required" and isinstance(error.instance, Mapping):
         properties = schema.get("properties") or {}
-        for missing in error.validator_value:
+        required: Any = error.validator_value
+        for missing in required:
             if missing not in error.instance:
                 described = (properties.get(missing) or {}).get("description")
                 fix = f"; {described}" if described else ""

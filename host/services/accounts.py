@@ -8,9 +8,7 @@ once, when it is created.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, func, select, update
@@ -27,16 +25,15 @@ from ..errors import (
     TooManyAttempts,
     ValidationError,
 )
+from ..principal import Principal, hash_secret
 
 __all__ = [
     "LOGIN_FAILURE_LIMIT",
-    "Principal",
     "authenticate",
     "create_token",
     "create_user",
     "disable_user",
     "end_session",
-    "hash_secret",
     "list_tokens",
     "principal_for_session",
     "principal_for_token",
@@ -49,30 +46,6 @@ SESSION_LIFETIME = timedelta(days=14)
 LOGIN_FAILURE_LIMIT = 5
 LOGIN_WINDOW = timedelta(minutes=15)
 DUMMY_HASH = generate_password_hash("not a real password")
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling, in which workspace; ``via`` says how they proved it."""
-
-    user: User
-    workspace_id: str
-    via: str  # "session:<id>" or "token:<id>"
-
-    @property
-    def actor(self) -> str:
-        """How audit events name this caller: the user, and the token when one was used."""
-        if self.via.startswith("token:"):
-            return f"user:{self.user.id} via {self.via}"
-        return f"user:{self.user.id}"
-
-    @property
-    def is_admin(self) -> bool:
-        return self.user.is_admin
 
 
 def _normalise_email(email: str) -> str:

@@ -4,7 +4,8 @@ their sources loaded when the fields they depend on have values."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from flask import Flask
@@ -12,6 +13,7 @@ from flask import Flask
 from ..errors import MinihostError, NotFound, ValidationError
 from ..forms import Field
 from ..manifest import Action, Manifest
+from .installations import manifest_of
 from .sources import load_options
 
 __all__ = ["FieldState", "FormState", "form_state"]
@@ -26,7 +28,7 @@ class FieldState:
     options: list[dict[str, Any]] | None = None
     error: str | None = None
     fallback: bool = False
-    waiting_for: list[str] = field(default_factory=list)
+    waiting_for: list[str] = dc_field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -73,8 +75,6 @@ def action_of(manifest: Manifest, name: str) -> Action:
 def form_state(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
                values: Mapping[str, Any]) -> FormState:
     """The form, with each dropdown's options loaded for the current ``values``."""
-    from .installations import manifest_of
-
     manifest = manifest_of(app, db, installation)
     action = action_of(manifest, action_name)
     states = []

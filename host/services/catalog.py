@@ -385,6 +385,14 @@ def get_catalog(app: Flask) -> Catalog:
     return app.extensions["minihost.catalog"]
 
 
+def entries(db: Session) -> tuple[list[MiniApp], list[CatalogError]]:
+    """Every catalog entry (offered or not any more), by name and version, and the
+    manifests the last sync refused, by location."""
+    rows = list(db.scalars(select(MiniApp).order_by(MiniApp.name, MiniApp.version)))
+    errors = list(db.scalars(select(CatalogError).order_by(CatalogError.location)))
+    return rows, errors
+
+
 def icon_path(manifest: Manifest) -> Path | None:
     """The icon file of a folder mini-app, or ``None`` (no icon, or an https one)."""
     if not manifest.icon or manifest.icon.startswith("https://"):

@@ -1,18 +1,19 @@
-"""Installations: installing, connecting (none, apiKey, basic), uninstalling.
+"""Installations: installing, connecting, listing, uninstalling.
 
-An apiKey or basic installation becomes active only after its ``auth.test``
-request passed through the engine; when it fails, nothing is stored and the
-caller gets the provider's message. Every installation records the mini-app
-version it was installed with. Another workspace's installations do not
-exist as far as a caller can tell (404).
+A mini-app whose auth type takes credentials (an API key, a password, a
+plugin's form) becomes active only after the auth type's ``connect`` passed —
+for the built-in types, after ``auth.test`` passed through the engine; when it
+fails, nothing is stored and the caller gets the provider's message. An OAuth
+mini-app is installed ``pending`` and connects through the provider's sign-in
+page. Every installation records the mini-app version it was installed with.
+Another workspace's installations do not exist as far as a caller can tell (404).
 """
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,32 +22,33 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import audit, vault
-from ..db import AppClient, Installation, Run, new_id, utcnow
-from ..engine import Context
-from ..engine.render import operator_client
+from ..auth import oauth2
+from ..auth.flow import auth_type_of
+from ..auth.flow import connect as connect_with
+from ..auth.registration import register, unregister
+from ..db import Installation, Run, User, new_id, utcnow
 from ..errors import (
     BadInput,
     ConnectRefused,
-    CredentialsUnreadable,
     FieldError,
     NotFound,
-    PluginFailed,
     ValidationError,
-    VaultKeyMissing,
 )
 from ..forms import coerce, validate
 from ..manifest import CONFIG_RESERVED, Manifest
-from ..plugins import get_plugins, notify
+from ..plugins import notify
+from ..principal import Principal
 from . import catalog
-from .accounts import Principal
-from .runs import execute
+from .paging import Page, page_of
 
 __all__ = [
-    "context_for",
+    "Connecting",
+    "connect",
+    "finish_connect",
     "get_installation",
     "install",
     "list_installations",
-    "reconnect",
+    "manifest_of",
     "uninstall",
     "usage",
 ]
@@ -66,16 +68,25 @@ def get_installation(db: Session, principal: Principal, installation_id: str) ->
     return installation
 
 
-def list_installations(db: Session, principal: Principal, after: str | None = None,
-                       limit: int | None = None) -> list[Installation]:
+def list_installations(db: Session, principal: Principal,
+                       page: Page | None = None) -> tuple[list[Installation], str | None]:
+    """The workspace's installations, newest first; with ``page``, one page of them and
+    the key to continue after (None on the last page)."""
     query = select(Installation).where(Installation.workspace_id == principal.workspace_id,
                                        Installation.deleted_at.is_(None))
-    if after:
-        query = query.where(Installation.id < after)
-    query = query.order_by(Installation.id.desc())
-    if limit:
-        query = query.limit(limit)
-    return list(db.scalars(query))
+    return page_of(db, query, Installation.id, page)
+
+
+def as_its_installer(db: Session, installation_id: str) -> tuple[Installation, Principal]:
+    """An installation and the person who installed it, acting in its workspace: how
+    the operator's command line runs an action for them."""
+    installation = db.get(Installation, installation_id)
+    if installation is None or installation.deleted_at is not None:
+        raise NotFound(f"no installation {installation_id}")
+    user = db.get(User, installation.created_by) if installation.created_by else None
+    if user is None:
+        raise NotFound(f"installation {installation_id} has no user to act as")
+    return installation, Principal(user, installation.workspace_id, "cli")
 
 
 def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest:
@@ -83,83 +94,17 @@ def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest
                                             installation.miniapp_version)
 
 
-# -- values for the engine ---------------------------------------------------------------
-
-
-CLIENT_NAMES = frozenset({"clientId", "clientSecret", "clientBasicAuth"})
-CLIENT_SECRET_NAMES = frozenset({"clientSecret", "clientBasicAuth"})
-
-
-def _client(app: Flask, db: Session, manifest: Manifest, installation: Installation | None,
-            actor: str, reason: str, requests: Sequence[Any] | None) -> dict[str, str]:
-    """The operator's client values, read only when the requests about to run use
-    them — and the secret decrypted (and audited) only when they use it."""
-    if requests is None:
-        uses, uses_secret = manifest.uses_client, manifest.uses_client_secret
-    else:
-        roots = frozenset().union(*(r.secret_roots for r in requests))
-        uses, uses_secret = bool(roots & CLIENT_NAMES), bool(roots & CLIENT_SECRET_NAMES)
-    if not uses:
-        return {}
-    client = db.scalar(select(AppClient).where(AppClient.miniapp == manifest.name))
-    if client is None:
-        return {}
-    secret = None
-    if uses_secret:
-        secret = vault.read_client_secret(
-            app, client, actor=actor, reason=reason,
-            workspace_id=installation.workspace_id if installation else None,
-            installation_id=installation.id if installation else None)
-    return operator_client(client.client_id, secret)
-
-
-def system_values(app: Flask, installation: Installation) -> dict[str, Any]:
-    """The ``{{…}}`` values the host fills in, and those plugins add."""
-    base = app.config["PUBLIC_URL"]
-    values = {
-        "hostUrl": base,
-        "installationId": installation.id,
-        "webhookUrl": f"{base}/hooks/{installation.id}/{installation.webhook_token}",
+def usage(db: Session, installation: Installation) -> dict[str, Any]:
+    """What uses this connection: actions run (count, last) and flows (none yet)."""
+    rows = db.execute(
+        select(Run.name, func.count(Run.id), func.max(Run.started_at))
+        .where(Run.installation_id == installation.id, Run.kind == "action")
+        .group_by(Run.name).order_by(Run.name)).all()
+    return {
+        "actions": [{"action": name, "count": count, "lastRunAt": last.isoformat()}
+                    for name, count, last in rows],
+        "flows": [],
     }
-    if installation.created_by:
-        values["uid"] = installation.created_by
-    subdomain = (installation.config or {}).get("subdomain")
-    if subdomain:
-        values["subdomain"] = subdomain
-    contributed = app.extensions.get("minihost.system_values")
-    if contributed:
-        shape = as_dict(installation)
-        for name, (plugin, function) in contributed.items():
-            try:
-                values[name] = function(shape)
-            except Exception as error:  # left out: a request needing it names the gap
-                get_plugins(app).report(plugin, "system_values", error)
-    return values
-
-
-def context_for(app: Flask, db: Session, installation: Installation, manifest: Manifest, *,
-                actor: str, reason: str, parameters: dict[str, Any] | None = None,
-                credentials: dict[str, Any] | None = None,
-                requests: Sequence[Any] | None = None) -> Context:
-    """Everything placeholders may name for this installation.
-
-    Reading the stored credentials is audited (``reason`` says why); passing
-    ``credentials`` uses those instead (a connect being tested).
-    """
-    if credentials is None:
-        credentials = vault.read_credentials(app, installation, actor=actor, reason=reason)
-    config = {**dict(manifest.auth.config), **(installation.config or {})}
-    system = system_values(app, installation)
-    for name in app.extensions.get("minihost.system_values", ()):
-        config.pop(name, None)  # settings made before a plugin added the name: it wins
-    return Context(
-        parameters=parameters or {},
-        credentials=credentials,
-        metadata=dict(installation.meta or {}),
-        client=_client(app, db, manifest, installation, actor, reason, requests),
-        config=config,
-        system=system,
-    )
 
 
 # -- installing --------------------------------------------------------------------------
@@ -189,7 +134,7 @@ def validate_config(config: Any, reserved: Collection[str] = ()) -> dict[str, An
 
 
 def connect_values(manifest: Manifest, submitted: Any, from_form: bool) -> dict[str, Any]:
-    """Validated credentials from a connect form or API body (plus ``basicAuth``)."""
+    """Validated values of a connect form or API body."""
     form = manifest.auth.form
     if form is None:
         return {}
@@ -205,69 +150,25 @@ def connect_values(manifest: Manifest, submitted: Any, from_form: bool) -> dict[
     errors += validate(form, values)
     if errors:
         raise ValidationError(errors)
-    if manifest.auth.type == "basic":
-        pair = f"{values['username']}:{values['password']}".encode()
-        values["basicAuth"] = "Basic " + base64.b64encode(pair).decode()
     return values
 
 
 @dataclass(frozen=True, slots=True)
-class Connected:
-    metadata: dict[str, Any]
-    run_id: str | None
+class Connecting:
+    """An installation, and where to send the user's browser when it connects through
+    its provider's sign-in page (``None`` when it is already connected)."""
 
-
-def _test(app: Flask, db: Session, installation: Installation, manifest: Manifest,
-          credentials: dict[str, Any], principal: Principal, record: bool) -> Connected:
-    test = manifest.auth.test
-    if test is None:
-        return Connected({}, None)
-    ctx = context_for(app, db, installation, manifest, actor=principal.actor, reason="connect",
-                      credentials=credentials, requests=[test])
-    result, run = execute(
-        app, workspace_id=installation.workspace_id,
-        installation_id=installation.id if record else None, kind="auth", name="test",
-        requests=[test], ctx=ctx, allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name,
-        persist="metadata",
-        sandbox=installation.sandbox, actor_id=principal.user.id, record=record)
-    if not result.ok:
-        error = result.error
-        if isinstance(error, PluginFailed):  # the host's own setup, not the credentials
-            raise error
-        message = getattr(error, "provider_message", None)
-        raise ConnectRefused(
-            f"{manifest.title} did not accept the credentials: "
-            f"{message or (error.detail if error else 'the test request failed')}", message)
-    return Connected({k: v for k, v in result.values.items() if v is not None},
-                     run.id if run is not None else None)
-
-
-def _verify(app: Flask, db: Session, installation: Installation, manifest: Manifest,
-            submitted: Any, from_form: bool, principal: Principal,
-            record: bool) -> tuple[dict[str, Any], Connected]:
-    """The credentials to store for a submitted connect form, once the provider
-    accepted them: ``auth.test`` for API keys and passwords, the auth type's own
-    ``connect`` for a plugin's."""
-    values = connect_values(manifest, submitted, from_form)
-    if manifest.auth.plugin is None:
-        return values, _test(app, db, installation, manifest, values, principal, record)
-    from . import plugin_auth
-
-    credentials = plugin_auth.connect(app, db, installation, manifest, values,
-                                      actor=principal.actor, actor_id=principal.user.id,
-                                      record=record)
-    return credentials, Connected({}, None)
+    installation: Installation
+    authorize_url: str | None = None
 
 
 def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
             config: Any = None, credentials: Any = None, sandbox: bool = False,
-            from_form: bool = False) -> Installation:
-    """Install ``miniapp`` (its newest version) in the caller's workspace."""
+            from_form: bool = False) -> Connecting:
+    """Install ``miniapp`` (its newest version) in the caller's workspace: connected at
+    once when its credentials are accepted, or pending with the sign-in URL."""
     manifest = catalog.get_catalog(app).require(db, miniapp)
-    kind = manifest.auth.type
-    if kind not in ("none", "apiKey", "basic", "oauth2") and manifest.auth.plugin is None:
-        raise BadInput(f"{manifest.title} connects with {kind}, which no plugin of this host "
-                       "provides any more; ask the operator")
+    auth_type_of(app, manifest)  # an auth type no plugin provides any more is refused here
     if not isinstance(sandbox, bool):
         raise ValidationError([FieldError("sandbox", "must be true or false")])
     installation = Installation(
@@ -276,125 +177,95 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
         config=validate_config(config, app.extensions.get("minihost.system_values", ())),
         sandbox=sandbox, webhook_token=secrets.token_urlsafe(32), created_by=principal.user.id,
         meta={}, created_at=utcnow(), updated_at=utcnow(), row_version=0)
-    if kind == "oauth2":
+    if manifest.auth.authorize is not None:
         if credentials:
             raise ValidationError([FieldError(
                 "credentials", f"{manifest.title} connects through its sign-in page, not "
                 "with credentials")])
-        from ..auth.oauth2 import check_can_connect
-
-        check_can_connect(app, db, manifest, installation)
+        oauth2.check_can_connect(app, db, manifest, installation)
         db.add(installation)
         audit.record(db, "installed", actor=principal.actor,
                      workspace_id=installation.workspace_id, installation_id=installation.id,
                      detail={"miniapp": manifest.name, "version": manifest.version})
         db.commit()
-        notify(app, "installation_changed", installation=as_dict(installation),
+        notify(app, "installation_changed", installation=installation.as_dict(),
                change="installed")
-        return installation
-    if kind == "none":
-        if credentials:
-            raise ValidationError([FieldError("credentials", f"{manifest.title} needs none")])
-        values: dict[str, Any] = {}
-        connected = Connected({}, None)
-    else:
-        values, connected = _verify(app, db, installation, manifest, credentials, from_form,
-                                    principal, record=False)
+        return Connecting(installation,
+                          oauth2.start_connect(app, db, principal, installation, manifest))
+    if manifest.auth.form is None and credentials:
+        raise ValidationError([FieldError("credentials", f"{manifest.title} needs none")])
+    values = connect_values(manifest, credentials, from_form)
+    stored, metadata = connect_with(app, installation, manifest, values, actor=principal.actor,
+                                    actor_id=principal.user.id, record=False)
     installation.status = "active"
-    installation.meta = connected.metadata
-    if values:
-        vault.store_credentials(app, installation, values)
+    installation.meta = metadata
+    if stored:
+        vault.store_credentials(app, installation, stored)
     db.add(installation)
     audit.record(db, "installed", actor=principal.actor, workspace_id=installation.workspace_id,
                  installation_id=installation.id,
                  detail={"miniapp": manifest.name, "version": manifest.version,
-                         "credentialKeys": sorted(values)})
+                         "credentialKeys": sorted(stored)})
     db.commit()
-    register(app, db, installation, manifest, values, principal.actor, principal.user.id)
-    notify(app, "installation_changed", installation=as_dict(installation), change="installed")
-    return installation
+    register(app, db, installation, manifest, stored, principal.actor, principal.user.id)
+    notify(app, "installation_changed", installation=installation.as_dict(),
+           change="installed")
+    return Connecting(installation)
 
 
-def register(app: Flask, db: Session, installation: Installation, manifest: Manifest,
-             credentials: dict[str, Any], actor: str, actor_id: str | None) -> None:
-    """Run ``registrationRequests`` (a webhook, say); their object mappings join the
-    credentials. A failure leaves the installation in ``error`` with the reason, to retry."""
-    requests = manifest.auth.registration
-    if not requests:
-        return
-    ctx = context_for(app, db, installation, manifest, actor=actor,
-                      reason="connect", credentials=credentials, requests=requests)
-    result, _ = execute(
-        app, workspace_id=installation.workspace_id, installation_id=installation.id,
-        kind="auth", name="registration", requests=requests, ctx=ctx,
-        allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name, persist="credentials",
-        sandbox=installation.sandbox, actor_id=actor_id)
-    if result.ok:
-        vault.store_credentials(app, installation, {**credentials, **result.values})
-    else:
-        installation.status = "error"
-        installation.error = (f"registering with {manifest.title} failed: "
-                              f"{result.error.detail if result.error else 'unknown error'}; "
-                              "connect again to retry")
-    installation.updated_at = utcnow()
-    installation.row_version += 1
-    audit.record(db, "registered" if result.ok else "registration_failed",
-                 actor=actor, workspace_id=installation.workspace_id,
-                 installation_id=installation.id,
-                 detail={"credentialKeys": sorted(result.values)} if result.ok else
-                 {"reason": installation.error})
-    db.commit()
-
-
-def reconnect(app: Flask, db: Session, principal: Principal, installation: Installation,
-              credentials: Any, from_form: bool = False) -> Installation:
-    """New credentials for an apiKey/basic installation, tested before they replace
-    the old ones; the installation keeps its id."""
+def connect(app: Flask, db: Session, principal: Principal, installation: Installation,
+            credentials: Callable[[], Any], from_form: bool = False) -> Connecting:
+    """Connect an installation again: through the provider's sign-in page, or with new
+    credentials, tested before they replace the old ones. It keeps its id.
+    ``credentials`` is read only when the mini-app takes credentials, so a caller
+    parses a body only when there must be one."""
     manifest = manifest_of(app, db, installation)
-    if manifest.auth.type not in ("apiKey", "basic") and manifest.auth.plugin is None:
+    if manifest.auth.authorize is not None:
+        return Connecting(installation,
+                          oauth2.start_connect(app, db, principal, installation, manifest))
+    if manifest.auth.form is None:
         raise BadInput(f"{manifest.title} has no credentials to enter")
+    values = connect_values(manifest, credentials(), from_form)
     try:
-        values, connected = _verify(app, db, installation, manifest, credentials, from_form,
-                                    principal, record=True)
+        stored, metadata = connect_with(app, installation, manifest, values,
+                                        actor=principal.actor, actor_id=principal.user.id,
+                                        record=True)
     except ConnectRefused as error:
         audit.record(db, "connect_failed", actor=principal.actor,
                      workspace_id=installation.workspace_id, installation_id=installation.id,
                      detail={"reason": error.detail})
         db.commit()
         raise
-    vault.store_credentials(app, installation, values)
+    vault.store_credentials(app, installation, stored)
     installation.status, installation.error = "active", None
     installation.refresh_started_at = None  # new credentials: no refresh is in doubt
-    installation.meta = connected.metadata or installation.meta
+    installation.meta = metadata or installation.meta
     installation.updated_at = utcnow()
     installation.row_version += 1
     audit.record(db, "connected", actor=principal.actor, workspace_id=installation.workspace_id,
-                 installation_id=installation.id, detail={"credentialKeys": sorted(values)})
+                 installation_id=installation.id, detail={"credentialKeys": sorted(stored)})
     db.commit()
-    register(app, db, installation, manifest, values, principal.actor, principal.user.id)
-    notify(app, "installation_changed", installation=as_dict(installation), change="reconnected")
-    return installation
+    register(app, db, installation, manifest, stored, principal.actor, principal.user.id)
+    notify(app, "installation_changed", installation=installation.as_dict(),
+           change="reconnected")
+    return Connecting(installation)
+
+
+def finish_connect(app: Flask, db: Session, miniapp: str, args: Mapping[str, Any],
+                   principal: Principal | None) -> oauth2.Finished:
+    """Where the provider sends the browser back: check the callback and, when it is
+    genuine, exchange the code for tokens."""
+    return oauth2.finish_connect(app, db, miniapp, args, principal,
+                                 manifest_of=lambda installation: manifest_of(app, db,
+                                                                             installation))
 
 
 def uninstall(app: Flask, db: Session, principal: Principal, installation: Installation) -> str:
     """Run ``unregistrationRequests`` (best effort), erase the credentials, and hide the
     installation; its runs and audit events stay. Returns the unregistration outcome."""
-    outcome = "none"
     manifest = catalog.get_catalog(app).snapshot(db).get(installation.miniapp,
                                                          installation.miniapp_version)
-    if manifest is not None and manifest.auth.unregistration:
-        try:
-            ctx = context_for(app, db, installation, manifest, actor=principal.actor,
-                              reason="uninstall", requests=manifest.auth.unregistration)
-            result, _ = execute(
-                app, workspace_id=installation.workspace_id, installation_id=installation.id,
-                kind="auth", name="unregistration", requests=manifest.auth.unregistration,
-                ctx=ctx, allowed_hosts=manifest.allowed_hosts, miniapp=manifest.name,
-                persist="none",
-                sandbox=installation.sandbox, actor_id=principal.user.id)
-            outcome = "succeeded" if result.ok else f"failed: {result.error.detail}"
-        except (CredentialsUnreadable, VaultKeyMissing):
-            outcome = "skipped: the credentials could not be read"
+    outcome = unregister(app, installation, manifest, principal.actor, principal.user.id)
     installation.credentials = None
     installation.credential_keys = []
     installation.status = "uninstalled"
@@ -404,47 +275,6 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
                  workspace_id=installation.workspace_id, installation_id=installation.id,
                  detail={"unregistration": outcome})
     db.commit()
-    notify(app, "installation_changed", installation=as_dict(installation),
+    notify(app, "installation_changed", installation=installation.as_dict(),
            change="uninstalled")
     return outcome
-
-
-def usage(db: Session, installation: Installation) -> dict[str, Any]:
-    """What uses this connection: actions run (count, last) and flows (none yet)."""
-    rows = db.execute(
-        select(Run.name, func.count(Run.id), func.max(Run.started_at))
-        .where(Run.installation_id == installation.id, Run.kind == "action")
-        .group_by(Run.name).order_by(Run.name)).all()
-    return {
-        "actions": [{"action": name, "count": count, "lastRunAt": last.isoformat()}
-                    for name, count, last in rows],
-        "flows": [],
-    }
-
-
-def recent_runs(db: Session, installation: Installation, limit: int = 10) -> list[Run]:
-    return list(db.scalars(select(Run).where(Run.installation_id == installation.id)
-                           .order_by(Run.id.desc()).limit(limit)))
-
-
-def as_dict(installation: Installation) -> dict[str, Any]:
-    """The API's shape: never a credential value, only ``credentialKeys``."""
-    return {
-        "id": installation.id,
-        "miniapp": installation.miniapp,
-        "version": installation.miniapp_version,
-        "status": installation.status,
-        "error": installation.error,
-        "metadata": installation.meta or {},
-        "config": installation.config or {},
-        "sandbox": installation.sandbox,
-        "credentialKeys": credential_keys(installation),
-        "createdAt": installation.created_at.isoformat(),
-        "updatedAt": installation.updated_at.isoformat(),
-    }
-
-
-def credential_keys(installation: Installation) -> list[str]:
-    """Names of the stored credentials, kept beside them so showing them needs no
-    decryption (and no audit event)."""
-    return list(installation.credential_keys or [])

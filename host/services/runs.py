@@ -1,134 +1,164 @@
-"""Runs: every action, source load and auth step, recorded with its redacted trace.
+"""Runs: running an action for a person, and the history of every run.
 
-The Run row is committed *before* the first request leaves, so a crash mid-run
-still leaves a record; the outcome is written when the chain ends.
+Recording a run — the row committed before the first request leaves, the
+outcome after — is :mod:`host.execution`'s; this module is the use case around
+it (validate the parameters, run with the installation's credentials, tell the
+plugins) and the queries every interface shares. It also finishes runs whose
+process died (``interrupted``): at start-up and, at most once a minute, before
+a run starts or a history is read.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from ..db import Run, get_database, new_id, utcnow
-from ..engine import ChainResult, Context, run_chain
-from ..engine.chain import Persist
-from ..engine.redact import secret_values
-from ..errors import Bug, FieldError, Interrupted, MinihostError, NotReady, run_error
-from ..processes import holder, holder_dead
-from .outbound import client_for, hooks_for
+from .. import audit
+from ..auth.refresh import Keeper
+from ..db import Installation, Run, changed, get_database, utcnow
+from ..errors import FieldError, Interrupted, NotFound, NotReady, ValidationError, run_error
+from ..execution import Step, run_step
+from ..forms import coerce, validate
+from ..plugins import get_plugins, notify
+from ..principal import Principal
+from ..processes import holder_dead
+from .catalog import get_catalog
+from .installations import manifest_of
+from .paging import Page, page_of
 
-__all__ = ["execute"]
+__all__ = [
+    "KINDS",
+    "STATUSES",
+    "RunFilter",
+    "get_run",
+    "list_runs",
+    "run_action",
+    "sweep_interrupted",
+]
 
 logger = logging.getLogger(__name__)
 
-
-def execute(
-    app: Flask,
-    *,
-    workspace_id: str,
-    installation_id: str | None,
-    kind: str,
-    name: str,
-    requests: Sequence[Any],
-    ctx: Context,
-    allowed_hosts: Sequence[str],
-    persist: Persist = "output",
-    follow_redirects: bool = True,
-    sandbox: bool = False,
-    actor_id: str | None = None,
-    parameters: dict[str, Any] | None = None,
-    record: bool = True,
-    deadline: float | None = None,
-    refresh: Callable[[], Mapping[str, Any]] | None = None,
-    refresh_on: Any = None,
-    miniapp: str | None = None,
-    extra_secrets: Sequence[str] = (),
-) -> tuple[ChainResult, Run | None]:
-    """Run a chain for an installation and record it; returns (result, the Run).
-
-    ``miniapp`` names the mini-app for plugins' ``prepare_request`` and
-    ``response_received``; ``extra_secrets`` are values to redact besides the
-    credentials (a signed assertion passed as a ``{{…}}`` value, say).
-
-    ``deadline`` (``time.monotonic()``) defaults to ``ACTION_TIMEOUT`` from now;
-    ``refresh``/``refresh_on`` let the chain refresh the token once on a 401.
-    """
-    database = get_database(app)
-    run: Run | None = None
-    sandboxed = sandbox or bool(app.config["SANDBOX"])
-    if deadline is None:
-        deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
-    if record:
-        sweep_interrupted(app, every=SWEEP_SECONDS)
-        run = Run(id=new_id("run"), workspace_id=workspace_id, installation_id=installation_id,
-                  kind=kind, name=name, status="running", parameters=parameters or {},
-                  sandbox=sandboxed, actor_id=actor_id, started_at=utcnow())
-        with database.write() as connection:  # a plain insert: no unit of work
-            connection.execute(_INSERT_RUN, {
-                "id": run.id, "workspace_id": workspace_id, "installation_id": installation_id,
-                "kind": kind, "name": name, "status": "running", "parameters": run.parameters,
-                "sandbox": sandboxed, "actor_id": actor_id, "started_at": run.started_at,
-                "holder": holder(), "lease_expires_at": run.started_at + timedelta(
-                    seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)})
-    try:
-        result = run_chain(
-            requests, ctx, client_for(app, sandboxed), allowed_hosts=allowed_hosts,
-            deadline=deadline, persist=persist, follow_redirects=follow_redirects,
-            refresh=refresh, refresh_on=refresh_on, extra_secrets=extra_secrets,
-            hooks=hooks_for(app, miniapp, installation_id, lambda: secret_values(
-                ctx.credentials, ctx.client.get("clientSecret"),
-                ctx.client.get("clientBasicAuth"), *extra_secrets)) if miniapp else None)
-    except MinihostError as error:
-        # A refresh that needs a reconnect, say: the caller answers for it, but
-        # the run must not stay "running" forever.
-        if run is not None:
-            _finish(database, run, ChainResult(ok=False, error=error), persist)
-        raise
-    except Exception:
-        logger.exception("run %s (%s %s) stopped on an unexpected error",
-                         run.id if run else "-", kind, name)
-        result = ChainResult(ok=False, error=Bug(
-            "the run stopped on an internal error, which was logged for the operator; "
-            "try again, and tell the operator if it happens again"))
-    if run is not None:
-        _finish(database, run, result, persist)
-    return result, run
+STATUSES = ("running", "succeeded", "failed", "interrupted")
+KINDS = ("action", "source", "auth")
 
 
-# Built once: a run writes its row twice, and building and keying a statement per
-# run cost more than executing it.
-_RUN = Run.__table__
-_INSERT_RUN = _RUN.insert()
-_FINISH_RUN = _RUN.update().where(_RUN.c.id == bindparam("run_id"))
+# -- running an action -------------------------------------------------------------------
 
 
-def _finish(database: Any, run: Run, result: ChainResult, persist: Persist) -> None:
-    outcome = {
-        "status": "succeeded" if result.ok else "failed",
-        "output": _output(result, persist),
-        "error": run_error(result.error) if result.error is not None else None,
-        "trace": {"requests": result.trace},
-        "finished_at": utcnow(),
-        "duration_ms": result.duration_ms,
-        "holder": None,
-        "lease_expires_at": None,
-    }
-    with database.write() as connection:
-        connection.execute(_FINISH_RUN, {"run_id": run.id, **outcome})
-    for key, value in outcome.items():
-        setattr(run, key, value)
+def run_action(app: Flask, db: Session, principal: Principal, installation: Installation,
+               action_name: str, submitted: Any, *, from_form: bool = False,
+               sandbox: bool = False) -> Run:
+    """Validate an action's parameters (nothing is sent when any is invalid), run it
+    with the installation's credentials, and return the recorded Run.
+
+    A form's values arrive as text and are coerced first; when any is invalid the
+    :class:`ValidationError` carries in ``values`` what to show again: the values as
+    understood, and as typed where they could not be."""
+    manifest = manifest_of(app, db, installation)
+    action = manifest.action(action_name)
+    if action is None:
+        raise NotFound(f"{manifest.title} has no action {action_name!r}")
+    if installation.status != "active":
+        raise NotReady.of(installation.status, installation.error)
+    if from_form:
+        values, errors = coerce(action.form, submitted)
+        shown = {**values, **{e.field: submitted.get(e.field) for e in errors}}
+    else:
+        if submitted is None:
+            submitted = {}
+        if not isinstance(submitted, dict):
+            raise ValidationError([FieldError("parameters", "must be an object")])
+        values, errors = dict(submitted), []
+        shown = values
+    errors += validate(action.form, values)
+    if errors:
+        raise ValidationError(errors, values=shown)
+    db.commit()  # hand the caller's connection back to the pool while the chain runs
+    sweep_interrupted(app, every=SWEEP_SECONDS)
+    _, run = run_step(app, Step(
+        installation=installation, manifest=manifest, requests=action.requests, kind="action",
+        name=action.name, actor=principal.actor, actor_id=principal.user.id,
+        parameters=values, sandbox=sandbox,
+        keeper=Keeper(app, installation, manifest, actor=principal.actor, reason="action")))
+    assert run is not None
+    if get_plugins(app).hook.run_finished.get_hookimpls():
+        notify(app, "run_finished", run=run.as_dict(with_trace=True))
+    return run
+
+
+# -- history -----------------------------------------------------------------------------
+
+
+def get_run(app: Flask, db: Session, principal: Principal, run_id: str) -> Run:
+    """One of the workspace's runs (another workspace's answers 404)."""
+    sweep_interrupted(app, every=SWEEP_SECONDS)
+    run = db.get(Run, run_id)
+    if run is None or run.workspace_id != principal.workspace_id:
+        raise NotFound(f"no run {run_id}")
+    return run
+
+
+class RunFilter:
+    """Which runs a history shows: of one installation, in one status, of one kind,
+    of one action (by name). Unknown statuses and kinds are refused by name."""
+
+    __slots__ = ("action", "installation", "kind", "status")
+
+    def __init__(self, *, installation: str | None = None, status: str | None = None,
+                 kind: str | None = None, action: str | None = None) -> None:
+        errors = []
+        if status is not None and status not in STATUSES:
+            errors.append(FieldError("status", f"must be one of {', '.join(STATUSES)}"))
+        if kind is not None and kind not in KINDS:
+            errors.append(FieldError("kind", f"must be one of {', '.join(KINDS)}"))
+        if errors:
+            raise ValidationError(errors)
+        self.installation, self.status, self.kind, self.action = (installation, status, kind,
+                                                                  action)
+
+
+def list_runs(app: Flask, db: Session, principal: Principal, where: RunFilter,
+              page: Page) -> tuple[list[Run], str | None]:
+    """The workspace's runs, newest first, one page, and the key to continue after."""
+    sweep_interrupted(app, every=SWEEP_SECONDS)
+    query = select(Run).where(Run.workspace_id == principal.workspace_id)
+    if where.installation:
+        installation = db.get(Installation, where.installation)
+        if installation is None or installation.workspace_id != principal.workspace_id:
+            raise NotFound(f"no installation {where.installation}")
+        query = query.where(Run.installation_id == where.installation)
+    if where.status:
+        query = query.where(Run.status == where.status)
+    if where.kind:
+        query = query.where(Run.kind == where.kind)
+    if where.action:
+        query = query.where(Run.name == where.action)
+    return page_of(db, query, Run.id, page)
+
+
+def parameters_of(db: Session, installation: Installation, action: str,
+                  run_id: str) -> dict[str, Any]:
+    """The parameters an earlier run of ``action`` used, to fill its form again."""
+    previous = db.get(Run, run_id)
+    if previous is None or previous.installation_id != installation.id or \
+            previous.name != action:
+        raise NotFound(f"no run {run_id} of this action")
+    return dict(previous.parameters or {})
+
+
+def recent_runs(db: Session, installation: Installation, limit: int = 10) -> list[Run]:
+    return list(db.scalars(select(Run).where(Run.installation_id == installation.id)
+                           .order_by(Run.id.desc()).limit(limit)))
 
 
 # -- runs whose process died -------------------------------------------------------------
 
-LEASE_MARGIN = 5.0  # seconds past a run's deadline before another process may finish it
 SWEEP_SECONDS = 60.0
 _SWEPT = "minihost.runs_swept_at"
 
@@ -147,9 +177,6 @@ def _side_effects(app: Flask, run: Any) -> bool | None:
     """Whether the run's requests could change something at the provider (None: unknown)."""
     if run.kind != "action" or run.installation_id is None:
         return None if run.kind == "action" else run.kind == "auth"
-    from ..db import Installation
-    from .catalog import get_catalog
-
     try:
         with get_database(app).sessions() as db:
             installation = db.get(Installation, run.installation_id)
@@ -175,8 +202,6 @@ def sweep_interrupted(app: Flask, every: float = 0.0) -> int:
     if every and now - app.extensions.get(_SWEPT, float("-inf")) < every:
         return 0
     app.extensions[_SWEPT] = now
-    from .. import audit
-
     database = get_database(app)
     moment = utcnow()
     try:
@@ -196,19 +221,19 @@ def sweep_interrupted(app: Flask, every: float = 0.0) -> int:
             db.expunge(run)
         error = _interrupted_error(run, _side_effects(app, run))
         with database.transaction() as db:
-            changed = db.execute(
-                _RUN.update().where(_RUN.c.id == run_id, _RUN.c.status == "running")
+            ended = changed(db.execute(
+                update(Run).where(Run.id == run_id, Run.status == "running")
                 .values(status="interrupted", error=error, finished_at=moment,
                         holder=None, lease_expires_at=None,
                         duration_ms=int((moment - run.started_at).total_seconds() * 1000))
-            ).rowcount
-            if changed:
+            ))
+            if ended:
                 audit.record(db, "run_interrupted", actor="system", app=app,
                              workspace_id=run.workspace_id,
                              installation_id=run.installation_id,
                              detail={"run": run_id, "kind": run.kind, "name": run.name})
-        finished += changed
-        if changed:
+        finished += ended
+        if ended:
             logger.warning("run %s (%s %s) was left running by a process that stopped; "
                            "finished as interrupted", run_id, run.kind, run.name)
     return finished
@@ -216,135 +241,3 @@ def sweep_interrupted(app: Flask, every: float = 0.0) -> int:
 
 def init_app(app: Flask) -> None:
     sweep_interrupted(app)
-
-
-def _output(result: ChainResult, persist: Persist) -> Any:
-    if not result.ok:
-        return None
-    if persist == "credentials":
-        return {"credentialKeys": sorted(result.values)}
-    return result.values
-
-
-def record_failure(app: Flask, *, workspace_id: str, installation_id: str | None, kind: str,
-                   name: str, error: MinihostError, sandbox: bool = False,
-                   actor_id: str | None = None,
-                   parameters: dict[str, Any] | None = None) -> Run:
-    """A run that failed before any request could be sent (e.g. a refresh failed)."""
-    now = utcnow()
-    run = Run(id=new_id("run"), workspace_id=workspace_id, installation_id=installation_id,
-              kind=kind, name=name, status="failed", parameters=parameters or {},
-              error=run_error(error), trace={"requests": []},
-              sandbox=sandbox or bool(app.config["SANDBOX"]), actor_id=actor_id,
-              started_at=now, finished_at=now, duration_ms=0)
-    with get_database(app).transaction() as db:
-        db.add(run)
-    return run
-
-
-def run_authenticated(
-    app: Flask,
-    installation: Any,
-    manifest: Any,
-    requests: Sequence[Any],
-    *,
-    kind: str,
-    name: str,
-    parameters: dict[str, Any],
-    actor: str,
-    actor_id: str | None,
-    persist: Persist = "output",
-    sandbox: bool = False,
-) -> tuple[ChainResult, Run]:
-    """Run a chain with the installation's credentials, refreshing the token before
-    it expires and once after a 401 (or an ``auth.refreshOn`` match)."""
-    from ..auth import refresh as refresher
-    from ..db import get_database as database_of
-    from .installations import context_for
-
-    deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
-    sandbox = sandbox or installation.sandbox or bool(app.config["SANDBOX"])
-    common = {"workspace_id": installation.workspace_id, "installation_id": installation.id,
-              "kind": kind, "name": name, "sandbox": sandbox,
-              "actor_id": actor_id, "parameters": parameters}
-    try:
-        held = refresher.load(app, installation.id, actor=actor, reason=kind, row=installation)
-        if not sandbox:
-            held = refresher.ensure_fresh(app, installation.id, manifest, held, actor=actor,
-                                          deadline=deadline)
-    except MinihostError as error:
-        return ChainResult(ok=False, error=error), record_failure(app, error=error, **common)
-    state = {"held": held}
-
-    def refreshed() -> Mapping[str, Any]:
-        state["held"] = refresher.refresh(app, installation.id, manifest, state["held"].version,
-                                          actor=actor, deadline=deadline)
-        return state["held"].values
-
-    with database_of(app).sessions() as db:
-        ctx = context_for(app, db, installation, manifest, actor=actor, reason=kind,
-                          parameters=parameters, credentials=held.values, requests=requests)
-    can_refresh = refresher.can_refresh(manifest) and not sandbox
-    result, run = execute(app, ctx=ctx, requests=requests,
-                          allowed_hosts=manifest.allowed_hosts, persist=persist,
-                          deadline=deadline, refresh=refreshed if can_refresh else None,
-                          refresh_on=manifest.auth.refresh_on, miniapp=manifest.name, **common)
-    assert run is not None
-    return result, run
-
-
-def run_action(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
-               submitted: Any, *, from_form: bool = False, sandbox: bool = False) -> Run:
-    """Validate an action's parameters (nothing is sent when any is invalid), run it
-    with the installation's credentials, and return the recorded Run."""
-    from ..errors import NotFound, ValidationError
-    from ..forms import coerce, validate
-    from .installations import manifest_of
-
-    manifest = manifest_of(app, db, installation)
-    action = manifest.action(action_name)
-    if action is None:
-        raise NotFound(f"{manifest.title} has no action {action_name!r}")
-    if installation.status != "active":
-        raise NotReady.of(installation.status, installation.error)
-    if from_form:
-        values, errors = coerce(action.form, submitted)
-    else:
-        if submitted is None:
-            submitted = {}
-        if not isinstance(submitted, dict):
-            raise ValidationError([FieldError("parameters", "must be an object")])
-        values, errors = dict(submitted), []
-    errors += validate(action.form, values)
-    if errors:
-        raise ValidationError(errors)
-    db.commit()  # hand the caller's connection back to the pool while the chain runs
-    _, run = run_authenticated(app, installation, manifest, action.requests, kind="action",
-                               name=action.name, parameters=values, actor=principal.actor,
-                               actor_id=principal.user.id, sandbox=sandbox)
-    from ..plugins import get_plugins, notify
-
-    if get_plugins(app).hook.run_finished.get_hookimpls():
-        notify(app, "run_finished", run=as_dict(run, with_trace=True))
-    return run
-
-
-def as_dict(run: Run, with_trace: bool = False) -> dict[str, Any]:
-    """A run as the API shows it; ``trace`` (already redacted) only when asked."""
-    body: dict[str, Any] = {
-        "id": run.id,
-        "installation": run.installation_id,
-        "kind": run.kind,
-        "action": run.name,
-        "status": run.status,
-        "parameters": run.parameters,
-        "output": run.output,
-        "error": run.error,
-        "sandbox": run.sandbox,
-        "startedAt": run.started_at.isoformat(),
-        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
-        "durationMs": run.duration_ms,
-    }
-    if with_trace:
-        body["trace"] = run.trace or {"requests": []}
-    return body

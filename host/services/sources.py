@@ -20,9 +20,11 @@ from typing import Any
 
 from flask import Flask
 
+from ..auth.refresh import Keeper
 from ..engine import jsonlimits, options_from
 from ..errors import FieldError, NotFound, NotReady, SourceFailed, ValidationError
-from .runs import run_authenticated
+from ..execution import Step, run_step
+from .installations import manifest_of
 
 __all__ = ["decode_input", "load_options"]
 
@@ -80,8 +82,6 @@ def _cache(app: Flask) -> _Cache:
 def load_options(app: Flask, db: Any, principal: Any, installation: Any, source_name: str,
                  inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``[{"value", "label"}]`` of a source, given the values of its ``dependsOn`` fields."""
-    from .installations import manifest_of
-
     manifest = manifest_of(app, db, installation)
     source = manifest.sources.get(source_name)
     if source is None:
@@ -102,9 +102,10 @@ def load_options(app: Flask, db: Any, principal: Any, installation: Any, source_
         if cached is not None:
             return cached
     db.commit()  # hand the caller's connection back while the provider answers
-    result, _ = run_authenticated(
-        app, installation, manifest, source.requests, kind="source", name=source_name,
-        parameters=values, actor=principal.actor, actor_id=principal.user.id)
+    result, _ = run_step(app, Step(
+        installation=installation, manifest=manifest, requests=source.requests, kind="source",
+        name=source_name, actor=principal.actor, actor_id=principal.user.id, parameters=values,
+        keeper=Keeper(app, installation, manifest, actor=principal.actor, reason="source")))
     if not result.ok:
         error = result.error
         message = getattr(error, "provider_message", None) or (

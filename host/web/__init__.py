@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, apidocs, auth, errors, helpers, installations, marketplace, runs
+from .. import problems
+from . import admin, auth, helpers, installations, marketplace, runs
 
 
 def init_app(app: Flask) -> None:
-    errors.init_app(app)
+    problems.init_app(app)
     helpers.init_app(app)
     app.register_blueprint(marketplace.blueprint)
     app.register_blueprint(auth.blueprint)
@@ -16,4 +17,3 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(runs.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(admin.meta)
-    app.register_blueprint(apidocs.blueprint)

@@ -42,7 +42,7 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
                 429, {"Retry-After": str(error.retry_after)})
     except PolicyDenied as error:
         return render_template("auth/login.html", next=target, email=email,
-                               error=error.detail), 401
+                               error=error.detail), 401, {}
     cookie = accounts.start_session(db, user, request.user_agent.string or "", _address())
     db.commit()
     session.clear()  # a fresh session: nothing from before signing in carries over

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
-from .. import __version__
 from ..engine.template import Template, UrlTemplate
 from ..forms import Field
+from ..version import __version__
 
 AUTH_LABELS = {
     "none": "No account needed",

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..audit import as_dict as audit_dict
-from ..auth import oauth2
-from ..db import AuditEvent
 from ..db import session as db_session
 from ..errors import BadInput, CallbackRejected, ConnectRefused, ValidationError
 from ..identity import (
@@ -19,7 +16,8 @@ from ..identity import (
     login_required,
     require_principal,
 )
-from ..services import catalog, installations
+from ..services import audit_events, catalog, installations, runs
+from ..services.paging import Page
 
 blueprint = Blueprint("installations", __name__)
 
@@ -63,13 +61,13 @@ def install(name: str) -> Response | tuple[str, int]:
     manifest = catalog.get_catalog(current_app).require(db, name)
     if manifest.auth.form is not None:  # API key, password, or a plugin's connect form
         return redirect(url_for("installations.connect_new", name=name))
-    principal = require_principal()
-    installation = installations.install(current_app, db, principal, name,
-                                         sandbox=request.form.get("sandbox") == "true")
-    if manifest.auth.type == "oauth2":
-        return redirect(oauth2.start_connect(current_app, db, principal, installation, manifest))
+    connecting = installations.install(current_app, db, require_principal(), name,
+                                       sandbox=request.form.get("sandbox") == "true")
+    if connecting.authorize_url is not None:
+        return redirect(connecting.authorize_url)
     flash(f"{manifest.title} is installed.", "info")
-    return redirect(url_for("installations.detail", installation_id=installation.id))
+    return redirect(url_for("installations.detail",
+                            installation_id=connecting.installation.id))
 
 
 @blueprint.route("/miniapps/<name>/connect", methods=["GET", "POST"])
@@ -83,7 +81,7 @@ def connect_new(name: str) -> Response | tuple[str, int]:
     try:
         installation = installations.install(
             current_app, db, require_principal(), name, credentials=request.form,
-            sandbox=request.form.get("sandbox") == "true", from_form=True)
+            sandbox=request.form.get("sandbox") == "true", from_form=True).installation
     except ValidationError as error:
         return _connect_page(manifest, action, _submitted_values(manifest), _errors(error),
                              status=422)
@@ -101,8 +99,8 @@ def callback(name: str) -> Response | tuple[str, int, dict[str, str]]:
     no_referrer = {"Referrer-Policy": "no-referrer"}
     db = db_session()
     try:
-        finished = oauth2.finish_connect(current_app, db, name, request.args,
-                                         current_principal())
+        finished = installations.finish_connect(current_app, db, name, request.args,
+                                                current_principal())
     except CallbackRejected as error:
         return (render_template("error.html", status=400, title="Connect not finished",
                                 detail=error.detail), 400, no_referrer)
@@ -120,7 +118,7 @@ def callback(name: str) -> Response | tuple[str, int, dict[str, str]]:
 def index() -> str:
     principal = require_principal()
     db = db_session()
-    found = installations.list_installations(db, principal)
+    found, _ = installations.list_installations(db, principal)
     snapshot = catalog.get_catalog(current_app).snapshot(db)
     return render_template("installations/list.html", installations=found, snapshot=snapshot)
 
@@ -137,8 +135,8 @@ def detail(installation_id: str) -> str:
         allow_form_action(manifest.auth.authorize.url.source)
     return render_template(
         "installations/detail.html", installation=installation, manifest=manifest,
-        credential_keys=installations.credential_keys(installation),
-        runs=installations.recent_runs(db, installation),
+        credential_keys=list(installation.credential_keys or []),
+        runs=runs.recent_runs(db, installation),
         usage=installations.usage(db, installation),
     )
 
@@ -150,24 +148,24 @@ def reconnect(installation_id: str) -> Response | tuple[str, int]:
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
     manifest = installations.manifest_of(current_app, db, installation)
-    if manifest.auth.type == "oauth2":
-        if request.method == "GET":
-            return redirect(url_for("installations.detail", installation_id=installation.id))
-        return redirect(oauth2.start_connect(current_app, db, principal, installation, manifest))
-    if manifest.auth.form is None:
-        raise BadInput(f"{manifest.title} has no credentials to enter")
     action = url_for("installations.reconnect", installation_id=installation.id)
     if request.method == "GET":
+        if manifest.auth.authorize is not None:  # its page has the button that posts here
+            return redirect(url_for("installations.detail", installation_id=installation.id))
+        if manifest.auth.form is None:
+            raise BadInput(f"{manifest.title} has no credentials to enter")
         return _connect_page(manifest, action, installation=installation)
     try:
-        installations.reconnect(current_app, db, principal, installation, request.form,
-                                from_form=True)
+        connecting = installations.connect(current_app, db, principal, installation,
+                                           lambda: request.form, from_form=True)
     except ValidationError as error:
         return _connect_page(manifest, action, _submitted_values(manifest), _errors(error),
                              installation=installation, status=422)
     except ConnectRefused as error:
         return _connect_page(manifest, action, _submitted_values(manifest),
                              refused=error.detail, installation=installation, status=422)
+    if connecting.authorize_url is not None:
+        return redirect(connecting.authorize_url)
     flash(f"{manifest.title} is connected again.", "info")
     return redirect(url_for("installations.detail", installation_id=installation.id))
 
@@ -186,13 +184,13 @@ def uninstall(installation_id: str) -> Response:
     return redirect(url_for("installations.index"))
 
 
+AUDIT_PAGE_SIZE = 200
+
+
 def _audit_page(installation: Any = None) -> str:
-    principal = require_principal()
-    db = db_session()
-    query = select(AuditEvent).where(AuditEvent.workspace_id == principal.workspace_id)
-    if installation is not None:
-        query = query.where(AuditEvent.installation_id == installation.id)
-    events = db.scalars(query.order_by(AuditEvent.id.desc()).limit(200)).all()
+    events, _ = audit_events.list_events(db_session(), require_principal(),
+                                         Page(AUDIT_PAGE_SIZE),
+                                         installation.id if installation else None)
     return render_template("installations/audit.html", events=[audit_dict(e) for e in events],
                            installation=installation)
 

@@ -15,7 +15,7 @@ def main() -> None:
     sys.path.insert(0, settings["repo"])
     from host import create_app
     from host.db import Installation, User, get_database
-    from host.services.accounts import Principal
+    from host.principal import Principal
     from host.services.runs import run_action
 
     app = create_app(settings["config"], instance_path=settings["instance"])

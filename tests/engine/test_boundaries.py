@@ -36,4 +36,4 @@ def test_engine_imports_neither_flask_nor_the_database():
 
 
 def test_the_check_sees_imports():
-    assert "flask" in imported_modules(Path(__file__).parents[2] / "host" / "web" / "errors.py")
+    assert "flask" in imported_modules(Path(__file__).parents[2] / "host" / "problems.py")

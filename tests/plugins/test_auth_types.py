@@ -10,8 +10,9 @@ from werkzeug.wrappers import Response
 from host.db import get_database
 from host.manifest import validate_document
 from host.plugins import get_plugins
+from host.principal import Principal
 from host.services import catalog
-from host.services.accounts import Principal, personal_workspace
+from host.services.accounts import personal_workspace
 from host.services.runs import run_action
 
 from ..conftest import build_hosted, csrf_from
@@ -96,7 +97,7 @@ def test_hook_auth_types(session_host):
     with get_database(hosted.app).sessions() as db:
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
         from host.services.installations import list_installations
-        [installation] = list_installations(db, who)
+        [installation], _ = list_installations(db, who)
         first = run_action(hosted.app, db, who, installation, "whoami", {})
         assert (first.status, first.output) == ("succeeded", {"user": "ada"})
         whoami = [r for r in hosted.provider.received if r.path == "/whoami"][-1]

@@ -13,8 +13,9 @@ import pytest
 
 from host.db import get_database
 from host.plugins import get_plugins
+from host.principal import Principal
 from host.services import installations
-from host.services.accounts import Principal, personal_workspace
+from host.services.accounts import personal_workspace
 from host.services.runs import run_action
 
 from ..conftest import REPO, build_hosted, csrf_from
@@ -39,7 +40,7 @@ def test_the_host_works_with_any_bundled_plugin_disabled(tmp_path, provider, dis
         assert connected.status_code == 302
         with get_database(hosted.app).sessions() as db:
             who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
-            [installation] = installations.list_installations(db, who)
+            [installation], _ = installations.list_installations(db, who)
             run = run_action(hosted.app, db, who, installation, "echo", {"text": "still here"})
         assert (run.status, run.output) == ("succeeded", {"echo": "still here"})
         listed = hosted.api("GET", "/api/v1/installations", hosted.alice_token).get_json()
@@ -89,4 +90,5 @@ def test_the_example_package_installs_and_loads_from_its_entry_point(tmp_path):
         "print(sorted(app.extensions['minihost.auth_types']))\n")],
         capture_output=True, text=True, env=env, cwd=tmp_path)
     assert served.returncode == 0, served.stderr
-    assert served.stdout.splitlines() == ["{'hello': 'world'}", "['jwt_bearer', 'session']"]
+    assert served.stdout.splitlines() == [
+        "{'hello': 'world'}", "['apiKey', 'basic', 'jwt_bearer', 'none', 'oauth2', 'session']"]

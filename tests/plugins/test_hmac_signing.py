@@ -18,8 +18,9 @@ from host import create_app
 from host.db import get_database
 from host.errors import PluginFailed
 from host.plugins import get_plugins, make_plugins
+from host.principal import Principal
 from host.services import installations
-from host.services.accounts import Principal, personal_workspace
+from host.services.accounts import personal_workspace
 from host.services.runs import run_action
 
 from ..conftest import REPO, make_config
@@ -81,7 +82,7 @@ def install(hosted, miniapp="keyed", **kwargs):
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
         if miniapp == "keyed":
             kwargs.setdefault("credentials", {"apiKey": "key-good-123"})
-        return installations.install(hosted.app, db, who, miniapp, **kwargs).id
+        return installations.install(hosted.app, db, who, miniapp, **kwargs).installation.id
 
 
 def run(hosted, installation_id, action="echo", values=None):

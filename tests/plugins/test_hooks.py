@@ -193,8 +193,9 @@ def test_hook_audit_event(tmp_path, make_app, caplog):
 
 def test_hook_installation_changed(hosted, tmp_path):
     from host.plugins import get_plugins
+    from host.principal import Principal
     from host.services import installations
-    from host.services.accounts import Principal, personal_workspace
+    from host.services.accounts import personal_workspace
 
     seen = []
 
@@ -210,8 +211,8 @@ def test_hook_installation_changed(hosted, tmp_path):
     with get_database(hosted.app).sessions() as db:
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
         keyed = installations.install(hosted.app, db, who, "keyed",
-                                      credentials={"apiKey": "key-good-123"})
-        installations.reconnect(hosted.app, db, who, keyed, {"apiKey": "key-good-123"})
+                                      credentials={"apiKey": "key-good-123"}).installation
+        installations.connect(hosted.app, db, who, keyed, lambda: {"apiKey": "key-good-123"})
         installations.uninstall(hosted.app, db, who, keyed)
     assert seen == [("installed", "keyed", "active", ["apiKey", "hookId"]),
                     ("reconnected", "keyed", "active", ["apiKey", "hookId"]),
@@ -252,7 +253,8 @@ def test_hook_form_widgets(tmp_path, make_app):
 
 def test_hook_run_finished(hosted):
     from host.plugins import get_plugins, hookimpl
-    from host.services.accounts import Principal, personal_workspace
+    from host.principal import Principal
+    from host.services.accounts import personal_workspace
     from host.services.runs import run_action
 
     seen = []
@@ -266,7 +268,7 @@ def test_hook_run_finished(hosted):
     get_plugins(hosted.app).manager.register(Counter(), name="counter")
     with get_database(hosted.app).sessions() as db:
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
-        installation = installations.install(hosted.app, db, who, "open")
+        installation = installations.install(hosted.app, db, who, "open").installation
         run_action(hosted.app, db, who, installation, "ping", {})
     assert seen == [("ping", "succeeded", {}, 1)]
 

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from host.db import Run, get_database
-from host.services.accounts import Principal, personal_workspace
+from host.principal import Principal
+from host.services.accounts import personal_workspace
 from host.services.installations import list_installations
 from host.services.runs import run_action
 
@@ -168,7 +169,7 @@ def test_a_service_account_connects_with_a_signed_jwt_and_runs_actions(google):
 
     with get_database(google.app).sessions() as db:
         who = Principal(google.alice, personal_workspace(db, google.alice), "session:x")
-        [installation] = list_installations(db, who)
+        [installation], _ = list_installations(db, who)
         run = run_action(google.app, db, who, installation, "appendRow",
                          {"spreadsheet": "sheet-1", "sheet": "Sheet1", "values": ["a", "b"]})
         assert run.status == "succeeded", run.error
@@ -221,7 +222,7 @@ def test_a_key_the_provider_does_not_know_is_refused_with_its_words(google):
     assert other.splitlines()[1] not in page  # the key is never shown back
     with get_database(google.app).sessions() as db:
         who = Principal(google.alice, personal_workspace(db, google.alice), "session:x")
-        assert list_installations(db, who) == []
+        assert list_installations(db, who)[0] == []
 
 
 def test_requests_inside_the_auth_block_are_checked_like_any_request():

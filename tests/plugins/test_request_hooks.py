@@ -9,8 +9,9 @@ import pytest
 from host.db import get_database
 from host.errors import ValidationError
 from host.plugins import get_plugins
+from host.principal import Principal
 from host.services import installations
-from host.services.accounts import Principal, personal_workspace
+from host.services.accounts import personal_workspace
 from host.services.runs import run_action
 
 
@@ -33,7 +34,8 @@ def run(hosted, miniapp="keyed", action="echo", values=None, sandbox=False, **in
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
         if miniapp == "keyed":
             install.setdefault("credentials", {"apiKey": "key-good-123"})
-        installation = installations.install(hosted.app, db, who, miniapp, **install)
+        installation = installations.install(hosted.app, db, who, miniapp,
+                                             **install).installation
         done = run_action(hosted.app, db, who, installation, action,
                           {"text": "hi"} if values is None else values, sandbox=sandbox)
         return done, installation.id

@@ -15,8 +15,8 @@ from host.errors import (
     ValidationError,
     VaultKeyMissing,
 )
+from host.principal import Principal
 from host.services import installations
-from host.services.accounts import Principal
 
 
 def principal(hosted, user):
@@ -28,7 +28,8 @@ def principal(hosted, user):
 
 def install(hosted, user, name, **kwargs):
     with get_database(hosted.app).sessions() as db:
-        return installations.install(hosted.app, db, principal(hosted, user), name, **kwargs)
+        return installations.install(hosted.app, db, principal(hosted, user), name,
+                                     **kwargs).installation
 
 
 def rows(hosted, model):
@@ -120,9 +121,9 @@ def test_failed_registration_keeps_an_error_to_retry(hosted):
     assert installation.error.endswith("; connect again to retry")
     hosted.provider.json("/hooks", '{"id": "hook-42"}', status=201)
     with get_database(hosted.app).sessions() as db:
-        again = installations.reconnect(hosted.app, db, principal(hosted, hosted.alice),
-                                        db.get(Installation, installation.id),
-                                        {"apiKey": "key-good-123"})
+        again = installations.connect(hosted.app, db, principal(hosted, hosted.alice),
+                                      db.get(Installation, installation.id),
+                                      lambda: {"apiKey": "key-good-123"}).installation
         assert (again.status, again.error, again.id) == ("active", None, installation.id)
         assert again.credential_keys == ["apiKey", "hookId"]
 
@@ -164,7 +165,8 @@ def test_another_workspace_gets_not_found(hosted):
 
 
 def read(hosted, installation_id, reason="run"):
-    from host.services.installations import context_for, manifest_of
+    from host.execution import context_for
+    from host.services.installations import manifest_of
 
     with get_database(hosted.app).sessions() as db:
         installation = db.get(Installation, installation_id)

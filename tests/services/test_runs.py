@@ -5,18 +5,22 @@ from types import SimpleNamespace
 from sqlalchemy import select
 
 from host.db import Run, get_database
-from host.engine import Context
+from host.execution import Step, run_step
+from host.principal import Principal
+from host.services import installations
 from host.services.accounts import personal_workspace
-from host.services.runs import execute
 
 
 def test_an_unexpected_error_fails_the_run_instead_of_leaving_it_running(hosted, caplog):
-    broken = SimpleNamespace(pointer="/actions/0/requests/0")  # nothing to render from
+    # Nothing to render from: the engine fails on it in a way no error class covers.
+    broken = SimpleNamespace(pointer="/actions/0/requests/0", secret_roots=frozenset())
     with get_database(hosted.app).sessions() as db:
-        workspace = personal_workspace(db, hosted.alice)
-    result, run = execute(hosted.app, workspace_id=workspace, installation_id=None, kind="action",
-                          name="broken", requests=[broken], ctx=Context(),
-                          allowed_hosts=["127.0.0.1"])
+        who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
+        installation = installations.install(hosted.app, db, who, "open").installation
+        manifest = installations.manifest_of(hosted.app, db, installation)
+        result, run = run_step(hosted.app, Step(
+            installation=installation, manifest=manifest, requests=[broken], kind="action",
+            name="broken", actor=who.actor))
     assert not result.ok and result.error.status == 500
     assert result.error.detail == (
         "the run stopped on an internal error, which was logged for the operator; "

@@ -6,8 +6,9 @@ import pytest
 
 from host.db import Installation, Run, get_database
 from host.errors import SourceFailed, ValidationError
+from host.principal import Principal
 from host.services import installations
-from host.services.accounts import Principal, personal_workspace
+from host.services.accounts import personal_workspace
 from host.services.actions import form_state
 from host.services.sources import load_options
 
@@ -16,7 +17,7 @@ from host.services.sources import load_options
 def board(hosted):
     with get_database(hosted.app).sessions() as db:
         who = Principal(hosted.alice, personal_workspace(db, hosted.alice), "session:x")
-        installation = installations.install(hosted.app, db, who, "board")
+        installation = installations.install(hosted.app, db, who, "board").installation
     return hosted, who, installation.id
 
 

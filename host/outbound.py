@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..engine import (
+from .engine import (
     EgressPolicy,
     GuardedClient,
     Hooks,
@@ -23,9 +23,9 @@ from ..engine import (
     SandboxClient,
     jsonlimits,
 )
-from ..engine.redact import Redactor
-from ..errors import PluginFailed
-from ..plugins import Plugins, get_plugins
+from .engine.redact import Redactor
+from .errors import PluginFailed
+from .plugins import Plugins, get_plugins
 
 __all__ = ["Outbound", "PluginHooks", "client_for", "hooks_for", "init_app"]
 

@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, render_template
 
-from ..api.spec import OPERATIONS, document
+from .spec import OPERATIONS, document
 
 blueprint = Blueprint("apidocs", __name__)
 

@@ -1,6 +1,7 @@
 """Error answers: problem JSON under ``/api/`` and ``/healthz``, an HTML page elsewhere.
 
-Every error becomes one of these two; a traceback never reaches a client.
+Every error becomes one of these two; a traceback never reaches a client. The
+pages and the API share it, so it sits below both.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import Bug, MinihostError, problem, to_problem
+from .errors import Bug, MinihostError, problem, to_problem
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"

@@ -1,0 +1,68 @@
+"""Registering an installation with its provider after a connect, and unregistering
+it on uninstall (``registrationRequests`` / ``unregistrationRequests``, MANIFEST §3).
+
+A registration's object mappings join the credentials (a webhook's id, say); a
+failure leaves the installation in ``error`` with the reason, to retry by
+connecting again. Unregistering is best effort: an uninstall never waits on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from .. import audit, vault
+from ..db import Installation, utcnow
+from ..errors import CredentialsUnreadable, VaultKeyMissing
+from ..execution import Step, run_step
+from ..manifest import Manifest
+
+__all__ = ["register", "unregister"]
+
+
+def register(app: Flask, db: Session, installation: Installation, manifest: Manifest,
+             credentials: Mapping[str, Any], actor: str, actor_id: str | None) -> None:
+    """Run ``registrationRequests`` (a webhook, say) with the new credentials."""
+    requests = manifest.auth.registration
+    if not requests:
+        return
+    result, _ = run_step(app, Step(
+        installation=installation, manifest=manifest, requests=requests, kind="auth",
+        name="registration", actor=actor, actor_id=actor_id, persist="credentials",
+        credentials=credentials, reason="connect"))
+    if result.ok:
+        vault.store_credentials(app, installation, {**credentials, **result.values})
+    else:
+        installation.status = "error"
+        installation.error = (f"registering with {manifest.title} failed: "
+                              f"{result.error.detail if result.error else 'unknown error'}; "
+                              "connect again to retry")
+    installation.updated_at = utcnow()
+    installation.row_version += 1
+    audit.record(db, "registered" if result.ok else "registration_failed",
+                 actor=actor, workspace_id=installation.workspace_id,
+                 installation_id=installation.id,
+                 detail={"credentialKeys": sorted(result.values)} if result.ok else
+                 {"reason": installation.error})
+    db.commit()
+
+
+def unregister(app: Flask, installation: Installation, manifest: Manifest | None, actor: str,
+               actor_id: str | None) -> str:
+    """Run ``unregistrationRequests`` with the stored credentials; the outcome in words
+    (``none``, ``succeeded``, ``failed: …``, ``skipped: …``)."""
+    if manifest is None or not manifest.auth.unregistration:
+        return "none"
+    try:
+        result, _ = run_step(app, Step(
+            installation=installation, manifest=manifest,
+            requests=manifest.auth.unregistration, kind="auth", name="unregistration",
+            actor=actor, actor_id=actor_id, persist="none", reason="uninstall"))
+    except (CredentialsUnreadable, VaultKeyMissing):
+        return "skipped: the credentials could not be read"
+    if result.ok:
+        return "succeeded"
+    return f"failed: {result.error.detail if result.error else 'unknown error'}"

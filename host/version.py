@@ -1,0 +1,4 @@
+"""The host's version, in a module of its own so any layer can name it without
+importing the application factory."""
+
+__version__ = "0.1.0"
