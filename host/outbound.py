@@ -62,18 +62,17 @@ class PluginHooks:
         self.secrets = secrets  # computed only when a plugin fails: to redact its message
 
     def _call(self, hook_name: str, outgoing: Outgoing, **kwargs: Any) -> None:
-        arguments = {"request": outgoing, "miniapp": self.miniapp,
-                     "installation_id": self.installation_id, "config": self.config, **kwargs}
-        for impl in reversed(getattr(self.plugins.hook, hook_name).get_hookimpls()):
-            try:
-                impl.function(*[arguments[name] for name in impl.argnames])
-            except Exception as error:
-                message = self.plugins.report(impl.plugin_name, hook_name, error,
-                                              Redactor(self.secrets()).text)
-                sent = "nothing was sent" if hook_name == "prepare_request" else \
-                    "the answer was not used"
-                raise PluginFailed(f"request {outgoing.pointer}: plugin {impl.plugin_name} "
-                                   f"failed in {hook_name} ({message}); {sent}") from None
+        sent = "nothing was sent" if hook_name == "prepare_request" else \
+            "the answer was not used"
+
+        def failed(plugin: str, message: str) -> PluginFailed:
+            return PluginFailed(f"request {outgoing.pointer}: plugin {plugin} failed in "
+                                f"{hook_name} ({message}); {sent}")
+
+        self.plugins.call_all(hook_name, failed, lambda text: Redactor(self.secrets()).text(text),
+                              request=outgoing, miniapp=self.miniapp,
+                              installation_id=self.installation_id, config=self.config,
+                              **kwargs)
 
     def prepare_request(self, outgoing: Outgoing) -> None:
         secret_headers, body = outgoing.secret_headers, outgoing.body
@@ -107,26 +106,21 @@ def hooks_for(app: Flask, miniapp: str, installation_id: str | None,
     return PluginHooks(get_plugins(app), miniapp, installation_id, app.config, secrets)
 
 
+def _not_a_response(answer: Any) -> str | None:
+    if isinstance(answer, Response) and isinstance(answer.body, bytes):
+        return None
+    return (f"answered {type(answer).__name__}"
+            f"{' with a text body' if isinstance(answer, Response) else ''}, not a "
+            "host.engine.Response with a bytes body; it was not used")
+
+
 def _sandbox_answer(plugins: Plugins, outgoing: Outgoing, spec: Any,
                     config: Mapping[str, Any]) -> Response | None:
     """The first plugin's answer that is a real Response (``firstresult``); one that
     raises or answers something else is reported and the next is asked."""
-    arguments = {"request": outgoing, "spec": spec, "config": config}
-    for impl in reversed(plugins.hook.sandbox_response.get_hookimpls()):
-        try:
-            answer = impl.function(*[arguments[name] for name in impl.argnames])
-        except Exception as error:
-            plugins.report(impl.plugin_name, "sandbox_response", error)
-            continue
-        if answer is None:
-            continue
-        if isinstance(answer, Response) and isinstance(answer.body, bytes):
-            return answer
-        plugins.report(impl.plugin_name, "sandbox_response", TypeError(
-            f"answered {type(answer).__name__}"
-            f"{' with a text body' if isinstance(answer, Response) else ''}, not a "
-            "host.engine.Response with a bytes body; it was not used"))
-    return None
+    answer: Response | None = plugins.call_first("sandbox_response", _not_a_response,
+                                                 request=outgoing, spec=spec, config=config)
+    return answer
 
 
 def init_app(app: Flask) -> None:

@@ -222,7 +222,7 @@ class Plugins:
                 known.error, known.count, known.last_at = message, known.count + 1, time.time()
         return message
 
-    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    def call_each(self, hook_name: str, /, **kwargs: Any) -> list[tuple[str, Any]]:
         """Every implementation's answer as ``(plugin name, answer)``, in pluggy's
         call order, ``None`` answers included so callers can tell who answered.
 
@@ -234,9 +234,7 @@ class Plugins:
         answers: list[tuple[str, Any]] = []
         for impl in reversed(caller.get_hookimpls()):
             try:
-                answer = impl.function(
-                    *[kwargs[name] for name in impl.argnames],
-                    **{name: kwargs[name] for name in impl.kwargnames if name in kwargs})
+                answer = _invoke(impl, kwargs)
             except Exception as error:
                 self.report(impl.plugin_name, hook_name, error)
                 continue
@@ -246,6 +244,45 @@ class Plugins:
                 continue
             answers.append((impl.plugin_name, answer))
         return answers
+
+    def call_all(self, hook_name: str, failed: Callable[[str, str], Exception],
+                 redact: Callable[[str], str] | None = None, /, **kwargs: Any) -> None:
+        """Every implementation, in pluggy's call order, for a hook whose every answer
+        the host needs (signing a request): the first that raises is reported
+        (``redact`` hides what it was handed) and ``failed(plugin, message)`` is
+        raised, so nothing goes on without it."""
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                _invoke(impl, kwargs)
+            except Exception as error:
+                message = self.report(impl.plugin_name, hook_name, error, redact)
+                raise failed(impl.plugin_name, message) from None
+
+    def call_first(self, hook_name: str, refuse: Callable[[Any], str | None], /,
+                   **kwargs: Any) -> Any:
+        """The first answer that is not ``None`` and that ``refuse`` finds nothing wrong
+        with (``firstresult`` whose answers the host checks): one that raises, or
+        whose answer ``refuse`` explains away, is reported and the next is asked."""
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                answer = _invoke(impl, kwargs)
+            except Exception as error:
+                self.report(impl.plugin_name, hook_name, error)
+                continue
+            if answer is None:
+                continue
+            problem = refuse(answer)
+            if problem is None:
+                return answer
+            self.report(impl.plugin_name, hook_name, TypeError(problem))
+        return None
+
+
+def _invoke(impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
+    """One implementation, with its arguments by name as pluggy passes them (those
+    with defaults only when given)."""
+    return impl.function(*[kwargs[name] for name in impl.argnames],
+                         **{name: kwargs[name] for name in impl.kwargnames if name in kwargs})
 
 
 def make_plugins(folders: Iterable[str], disabled: Iterable[str],
