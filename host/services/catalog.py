@@ -27,7 +27,7 @@ from flask import Flask
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..db import CatalogError, MiniApp, exclusive, get_database, utcnow
+from ..db import CatalogError, Database, MiniApp, exclusive, get_database, utcnow
 from ..errors import ManifestError, ManifestProblem, NotFound
 from ..manifest import BUILTIN_AUTH_TYPES, Manifest, compile_manifest, load_manifest
 from ..manifest.loader import MANIFEST_NAMES
@@ -52,7 +52,9 @@ _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
 
 
 def version_key(version: str) -> tuple[Any, ...]:
-    """Sort key in semantic-version order (a pre-release sorts before its release)."""
+    """Sort key in semantic-version order (SemVer 2.0.0 §11): a pre-release sorts before
+    its release; its identifiers compare one by one, numeric ones numerically and
+    below alphanumeric ones, and more identifiers sort after fewer."""
     match = _SEMVER.match(version)
     if not match:
         return (-1, -1, -1, (), version)
@@ -60,7 +62,7 @@ def version_key(version: str) -> tuple[Any, ...]:
     if pre is None:
         pre_key: tuple[Any, ...] = ((1,),)
     else:
-        pre_key = tuple((0, int(p), "") if p.isdigit() else (0, -1, p) for p in pre.split("."))
+        pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
         pre_key = ((0,), *pre_key)
     return (int(major), int(minor), int(patch), pre_key, "")
 
@@ -221,7 +223,7 @@ def sync(app: Flask) -> SyncReport:
         return _store(app, database, found)
 
 
-def _store(app: Flask, database: Any, found: Found) -> SyncReport:
+def _store(app: Flask, database: Database, found: Found) -> SyncReport:
     added: list[str] = []
     updated: list[str] = []
     removed: list[str] = []

@@ -133,3 +133,11 @@ def test_snapshot_search_versions_and_categories(catalog_app):
 )
 def test_version_order(versions, newest):
     assert max(versions, key=catalog.version_key) == newest
+
+
+def test_versions_sort_as_semver_says():
+    """The precedence example of SemVer 2.0.0 §11, shuffled."""
+    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
+               "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0"]
+    shuffled = ordered[::3] + ordered[1::3] + ordered[2::3]
+    assert sorted(shuffled, key=catalog.version_key) == ordered
