@@ -15,11 +15,10 @@ from typing import Any
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, routes_command, shell_command, with_appcontext
-from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from . import create_app, vault
-from .db import User, get_database
+from .db import get_database
 from .errors import ConfigError, ManifestError, ManifestProblem, MinihostError, to_cli_line
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
@@ -208,9 +207,8 @@ def _demo_app(host: str, port: int) -> Flask:
                           "DISABLED_PLUGINS or keep the bundled plugins folder in PLUGINS_DIRS")
     instance_service.init(app)
     with app.app_context(), get_database(app).sessions() as db:
-        if not db.scalar(select(User.id).where(User.email == DEMO_USER[0])):
-            accounts.create_user(db, DEMO_USER[0], DEMO_USER[1], admin=True, actor="demo")
-            db.commit()
+        accounts.ensure_user(db, DEMO_USER[0], DEMO_USER[1], admin=True, actor="demo")
+        db.commit()
     click.echo("Demo mode — development only: private network egress is allowed and a demo "
                "OAuth provider runs at http://127.0.0.1:5000/demo-provider/.")
     click.echo(f"Sign in to Minihost as {DEMO_USER[0]} / {DEMO_USER[1]}, install Demo Tasks, "

@@ -78,6 +78,14 @@ def has_users(db: Session) -> bool:
     return db.scalar(select(User.id).limit(1)) is not None
 
 
+def ensure_user(db: Session, email: str, password: str, admin: bool = False,
+                actor: str = "cli") -> User:
+    """The user with ``email``, created with ``password`` when there is none (the demo's
+    sign-in, which every start of the demo offers)."""
+    found = db.scalar(select(User).where(User.email == _normalise_email(email)))
+    return found or create_user(db, email, password, admin=admin, actor=actor)
+
+
 def get_user(db: Session, email: str) -> User:
     user = db.scalar(select(User).where(User.email == _normalise_email(email)))
     if user is None:

@@ -9,10 +9,13 @@ from dataclasses import field as dc_field
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
+from ..db import Installation
 from ..errors import MinihostError, NotFound, ValidationError
 from ..forms import Field
 from ..manifest import Action, Manifest
+from ..principal import Principal
 from .installations import manifest_of
 from .sources import load_options
 
@@ -72,7 +75,8 @@ def action_of(manifest: Manifest, name: str) -> Action:
     return action
 
 
-def form_state(app: Flask, db: Any, principal: Any, installation: Any, action_name: str,
+def form_state(app: Flask, db: Session, principal: Principal, installation: Installation,
+               action_name: str,
                values: Mapping[str, Any]) -> FormState:
     """The form, with each dropdown's options loaded for the current ``values``."""
     manifest = manifest_of(app, db, installation)

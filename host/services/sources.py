@@ -19,11 +19,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from ..auth.refresh import Keeper
+from ..db import Installation
 from ..engine import jsonlimits, options_from
 from ..errors import FieldError, NotFound, NotReady, SourceFailed, ValidationError
 from ..execution import Step, run_step
+from ..principal import Principal
 from .installations import manifest_of
 
 __all__ = ["decode_input", "load_options"]
@@ -79,7 +82,8 @@ def _cache(app: Flask) -> _Cache:
     return cache
 
 
-def load_options(app: Flask, db: Any, principal: Any, installation: Any, source_name: str,
+def load_options(app: Flask, db: Session, principal: Principal, installation: Installation,
+                 source_name: str,
                  inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``[{"value", "label"}]`` of a source, given the values of its ``dependsOn`` fields."""
     manifest = manifest_of(app, db, installation)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from ..db import CatalogError
 from ..db import session as db_session
 from ..errors import ValidationError
 from ..identity import admin_required, require_principal
@@ -36,7 +34,7 @@ def plugin_json() -> dict[str, Any]:
 @admin_required
 def index() -> str:
     db = db_session()
-    errors = db.scalars(select(CatalogError).order_by(CatalogError.location)).all()
+    _, errors = catalog.entries(db)
     plugins = get_plugins(current_app)
     return render_template("admin/index.html", catalog_errors=errors, plugins=plugins)
 

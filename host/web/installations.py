@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from werkzeug.wrappers import Response
 
 from ..audit import as_dict as audit_dict
+from ..db import Installation
 from ..db import session as db_session
 from ..errors import BadInput, CallbackRejected, ConnectRefused, ValidationError
 from ..identity import (
@@ -16,6 +17,7 @@ from ..identity import (
     login_required,
     require_principal,
 )
+from ..manifest import Manifest
 from ..services import audit_events, catalog, installations, runs
 from ..services.paging import Page
 
@@ -29,16 +31,17 @@ def _errors(error: ValidationError) -> dict[str, str]:
     return found
 
 
-def _connect_page(manifest: Any, action: str, values: dict[str, Any] | None = None,
+def _connect_page(manifest: Manifest, action: str, values: dict[str, Any] | None = None,
                   errors: dict[str, str] | None = None, refused: str | None = None,
-                  installation: Any = None, status: int = 200) -> tuple[str, int]:
+                  installation: Installation | None = None,
+                  status: int = 200) -> tuple[str, int]:
     return render_template(
         "installations/connect.html", manifest=manifest, action=action, values=values or {},
         errors=errors or {}, refused=refused, installation=installation,
     ), status
 
 
-def _submitted_values(manifest: Any) -> dict[str, Any]:
+def _submitted_values(manifest: Manifest) -> dict[str, Any]:
     """What to show again after an error: never a secret field's value.
 
     Only the built-in plain widgets are filled back in; a password field or a
@@ -187,7 +190,7 @@ def uninstall(installation_id: str) -> Response:
 AUDIT_PAGE_SIZE = 200
 
 
-def _audit_page(installation: Any = None) -> str:
+def _audit_page(installation: Installation | None = None) -> str:
     events, _ = audit_events.list_events(db_session(), require_principal(),
                                          Page(AUDIT_PAGE_SIZE),
                                          installation.id if installation else None)

@@ -19,7 +19,7 @@ blueprint = Blueprint("runs", __name__)
 PAGE_SIZE = 50
 
 
-def _form_page(installation: Any, action_name: str, values: dict[str, Any],
+def _form_page(installation: Installation, action_name: str, values: dict[str, Any],
                errors: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
     principal = require_principal()
     db = db_session()
