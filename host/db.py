@@ -18,10 +18,11 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 from flask import Flask, g
@@ -42,6 +43,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -338,25 +340,55 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None]
 
     def as_dict(self, with_trace: bool = False) -> dict[str, Any]:
-        """The run as the API and plugins see it; ``trace`` (already redacted) only
-        when asked."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "installation": self.installation_id,
-            "kind": self.kind,
-            "action": self.name,
-            "status": self.status,
-            "parameters": self.parameters,
-            "output": self.output,
-            "error": self.error,
-            "sandbox": self.sandbox,
-            "startedAt": self.started_at.isoformat(),
-            "finishedAt": self.finished_at.isoformat() if self.finished_at else None,
-            "durationMs": self.duration_ms,
-        }
-        if with_trace:
-            body["trace"] = self.trace or {"requests": []}
-        return body
+        return run_document(self, with_trace)
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A run as :mod:`host.execution` writes it on the hot path: the same columns as
+    :class:`Run` without the ORM's bookkeeping (building and tracking an ORM instance
+    cost a run more than writing its row)."""
+
+    id: str
+    workspace_id: str
+    installation_id: str | None
+    kind: str
+    name: str
+    status: str
+    parameters: dict[str, Any]
+    sandbox: bool
+    actor_id: str | None
+    started_at: datetime
+    output: Any = None
+    error: dict[str, Any] | None = None
+    trace: dict[str, Any] | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+
+    def as_dict(self, with_trace: bool = False) -> dict[str, Any]:
+        return run_document(self, with_trace)
+
+
+def run_document(run: Run | RunRecord, with_trace: bool = False) -> dict[str, Any]:
+    """A run as the API and plugins see it; ``trace`` (already redacted) only when
+    asked."""
+    body: dict[str, Any] = {
+        "id": run.id,
+        "installation": run.installation_id,
+        "kind": run.kind,
+        "action": run.name,
+        "status": run.status,
+        "parameters": run.parameters,
+        "output": run.output,
+        "error": run.error,
+        "sandbox": run.sandbox,
+        "startedAt": run.started_at.isoformat(),
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "durationMs": run.duration_ms,
+    }
+    if with_trace:
+        body["trace"] = run.trace or {"requests": []}
+    return body
 
 
 class AuditEvent(Base):
@@ -421,6 +453,55 @@ class Database:
         with self.write_lock, self.engine.begin() as connection:
             yield connection
 
+    def execute_raw(self, statement: Prepared, values: Mapping[str, Any]) -> int:
+        """One write on the driver's own cursor, committed: for the statements every
+        run makes (see :class:`Prepared`). Returns the rows it changed."""
+        parameters = statement.parameters(values)
+        with self.write_lock:
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(statement.sql, parameters)
+                    changed = int(cursor.rowcount)
+                finally:
+                    cursor.close()
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                connection.close()  # back to the pool
+        return changed
+
+
+class Prepared:
+    """A Core statement rendered once for one database and run on the driver's cursor.
+
+    Executing through a SQLAlchemy Connection costs about as much again as the
+    database's own work for a one-row write (an execution context, result
+    processing, pool events); the run row is written twice per run, so those two
+    writes are rendered here once — SQL text, parameter order, and each column type's
+    own bind processing (JSON, the UTC timestamps), taken from SQLAlchemy."""
+
+    def __init__(self, statement: Any, dialect: Any, columns: Iterable[str],
+                 types: Mapping[str, Any]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        self.sql: str = compiled.string
+        self.order: tuple[str, ...] | None = (tuple(compiled.positiontup)
+                                               if compiled.positional else None)
+        self.processors = {name: kind.dialect_impl(dialect).bind_processor(dialect)
+                           for name, kind in types.items()}
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        converted = {}
+        for name, value in values.items():
+            processor = self.processors.get(name)
+            converted[name] = processor(value) if processor is not None else value
+        if self.order is None:
+            return converted
+        return tuple(converted[name] for name in self.order)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     """WAL with ``synchronous=NORMAL``: every commit survives the process dying (what
@@ -443,13 +524,35 @@ def make_engine(url: str) -> Engine:
     in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "",
                                                                                ":memory:")
     pooling = {} if in_memory else {"pool_size": 10, "max_overflow": 30, "pool_timeout": 30}
-    # A network database can drop idle connections; a SQLite file cannot, so it is
-    # spared the extra round trip on every checkout.
-    engine = create_engine(url, pool_pre_ping=parsed.get_backend_name() != "sqlite",
-                           **pooling)
+    engine = create_engine(url, **pooling)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine, "checkin", _note_checkin)
+        event.listen(engine, "checkout", partial(_ping_if_idle, engine.dialect))
     return engine
+
+
+IDLE_BEFORE_PING = 5.0  # seconds
+
+
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info["minihost.idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A network database can drop a connection while it sits idle in the pool (a
+    restart, a proxy's timeout), so one idle for a few seconds is tested before use,
+    and replaced when dead. Pinging on every checkout (``pool_pre_ping``) cost each
+    run three extra round trips; a connection back within seconds is one the server
+    just answered."""
+    idle_since = record.info.get("minihost.idle_since")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except Exception as error:
+        raise DisconnectionError(f"an idle pooled connection is gone ({error})") from error
 
 
 @contextmanager

@@ -30,7 +30,17 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from . import vault
-from .db import AppClient, Database, Installation, Run, get_database, new_id, utcnow
+from .db import (
+    AppClient,
+    Database,
+    Installation,
+    Prepared,
+    Run,
+    RunRecord,
+    get_database,
+    new_id,
+    utcnow,
+)
 from .engine import ChainResult, Context, run_chain
 from .engine.chain import Persist
 from .engine.redact import secret_values
@@ -106,7 +116,7 @@ class Step:
     deadline: float | None = None
 
 
-def run_step(app: Flask, step: Step) -> tuple[ChainResult, Run | None]:
+def run_step(app: Flask, step: Step) -> tuple[ChainResult, RunRecord | None]:
     """Run ``step`` and record it; returns the chain's result and the Run (``None``
     when ``record`` is false). Never raises for what a run can record: a failure
     to get credentials, a provider's error or our own bug all end as a failed Run."""
@@ -138,24 +148,25 @@ def run_step(app: Flask, step: Step) -> tuple[ChainResult, Run | None]:
 
 
 def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: float,
-             renew: Callable[[], Mapping[str, Any]] | None) -> tuple[ChainResult, Run | None]:
+             renew: Callable[[], Mapping[str, Any]] | None
+             ) -> tuple[ChainResult, RunRecord | None]:
     database = get_database(app)
     installation, manifest = step.installation, step.manifest
-    run: Run | None = None
+    run: RunRecord | None = None
     recorded_id = installation.id if step.record else None
     if step.record:
-        run = Run(id=new_id("run"), workspace_id=installation.workspace_id,
-                  installation_id=recorded_id, kind=step.kind, name=step.name,
-                  status="running", parameters=step.parameters, sandbox=sandbox,
-                  actor_id=step.actor_id, started_at=utcnow())
-        with database.write() as connection:  # a plain insert: no unit of work
-            connection.execute(_INSERT_RUN, {
-                "id": run.id, "workspace_id": run.workspace_id,
-                "installation_id": recorded_id, "kind": step.kind, "name": step.name,
-                "status": "running", "parameters": run.parameters, "sandbox": sandbox,
-                "actor_id": step.actor_id, "started_at": run.started_at, "holder": holder(),
-                "lease_expires_at": run.started_at + timedelta(
-                    seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)})
+        run = RunRecord(id=new_id("run"), workspace_id=installation.workspace_id,
+                        installation_id=recorded_id, kind=step.kind, name=step.name,
+                        status="running", parameters=step.parameters, sandbox=sandbox,
+                        actor_id=step.actor_id, started_at=utcnow())
+        statements = _statements(app, database)
+        database.execute_raw(statements.insert, {
+            "id": run.id, "workspace_id": run.workspace_id, "installation_id": recorded_id,
+            "kind": step.kind, "name": step.name, "status": "running",
+            "parameters": run.parameters, "sandbox": sandbox, "actor_id": step.actor_id,
+            "started_at": run.started_at, "holder": holder(),
+            "lease_expires_at": run.started_at + timedelta(
+                seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)})
     secrets = tuple(step.secrets)
     try:
         result = run_chain(
@@ -175,32 +186,49 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
             "the run stopped on an internal error, which was logged for the operator; "
             "try again, and tell the operator if it happens again"))
     if run is not None:
-        _finish(database, run, result, step.persist)
+        _finish(app, database, run, result, step.persist)
     return result, run
 
 
-# Built once: a run writes its row twice, and building and keying a statement per
-# run cost more than executing it.
 _RUN = cast(Table, Run.__table__)
-_INSERT_RUN = _RUN.insert()
-_FINISH_RUN = _RUN.update().where(_RUN.c.id == bindparam("run_id"))
+_INSERTED = ("id", "workspace_id", "installation_id", "kind", "name", "status", "parameters",
+             "sandbox", "actor_id", "started_at", "holder", "lease_expires_at")
+_FINISHED = ("status", "output", "error", "trace", "finished_at", "duration_ms", "holder",
+             "lease_expires_at")
 
 
-def _finish(database: Database, run: Run, result: ChainResult, persist: Persist) -> None:
-    outcome = {
-        "status": "succeeded" if result.ok else "failed",
-        "output": _output(result, persist),
-        "error": run_error(result.error) if result.error is not None else None,
-        "trace": {"requests": result.trace},
-        "finished_at": utcnow(),
-        "duration_ms": result.duration_ms,
-        "holder": None,
-        "lease_expires_at": None,
-    }
-    with database.write() as connection:
-        connection.execute(_FINISH_RUN, {"run_id": run.id, **outcome})
-    for key, value in outcome.items():
-        setattr(run, key, value)
+@dataclass(frozen=True, slots=True)
+class _RunStatements:
+    insert: Prepared
+    finish: Prepared
+
+
+def _statements(app: Flask, database: Database) -> _RunStatements:
+    """The run row's two writes, rendered once per application for its database."""
+    found: _RunStatements | None = app.extensions.get("minihost.run_statements")
+    if found is None:
+        dialect = database.engine.dialect
+        types = {column.key: column.type for column in _RUN.c}
+        found = _RunStatements(
+            Prepared(_RUN.insert(), dialect, _INSERTED, types),
+            Prepared(_RUN.update().where(_RUN.c.id == bindparam("run_id")), dialect,
+                     _FINISHED, types))
+        app.extensions["minihost.run_statements"] = found
+    return found
+
+
+def _finish(app: Flask, database: Database, run: RunRecord, result: ChainResult,
+            persist: Persist) -> None:
+    run.status = "succeeded" if result.ok else "failed"
+    run.output = _output(result, persist)
+    run.error = run_error(result.error) if result.error is not None else None
+    run.trace = {"requests": result.trace}
+    run.finished_at = utcnow()
+    run.duration_ms = result.duration_ms
+    database.execute_raw(_statements(app, database).finish, {
+        "run_id": run.id, "status": run.status, "output": run.output, "error": run.error,
+        "trace": run.trace, "finished_at": run.finished_at, "duration_ms": run.duration_ms,
+        "holder": None, "lease_expires_at": None})
 
 
 def _output(result: ChainResult, persist: Persist) -> Any:
@@ -211,7 +239,8 @@ def _output(result: ChainResult, persist: Persist) -> Any:
     return result.values
 
 
-def _record_failure(app: Flask, step: Step, sandbox: bool, error: MinihostError) -> Run | None:
+def _record_failure(app: Flask, step: Step, sandbox: bool,
+                    error: MinihostError) -> RunRecord | None:
     """A step that failed before any request could be sent (its credentials could not
     be renewed, say)."""
     if not step.record:
@@ -224,7 +253,11 @@ def _record_failure(app: Flask, step: Step, sandbox: bool, error: MinihostError)
               started_at=now, finished_at=now, duration_ms=0)
     with get_database(app).transaction() as db:
         db.add(run)
-    return run
+    return RunRecord(id=run.id, workspace_id=run.workspace_id,
+                     installation_id=run.installation_id, kind=run.kind, name=run.name,
+                     status=run.status, parameters=run.parameters, sandbox=sandbox,
+                     actor_id=run.actor_id, started_at=now, output=None, error=run.error,
+                     trace=run.trace, finished_at=now, duration_ms=0)
 
 
 # -- the values placeholders may name ----------------------------------------------------

@@ -22,7 +22,12 @@ from werkzeug.wrappers import Response
 
 from .db import session as db_session
 from .principal import Principal
-from .services.accounts import SESSION_LIFETIME, principal_for_session, principal_for_token
+from .services.accounts import (
+    SESSION_LIFETIME,
+    PrincipalCache,
+    principal_for_session,
+    principal_for_token,
+)
 
 __all__ = [
     "SignedIn",
@@ -68,7 +73,8 @@ def current_principal() -> Principal | None:
     principal = None
     token = bearer_token() if request.path.startswith("/api/") else None
     if token is not None:
-        principal = principal_for_token(db_session(), token)
+        principal = principal_for_token(db_session(), token,
+                                        current_app.extensions["minihost.principals"])
         if principal is None:
             g.principal = None
             raise Unauthorized("the API token is unknown, revoked or belongs to a disabled user")
@@ -164,6 +170,7 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # bound to the session instead
+    app.extensions["minihost.principals"] = PrincipalCache()
     manager = LoginManager()
     manager.session_protection = None  # sessions are server-side and revocable
     manager.login_view = "auth.login"

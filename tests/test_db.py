@@ -29,3 +29,46 @@ def test_ids_sort_by_creation_time():
     assert first.startswith("run_") and len(first) == 30
     assert all(item[:14] >= first[:14] for item in later)
     assert len(set(later)) == 50
+
+
+def test_a_pooled_connection_dropped_while_idle_is_replaced(postgres_url, monkeypatch):
+    """The server ends every connection (a restart, a proxy's idle timeout): the next
+    checkout of a connection idle past the threshold pings it, finds it gone and
+    takes a new one, so the caller never sees the dead connection."""
+    from sqlalchemy import create_engine, text
+
+    from host import db as db_module
+
+    engine = make_engine(postgres_url)
+    with engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                  {"pid": backend}).scalar()
+    admin.dispose()
+    monkeypatch.setattr(db_module, "IDLE_BEFORE_PING", 0.0)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != backend
+    engine.dispose()
+
+
+def test_a_connection_back_within_seconds_is_not_pinged(postgres_url, monkeypatch):
+    """The point of pinging only idle connections: a hot one costs no round trip."""
+    from sqlalchemy import text
+
+    from host import db as db_module
+
+    engine = make_engine(postgres_url)
+    pings = []
+    ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda connection: pings.append(1) or ping(connection)
+    for _ in range(3):
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 42"))
+    assert pings == []
+    monkeypatch.setattr(db_module, "IDLE_BEFORE_PING", 0.0)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 42"))
+    assert pings == [1]
+    engine.dispose()

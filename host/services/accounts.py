@@ -9,7 +9,10 @@ once, when it is created.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -107,6 +110,7 @@ def disable_user(db: Session, email: str, actor: str = "cli") -> User:
     """The user can no longer sign in; their sessions and tokens stop at once."""
     user = get_user(db, email)
     user.is_active = False
+    _forget_principals()
     now = utcnow()
     for row in db.scalars(select(LoginSession).where(LoginSession.user_id == user.id,
                                                      LoginSession.revoked_at.is_(None))):
@@ -234,6 +238,7 @@ def revoke_token(db: Session, token_id: str, actor: str, user: User | None = Non
         raise NotFound(f"no token {token_id}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        _forget_principals()
         audit.record(db, "token_revoked", actor=actor, workspace_id=token.workspace_id,
                      detail={"token": token.id, "name": token.name})
     return token
@@ -247,16 +252,71 @@ _TOKEN_QUERY = (  # built once: it runs on every API call
 )
 
 
-def principal_for_token(db: Session, secret: str) -> Principal | None:
-    """The caller of an API token: one query on every API call, so it is a join."""
+class PrincipalCache:
+    """API tokens' callers, kept for ``seconds``: without it every API call pays a join
+    and a round trip to the database for an answer that rarely changes.
+
+    A token revoked, or a user disabled, by this process is forgotten at once (a
+    process-wide generation counter every cache checks); one revoked by another
+    process — the command line, another worker — stops working within ``seconds``.
+    Unknown tokens are never cached, so a new token works at once."""
+
+    def __init__(self, seconds: float = 1.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.seconds, self.clock = seconds, clock
+        self._entries: dict[str, tuple[float, int, Principal, datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> tuple[Principal, datetime | None] | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        until, generation, principal, last_used = entry
+        if generation != _generation[0] or self.clock() >= until:
+            self._entries.pop(token_hash, None)
+            return None
+        return principal, last_used
+
+    def put(self, token_hash: str, principal: Principal, last_used: datetime | None) -> None:
+        with self._lock:
+            if len(self._entries) >= MAX_CACHED_PRINCIPALS:
+                self._entries.clear()  # tokens seen once a second each: start again
+            self._entries[token_hash] = (self.clock() + self.seconds, _generation[0],
+                                         principal, last_used)
+
+
+MAX_CACHED_PRINCIPALS = 10_000
+_generation = [0]  # bumped when this process revokes a token or disables a user
+
+
+def _forget_principals() -> None:
+    _generation[0] += 1
+
+
+def principal_for_token(db: Session, secret: str,
+                        cache: PrincipalCache | None = None) -> Principal | None:
+    """The caller of an API token: a join on every API call, unless ``cache`` knows
+    it. Its last use is written at most once a minute."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    found = db.execute(_TOKEN_QUERY, {"token_hash": hash_secret(secret)}).first()
-    if found is None:
-        return None
-    user, token_id, workspace_id, last_used = found
+    token_hash = hash_secret(secret)
+    known = cache.get(token_hash) if cache is not None else None
+    if known is not None:
+        principal, last_used = known
+    else:
+        found = db.execute(_TOKEN_QUERY, {"token_hash": token_hash}).first()
+        if found is None:
+            return None
+        user, token_id, workspace_id, last_used = found
+        db.expunge(user)  # shared by the requests the cache serves; never written through
+        principal = Principal(user, workspace_id, f"token:{token_id}")
     now = utcnow()
     if last_used is None or (now - last_used).total_seconds() > 60:
+        token_id = principal.via.removeprefix("token:")
         db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
         db.commit()
-    return Principal(user, workspace_id, f"token:{token_id}")
+        last_used = now
+        known = None
+    if cache is not None and known is None:
+        cache.put(token_hash, principal, last_used)
+    return principal

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit
 from ..auth.refresh import Keeper
-from ..db import Installation, Run, changed, get_database, utcnow
+from ..db import Installation, Run, RunRecord, changed, get_database, utcnow
 from ..errors import FieldError, Interrupted, NotFound, NotReady, ValidationError, run_error
 from ..execution import Step, run_step
 from ..forms import coerce, validate
@@ -53,7 +53,7 @@ KINDS = ("action", "source", "auth")
 
 def run_action(app: Flask, db: Session, principal: Principal, installation: Installation,
                action_name: str, submitted: Any, *, from_form: bool = False,
-               sandbox: bool = False) -> Run:
+               sandbox: bool = False) -> RunRecord:
     """Validate an action's parameters (nothing is sent when any is invalid), run it
     with the installation's credentials, and return the recorded Run.
 
