@@ -118,6 +118,9 @@ def _normalise_host(raw: str) -> str:
     return host
 
 
+MAX_CACHED_NAMES = 4096
+
+
 class EgressPolicy:
     """Decides, per request, whether and where the host may connect."""
 
@@ -201,6 +204,8 @@ class EgressPolicy:
             self._vet(host, text, pointer)
         if literal is None:
             with self._lock:
+                if len(self._cache) >= MAX_CACHED_NAMES:  # names from users' settings
+                    self._cache.clear()                  # (subdomains) are unbounded
                 self._cache[(host, port)] = (time.monotonic() + self.cache_seconds, addresses)
         return addresses
 
