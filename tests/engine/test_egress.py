@@ -282,3 +282,20 @@ def test_ipv6_forms_of_private_addresses_are_refused(host):
     with pytest.raises(EgressDenied) as info:
         check(f"http://{host}/x", [host.strip("[]")])
     assert "only public addresses are allowed" in str(info.value)
+
+
+def test_the_resolved_name_cache_is_bounded():
+    """Names come from users' settings (subdomains), so the cache cannot grow with
+    them: past MAX_CACHED_NAMES it starts again."""
+    from host.engine import egress
+
+    calls = []
+    policy = EgressPolicy(resolver=lambda host, port: calls.append(host) or ["1.1.1.1"])
+    for index in range(egress.MAX_CACHED_NAMES):
+        policy.resolve(f"t{index}.example.com", 443)
+    policy.resolve("t0.example.com", 443)  # still cached
+    assert len(calls) == egress.MAX_CACHED_NAMES
+    policy.resolve("one-more.example.com", 443)  # the cache starts again
+    policy.resolve("t0.example.com", 443)
+    assert len(calls) == egress.MAX_CACHED_NAMES + 2
+    assert len(policy._cache) == 2
