@@ -20,7 +20,7 @@ from .schemas import validate_request
 def action_form(installation_id: str, action: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
-    installation = installations.get_installation(db, principal, installation_id)
+    installation = installations.for_run(current_app, db, principal, installation_id)
     state = form_state(current_app, db, principal, installation, action, request.args)
     return {"schema": state.action.parameters,
             "fields": [field.as_dict() for field in state.fields]}
@@ -29,7 +29,7 @@ def action_form(installation_id: str, action: str) -> dict[str, Any]:
 def source_options(installation_id: str, source: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
-    installation = installations.get_installation(db, principal, installation_id)
+    installation = installations.for_run(current_app, db, principal, installation_id)
     return {"options": load_options(current_app, db, principal, installation, source,
                                     request.args)}
 
@@ -37,7 +37,7 @@ def source_options(installation_id: str, source: str) -> dict[str, Any]:
 def create_run(installation_id: str, action: str) -> tuple[dict[str, Any], int]:
     principal = require_principal()
     db = db_session()
-    installation = installations.get_installation(db, principal, installation_id)
+    installation = installations.for_run(current_app, db, principal, installation_id)
     body = validate_request("RunCreate", json_object())
     run = runs.run_action(current_app, db, principal, installation, action,
                           body.get("parameters", {}), sandbox=body.get("sandbox", False))

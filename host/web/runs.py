@@ -39,7 +39,7 @@ def _form_page(installation: Installation, action_name: str, values: dict[str, A
 def action_form(installation_id: str, action: str) -> Response | tuple[str, int]:
     principal = require_principal()
     db = db_session()
-    installation = installations.get_installation(db, principal, installation_id)
+    installation = installations.for_run(current_app, db, principal, installation_id)
     if request.method == "GET":
         rerun = request.args.get("rerun")
         values = runs.parameters_of(db, installation, action, rerun) if rerun else {}
