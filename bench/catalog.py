@@ -1,0 +1,190 @@
+"""The catalog at scale: sync, validate, the marketplace's first page and a search.
+
+Generates N mini-apps (default 1,000) from the bundled ones in ``miniapps/``, each
+copied under a unique name and title into a temporary folder, then times, in
+this process and against a SQLite file (or ``--database``):
+
+* a cold ``catalog sync`` (empty database), and an unchanged one run by a fresh
+  application, as a new ``minihost catalog sync`` process would;
+* ``minihost validate`` of every generated folder (the command, in-process);
+* the first ``GET /`` of a freshly built application (start-up plus the first
+  page: what a new worker pays), a second ``GET /``, and a search, all server
+  time through the Flask test client.
+
+Each figure is printed against its goal (issue 15). ``--profile STEP`` prints the
+top cProfile entries of one step instead of timing them all::
+
+    .venv/bin/python bench/catalog.py [--count 1000] [--database URL]
+    .venv/bin/python bench/catalog.py --profile cold|unchanged|validate|page
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from host import create_app  # noqa: E402
+from host.cli import cli  # noqa: E402
+from host.db import get_database  # noqa: E402
+from host.services import catalog  # noqa: E402
+from host.services import instance as instance_service  # noqa: E402
+
+GOALS = {
+    "cold sync": 10.0,
+    "unchanged sync": 1.0,
+    "first GET / (fresh app)": 0.1,
+    "GET / again": 0.1,
+    "search GET /?q=": 0.1,
+}
+WORDS = ("issues", "invoices", "messages", "contacts", "rows", "tasks", "events", "files")
+
+
+def generate(target: Path, count: int) -> list[Path]:
+    """``count`` mini-app folders copied round-robin from the bundled ones, each with a
+    unique name and title and a description that varies, so search has work to do."""
+    sources = sorted(p for p in (REPO / "miniapps").iterdir() if (p / "manifest.json").is_file())
+    target.mkdir(parents=True)
+    made = []
+    for index in range(count):
+        source = sources[index % len(sources)]
+        doc = json.loads((source / "manifest.json").read_text("utf-8"))
+        folder = target / f"{doc['name']}-{index:04d}"
+        shutil.copytree(source, folder)
+        doc["name"] = folder.name
+        doc["title"] = f"{doc['title']} {index}"
+        doc["description"] = f"{doc['description']} Syncs {WORDS[index % len(WORDS)]}."
+        (folder / "manifest.json").write_text(json.dumps(doc, indent=2), "utf-8")
+        made.append(folder)
+    return made
+
+
+def make_app(work: Path, folder: Path, database: str) -> Any:
+    return create_app({
+        "DATABASE_URL": database,
+        "SECRET_KEY": "bench",
+        "VAULT_KEYS": [Fernet.generate_key().decode()],
+        "MINIAPPS_DIRS": [str(folder)],
+    }, instance_path=work / "instance")
+
+
+def timed(step: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = step()
+    return time.perf_counter() - start, result
+
+
+def get(client: Any, url: str) -> int:
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return len(response.data)
+
+
+def profiled(step: Callable[[], Any], top: int) -> None:
+    profile = cProfile.Profile()
+    profile.enable()
+    step()
+    profile.disable()
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(top)
+    print(out.getvalue())
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(top)
+    print(out.getvalue())
+
+
+def reset(database: str) -> None:
+    """An empty schema on PostgreSQL (a SQLite file is simply new)."""
+    if database.startswith("postgresql"):
+        from sqlalchemy import create_engine
+
+        engine = create_engine(database)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--database", help="a SQLAlchemy URL (default: a new SQLite file); "
+                        "a PostgreSQL database is emptied first")
+    parser.add_argument("--profile", choices=("cold", "unchanged", "validate", "page"))
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="minihost-catalog-") as tmp:
+        work = Path(tmp)
+        folder = work / "miniapps"
+        database = args.database or f"sqlite:///{work / 'minihost.db'}"
+        reset(database)
+        spent, folders = timed(lambda: generate(folder, args.count))
+        print(f"generated {len(folders)} mini-apps in {spent:.1f} s under {folder}")
+        app = make_app(work, folder, database)
+        instance_service.prepare(app)
+
+        figures: dict[str, float] = {}
+        if args.profile == "cold":
+            return profiled(lambda: catalog.sync(app), args.top)
+        spent, report = timed(lambda: catalog.sync(app))
+        assert len(report.added) == args.count and not report.refused, report.refused[:3]
+        figures["cold sync"] = spent
+        get_database(app).engine.dispose()
+
+        fresh = make_app(work, folder, database)
+        if args.profile == "unchanged":
+            return profiled(lambda: catalog.sync(fresh), args.top)
+        spent, report = timed(lambda: catalog.sync(fresh))
+        assert report.unchanged == args.count and not report.changed, report
+        figures["unchanged sync"] = spent
+        get_database(fresh).engine.dispose()
+
+        runner = make_app(work, folder, database).test_cli_runner()
+        command = ["validate", *map(str, folders)]
+        if args.profile == "validate":
+            return profiled(lambda: runner.invoke(cli, command), args.top)
+        spent, result = timed(lambda: runner.invoke(cli, command))
+        assert result.exit_code == 0, result.output[-2000:]
+        figures["validate (all)"] = spent
+
+        def first_page() -> tuple[Any, int]:
+            started = make_app(work, folder, database)
+            client = started.test_client()
+            return client, get(client, "/")
+
+        if args.profile == "page":
+            return profiled(first_page, args.top)
+        spent, (client, size) = timed(first_page)
+        figures["first GET / (fresh app)"] = spent
+        spent, size = timed(lambda: get(client, "/"))
+        figures["GET / again"] = spent
+        spent, found = timed(lambda: get(client, "/?q=invoices+stripe"))
+        figures["search GET /?q="] = spent
+
+        print(f"\n{args.count} mini-apps, {database.split(':', 1)[0]}; "
+              f"the first page is {size / 1024:.0f} KB")
+        for name, seconds in figures.items():
+            goal = GOALS.get(name)
+            verdict = "" if goal is None else (
+                f"goal < {goal * 1000:.0f} ms: " + ("met" if seconds < goal else "NOT met"))
+            print(f"  {name:<26} {seconds * 1000:>9.1f} ms   {verdict}")
+
+
+if __name__ == "__main__":
+    main()
