@@ -25,6 +25,7 @@ from ..engine.hosts import host_allowed
 from ..engine.paths import PathSyntaxError, compile_path
 from ..engine.schemas import pattern_problems, reference_problems, validator
 from ..engine.template import Placeholder, compile_template, malformed_placeholders
+from .metaschema import conforms
 
 SYSTEM_VALUES = ("webhookUrl", "subdomain", "uid", "installationId", "hostUrl")
 CONNECT_VALUES = ("redirectUri", "code", "state", "codeVerifier")
@@ -581,7 +582,8 @@ class Linter:
         if unsafe:
             return False
         try:
-            Draft202012Validator.check_schema(schema)
+            if not conforms(schema):  # the fast check; jsonschema has the last word
+                Draft202012Validator.check_schema(schema)
         except SchemaError as error:
             where = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
             self.add(pointer + where, f"{what} is not a valid JSON Schema: {error.message}")
