@@ -16,6 +16,7 @@ from .loader import (
     parse_text,
     read_document,
     validate_document,
+    validated_digest,
 )
 from .model import Action, Auth, Manifest, Request, Source
 
@@ -37,4 +38,5 @@ __all__ = [
     "parse_text",
     "read_document",
     "validate_document",
+    "validated_digest",
 ]

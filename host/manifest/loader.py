@@ -13,9 +13,10 @@ import difflib
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Collection, Mapping
 from functools import cache
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -29,6 +30,7 @@ from ..engine.sandbox import sample
 from ..engine.schemas import REGISTRY
 from ..engine.template import compile_template, compile_url, compile_value
 from ..errors import ManifestError, ManifestProblem
+from ..version import __version__
 from .form import Form, build_form
 from .lint import BUILTIN_AUTH_TYPES, lint
 from .model import (
@@ -265,7 +267,7 @@ def load_manifest(path: Path, auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
     if problems:
         raise ManifestError(problems)
     return compile_manifest(doc, file, str(folder), auth_types, system_values,
-                            allow_private=allow_private)
+                            allow_private=allow_private, validated=True)
 
 
 def check_icon(doc: dict[str, Any], folder: Path, file: str) -> list[ManifestProblem]:
@@ -287,6 +289,65 @@ def digest_of(doc: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# What the rules are made of: a change to any of these may change a verdict.
+_RULE_MODULES = ("host.manifest", "host.engine")
+_RULE_LIBRARIES = ("jsonschema", "publicsuffixlist", "jsonpath-ng", "regex")
+
+
+@cache
+def _rules_of_this_host() -> str:
+    """A digest of the code and data that validate manifests: this package's
+    manifest and engine sources (so an edit in development counts, not only a new
+    release) and the versions of the libraries they lean on."""
+    digest = hashlib.sha256(f"minihost {__version__}".encode())
+    for package in _RULE_MODULES:
+        folder = resources.files(package)
+        for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+            if entry.name.endswith((".py", ".json")) and entry.is_file():
+                digest.update(entry.name.encode() + b"\0" + entry.read_bytes())
+    for library in _RULE_LIBRARIES:
+        try:
+            digest.update(f"{library} {metadata.version(library)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library} -".encode())
+    return digest.hexdigest()
+
+
+def _plugin_auth_rules(plugin_auth: Any) -> str:
+    """What of a plugin's auth type the lint reads: its declarations, and the source
+    of the module that defines it (its ``credentials`` answer is code)."""
+    module = sys.modules.get(getattr(plugin_auth.credentials, "__module__", ""), None)
+    source = getattr(module, "__file__", None)
+    try:
+        code = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else "-"
+    except OSError:
+        code = "-"
+    return json.dumps([plugin_auth.name, plugin_auth.schema, list(plugin_auth.requests),
+                       list(plugin_auth.values), code], sort_keys=True, default=repr)
+
+
+def validated_digest(doc: dict[str, Any], auth_types: Collection[str] = BUILTIN_AUTH_TYPES,
+                     system_values: Collection[str] = (), *, allow_private: bool = False
+                     ) -> str:
+    """The digest the catalog stores for a valid ``doc``: its canonical JSON and the
+    rules it was validated under (this host's validating code, the system values,
+    ``allow_private``, and the plugin auth type it names, if any).
+
+    Equal digests mean the same document passed the same rules, so a catalog sync
+    skips validating it again; a host upgrade or a plugin change gives other
+    digests, and everything they may affect is validated once more.
+    """
+    plugin_auth = _plugin_auth(doc, auth_types)
+    context = json.dumps([
+        _rules_of_this_host(), sorted(system_values), allow_private,
+        _plugin_auth_rules(plugin_auth) if plugin_auth is not None else None,
+    ])
+    # default=repr: this runs before validation, on YAML that may hold dates.
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           default=repr)
+    return hashlib.sha256(f"{context}\n{canonical}".encode()).hexdigest()
+
+
 def compile_manifest(
     doc: dict[str, Any],
     file: str = "<manifest>",
@@ -295,12 +356,21 @@ def compile_manifest(
     system_values: Collection[str] = (),
     *,
     allow_private: bool = False,
+    validated: bool = False,
 ) -> Manifest:
-    """Validate ``doc`` and build its frozen, ready-to-run form."""
-    problems = validate_document(doc, file, auth_types, system_values,
-                                 allow_private=allow_private)
-    if problems:
-        raise ManifestError(problems)
+    """Validate ``doc`` and build its frozen, ready-to-run form.
+
+    ``validated=True`` skips the validation, which costs several times the build:
+    the caller vouches that ``doc`` passed :func:`validate_document` with these
+    same ``auth_types``, ``system_values`` and ``allow_private`` (it just did, or
+    the catalog stored it under the same rules, :func:`rules_digest`). Building an
+    invalid document fails in unpredictable ways.
+    """
+    if not validated:
+        problems = validate_document(doc, file, auth_types, system_values,
+                                     allow_private=allow_private)
+        if problems:
+            raise ManifestError(problems)
     doc = copy.deepcopy(doc)
     text = json.dumps(doc)
     auth_doc = _obj(doc.get("auth")) or {"type": "none"}

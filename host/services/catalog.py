@@ -6,6 +6,10 @@
 enter the catalog and are kept as :class:`~host.db.CatalogError` rows with
 their problems. A sync that finds nothing new writes nothing.
 
+Each stored entry keeps a digest of its document and of the rules it passed
+(:func:`~host.manifest.validated_digest`), so a sync validates only what changed
+and an unchanged catalog costs a read and a hash per manifest.
+
 Pages and the API read a :class:`Snapshot` — compiled manifests held in
 memory and rebuilt only when the ``miniapp`` table changed (checked with one
 cheap aggregate query), so a page never parses a manifest.
@@ -18,25 +22,34 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ..db import CatalogError, Database, MiniApp, exclusive, get_database, utcnow
 from ..errors import ManifestError, ManifestProblem, NotFound
-from ..manifest import BUILTIN_AUTH_TYPES, Manifest, compile_manifest, load_manifest
-from ..manifest.loader import MANIFEST_NAMES
+from ..manifest import (
+    BUILTIN_AUTH_TYPES,
+    Manifest,
+    compile_manifest,
+    read_document,
+    validate_document,
+    validated_digest,
+)
+from ..manifest.loader import MANIFEST_NAMES, check_icon
 from ..plugins import get_plugins
 
 __all__ = [
     "Catalog",
     "Found",
+    "Offered",
     "Refused",
+    "Rules",
     "Snapshot",
     "SyncReport",
     "collect",
@@ -79,9 +92,21 @@ class Refused:
     problems: tuple[ManifestProblem, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """A valid manifest :func:`collect` found: what the catalog stores of it."""
+
+    name: str
+    version: str
+    title: str
+    location: str
+    digest: str  # validated_digest: the document and the rules it passed
+    document: dict[str, Any]
+
+
 @dataclass
 class Found:
-    manifests: list[Manifest] = field(default_factory=list)
+    manifests: list[Offered] = field(default_factory=list)
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
     refused: list[Refused] = field(default_factory=list)
     # A plugin's miniapp_manifests failed: what it offered before is kept, not
@@ -100,6 +125,38 @@ def known_system_values(app: Flask) -> tuple[str, ...]:
     return tuple(app.extensions.get("minihost.system_values", {}))
 
 
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a manifest is validated against on this host; see :func:`validated_digest`."""
+
+    auth_types: Mapping[str, Any]
+    system_values: tuple[str, ...]
+    allow_private: bool
+
+    @classmethod
+    def of(cls, app: Flask) -> Rules:
+        return cls(known_auth_types(app), known_system_values(app),
+                   bool(app.config["EGRESS_ALLOW_PRIVATE"]))
+
+    def digest(self, doc: dict[str, Any]) -> str:
+        return validated_digest(doc, self.auth_types, self.system_values,
+                                allow_private=self.allow_private)
+
+    def check(self, doc: dict[str, Any], file: str, location: str) -> None:
+        """Validate ``doc`` and build it once (a plugin's connect form can fail only
+        there); raises ManifestError with every problem."""
+        problems = validate_document(doc, file, self.auth_types, self.system_values,
+                                     allow_private=self.allow_private)
+        if problems:
+            raise ManifestError(problems)
+        self.compile(doc, file, location, validated=True)
+
+    def compile(self, doc: dict[str, Any], file: str, location: str, *,
+                validated: bool) -> Manifest:
+        return compile_manifest(doc, file, location, self.auth_types, self.system_values,
+                                allow_private=self.allow_private, validated=validated)
+
+
 def _folder_entries(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -110,42 +167,68 @@ def _folder_entries(folder: Path) -> list[Path]:
     )
 
 
-def collect(app: Flask) -> Found:
-    """Read and validate every manifest the host is configured to offer."""
+def _offer(doc: dict[str, Any], location: str, digest: str) -> Offered:
+    return Offered(doc["name"], doc["version"], doc["title"], location, digest, doc)
+
+
+def _from_path(path: Path, rules: Rules, trusted: Collection[tuple[str, str]]) -> Offered:
+    """The manifest at ``path``, validated unless this very document passed these very
+    rules before (``trusted`` holds the (location, digest) pairs the catalog stores).
+    The icon is checked every time: a file can go without the manifest changing."""
+    doc, file = read_document(path)
+    folder = Path(file).parent
+    location, digest = str(folder), rules.digest(doc)
+    if (location, digest) not in trusted:
+        problems = validate_document(doc, file, rules.auth_types, rules.system_values,
+                                     allow_private=rules.allow_private)
+        problems.extend(check_icon(doc, folder, file))
+        if problems:
+            raise ManifestError(problems)
+        rules.compile(doc, file, location, validated=True)
+    elif problems := check_icon(doc, folder, file):
+        raise ManifestError(problems)
+    return _offer(doc, location, digest)
+
+
+def collect(app: Flask, trusted: Collection[tuple[str, str]] = ()) -> Found:
+    """Read and validate every manifest the host is configured to offer.
+
+    ``trusted`` are (location, digest) pairs of stored entries: a document whose
+    :func:`validated_digest` is among them passed these same rules already and is
+    not validated again, so an unchanged catalog costs one read and hash per file.
+    """
     found = Found()
-    auth_types = known_auth_types(app)
-    system = known_system_values(app)
-    private = bool(app.config["EGRESS_ALLOW_PRIVATE"])
+    rules = Rules.of(app)
 
     from_folders: set[str] = set()
 
-    def accept(manifest: Manifest, origin: str) -> None:
-        key = (manifest.name, manifest.version)
-        if origin == "plugin" and manifest.name in from_folders:
+    def accept(offered: Offered, origin: str) -> None:
+        key = (offered.name, offered.version)
+        if origin == "plugin" and offered.name in from_folders:
             # A newer version from a plugin (a remote index, say) would take over the
             # folder's mini-app, and with it the operator's OAuth client for that name.
-            found.refused.append(Refused(origin, manifest.location, (ManifestProblem(
-                manifest.location, "/name",
-                f"{manifest.name} is a mini-app from this host's folders; a plugin cannot "
+            found.refused.append(Refused(origin, offered.location, (ManifestProblem(
+                offered.location, "/name",
+                f"{offered.name} is a mini-app from this host's folders; a plugin cannot "
                 "offer versions of it. Give the plugin's mini-app another name"),)))
             return
         if origin == "folder":
-            from_folders.add(manifest.name)
+            from_folders.add(offered.name)
         if key in found.origins:
             found.refused.append(
-                Refused(origin, manifest.location, (ManifestProblem(
-                    manifest.location, "/version",
-                    f"{manifest.name} {manifest.version} is already provided by "
+                Refused(origin, offered.location, (ManifestProblem(
+                    offered.location, "/version",
+                    f"{offered.name} {offered.version} is already provided by "
                     f"{found.origins[key]}; raise the version or remove one copy",
                 ),)))
             return
-        found.origins[key] = f"{origin} {manifest.location}"
-        found.manifests.append(manifest)
+        found.origins[key] = f"{origin} {offered.location}"
+        found.manifests.append(offered)
 
     for directory in app.config["MINIAPPS_DIRS"]:
         for folder in _folder_entries(Path(directory)):
             try:
-                accept(load_manifest(folder, auth_types, system, allow_private=private), "folder")
+                accept(_from_path(folder, rules, trusted), "folder")
             except ManifestError as error:
                 found.refused.append(Refused("folder", str(folder), error.problems))
 
@@ -160,12 +243,12 @@ def collect(app: Flask) -> Found:
             found.plugin_failed = True
             continue
         for item in items:
-            _collect_contribution(item, accept, found, auth_types, system, private)
+            _collect_contribution(item, accept, found, rules, trusted)
     return found
 
 
-def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Mapping[str, Any],
-                          system: tuple[str, ...], private: bool) -> None:
+def _collect_contribution(item: Any, accept: Callable[[Offered, str], None], found: Found,
+                          rules: Rules, trusted: Collection[tuple[str, str]]) -> None:
     try:
         if isinstance(item, dict):
             label = f"plugin manifest {item.get('name', '?')}"
@@ -176,11 +259,12 @@ def _collect_contribution(item: Any, accept: Any, found: Found, auth_types: Mapp
                     "a manifest given as a document needs an https:// icon URL; "
                     "contribute a folder path to ship an icon file",
                 )])
-            accept(compile_manifest(item, label, label, auth_types, system,
-                                    allow_private=private), "plugin")
+            digest = rules.digest(item)
+            if (label, digest) not in trusted:
+                rules.check(item, label, label)
+            accept(_offer(item, label, digest), "plugin")
         elif isinstance(item, (str, os.PathLike)):
-            accept(load_manifest(Path(item), auth_types, system, allow_private=private),
-                   "plugin")
+            accept(_from_path(Path(item), rules, trusted), "plugin")
         else:
             found.refused.append(Refused("plugin", repr(item)[:80], (ManifestProblem(
                 "plugin", "", "miniapp_manifests returned something that is neither a "
@@ -215,10 +299,14 @@ def sync(app: Flask) -> SyncReport:
     """Bring the catalog tables in line with what :func:`collect` finds.
 
     Mini-apps no longer offered are disabled, not deleted: installations made
-    from them keep their manifest.
+    from them keep their manifest. Stored entries' digests tell which documents
+    need no validation (:func:`collect`).
     """
-    found = collect(app)
     database = get_database(app)
+    with database.sessions() as db:
+        trusted = {(location, digest) for location, digest in
+                   db.execute(select(MiniApp.location, MiniApp.digest))}
+    found = collect(app, trusted)
     with exclusive(app, "catalog"):  # two syncs at once would insert the same rows
         return _store(app, database, found)
 
@@ -229,29 +317,37 @@ def _store(app: Flask, database: Database, found: Found) -> SyncReport:
     removed: list[str] = []
     unchanged = 0
     with database.transaction() as db:
-        rows = {(row.name, row.version): row for row in db.scalars(select(MiniApp))}
+        # The documents themselves are read only where a digest differs.
+        rows = {(row.name, row.version): row
+                for row in db.scalars(select(MiniApp).options(defer(MiniApp.manifest)))}
         now = utcnow()
-        for manifest in found.manifests:
-            key = (manifest.name, manifest.version)
-            label = f"{manifest.name} {manifest.version}"
+        for offered in found.manifests:
+            key = (offered.name, offered.version)
+            label = f"{offered.name} {offered.version}"
             origin = found.origins[key].split(" ", 1)[0]
             row = rows.pop(key, None)
             if row is None:
                 db.add(MiniApp(
-                    name=manifest.name, version=manifest.version, title=manifest.title,
-                    manifest=dict(manifest.raw), digest=manifest.digest, origin=origin,
-                    location=manifest.location, enabled=True, synced_at=now,
+                    name=offered.name, version=offered.version, title=offered.title,
+                    manifest=offered.document, digest=offered.digest, origin=origin,
+                    location=offered.location, enabled=True, synced_at=now,
                 ))
                 added.append(label)
-            elif (row.digest, row.origin, row.location, row.enabled) != (
-                manifest.digest, origin, manifest.location, True
+            elif (row.digest, row.origin, row.location, row.enabled) == (
+                offered.digest, origin, offered.location, True
             ):
-                row.title, row.manifest = manifest.title, dict(manifest.raw)
-                row.digest, row.origin, row.location = manifest.digest, origin, manifest.location
+                unchanged += 1
+            elif (row.origin, row.location, row.enabled) == (origin, offered.location, True) \
+                    and row.manifest == offered.document:
+                # The same document, validated again under other rules (a host upgrade,
+                # a plugin change): nothing a user would call an update.
+                row.digest, row.synced_at = offered.digest, now
+                unchanged += 1
+            else:
+                row.title, row.manifest = offered.title, offered.document
+                row.digest, row.origin, row.location = offered.digest, origin, offered.location
                 row.enabled, row.synced_at = True, now
                 updated.append(label)
-            else:
-                unchanged += 1
         for row in rows.values():
             if row.enabled and not (row.origin == "plugin" and found.plugin_failed):
                 row.enabled, row.synced_at = False, now
@@ -390,7 +486,8 @@ def get_catalog(app: Flask) -> Catalog:
 def entries(db: Session) -> tuple[list[MiniApp], list[CatalogError]]:
     """Every catalog entry (offered or not any more), by name and version, and the
     manifests the last sync refused, by location."""
-    rows = list(db.scalars(select(MiniApp).order_by(MiniApp.name, MiniApp.version)))
+    rows = list(db.scalars(select(MiniApp).options(defer(MiniApp.manifest))
+                           .order_by(MiniApp.name, MiniApp.version)))
     errors = list(db.scalars(select(CatalogError).order_by(CatalogError.location)))
     return rows, errors
 

@@ -141,3 +141,80 @@ def test_versions_sort_as_semver_says():
                "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0"]
     shuffled = ordered[::3] + ordered[1::3] + ordered[2::3]
     assert sorted(shuffled, key=catalog.version_key) == ordered
+
+
+def counting(monkeypatch, name):
+    """Count calls of ``host.services.catalog.<name>`` (still calling it)."""
+    calls = []
+    original = getattr(catalog, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args[1] if len(args) > 1 else args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, name, counted)
+    return calls
+
+
+def test_an_unchanged_sync_validates_nothing_even_in_a_new_process(
+        catalog_app, folder, tmp_path, database_url, monkeypatch):
+    catalog.sync(catalog_app)
+    validated = counting(monkeypatch, "validate_document")
+    fresh = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(folder)],
+                                   DATABASE_URL=database_url), instance_path=tmp_path)
+    report = catalog.sync(fresh)
+    get_database(fresh).engine.dispose()
+    assert (report.added, report.updated, report.unchanged) == ((), (), 4)
+    assert validated == []
+
+    doc = json.loads((folder / "weather" / "manifest.json").read_text())
+    doc["title"] = "Weather Later"
+    (folder / "weather" / "manifest.json").write_text(json.dumps(doc))
+    report = catalog.sync(catalog_app)
+    assert report.updated == ("weather 1.0.0",)
+    assert validated == [str(folder / "weather" / "manifest.json")]
+
+
+def test_an_unchanged_manifest_whose_icon_went_is_refused(catalog_app, folder):
+    catalog.sync(catalog_app)
+    (folder / "weather" / "icon.svg").unlink()
+    report = catalog.sync(catalog_app)
+    assert report.removed == ("weather 1.0.0",)
+    [refused] = report.refused
+    assert [(p.pointer, p.message) for p in refused.problems] == [
+        ("/icon", "icon file 'icon.svg' does not exist")]
+
+
+def test_other_rules_validate_again_without_reporting_updates(
+        catalog_app, folder, tmp_path, database_url):
+    """A manifest valid only where private egress is allowed: the stored digest names
+    the rules it passed, so a host with other rules checks it again."""
+    doc = json.loads((folder / "weather" / "manifest.json").read_text())
+    doc.update(name="local", allowedHosts=["127.0.0.1:8080"])
+    for action in doc["actions"]:
+        for request in action["requests"]:
+            request["url"] = request["url"].replace("https://api.weather.example",
+                                                    "http://127.0.0.1:8080")
+    (folder / "local").mkdir()
+    (folder / "local" / "manifest.json").write_text(json.dumps(doc))
+    shutil.copy(folder / "weather" / "icon.svg", folder / "local" / "icon.svg")
+
+    def host(private):
+        return create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(folder)],
+                                      DATABASE_URL=database_url,
+                                      EGRESS_ALLOW_PRIVATE=private), instance_path=tmp_path)
+
+    private, public = host(True), host(False)
+    assert "local 1.0.0" in catalog.sync(private).added
+    with get_database(private).sessions() as db:
+        before = {name: digest for name, digest in db.execute(select(MiniApp.name, MiniApp.digest))}
+    report = catalog.sync(public)
+    assert (report.added, report.updated, report.removed) == ((), (), ("local 1.0.0",))
+    assert [p.pointer for p in report.refused[0].problems] == ["/allowedHosts/0"]
+    assert report.unchanged == 4
+    with get_database(public).sessions() as db:
+        after = {name: digest for name, digest in db.execute(select(MiniApp.name, MiniApp.digest))}
+    assert after["weather"] != before["weather"]  # validated again, stored as such
+    for app in (private, public):
+        get_database(app).engine.dispose()
+
