@@ -14,8 +14,10 @@ prefix of its own (``redis_prefix``) and deletes them afterwards.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -209,6 +211,31 @@ def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+def many_miniapps(target: Path, copies: int) -> Path:
+    """The fixture mini-apps and ``copies`` more of weather (``weather-01``, "Weather
+    01", …) in ``target``: a catalog of several marketplace pages."""
+    shutil.copytree(FIXTURES / "miniapps", target)
+    source = target / "weather"
+    for index in range(1, copies + 1):
+        folder = target / f"weather-{index:02d}"
+        shutil.copytree(source, folder)
+        doc = json.loads((source / "manifest.json").read_text())
+        doc.update(name=folder.name, title=f"Weather {index:02d}")
+        (folder / "manifest.json").write_text(json.dumps(doc))
+    return target
+
+
+@pytest.fixture
+def many_app(tmp_path: Path) -> Iterator[Flask]:
+    """An initialised app whose catalog has 32 mini-apps: two marketplace pages."""
+    folder = many_miniapps(tmp_path / "miniapps", 29)
+    application = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(folder)]),
+                             instance_path=tmp_path)
+    instance_service.init(application)
+    yield application
+    application.extensions["minihost.db"].engine.dispose()
 
 
 @pytest.fixture

@@ -12,30 +12,31 @@ from flask import Blueprint, current_app, request, url_for
 
 from ..db import session
 from ..manifest import Manifest
-from ..services.catalog import get_catalog
+from ..services.catalog import Entry, get_catalog
 from .pagination import paginate
 
 
-def _icon(manifest: Manifest) -> str | None:
-    if not manifest.icon:
+def _icon(item: Entry | Manifest) -> str | None:
+    if not item.icon:
         return None
-    if manifest.icon.startswith("https://"):
-        return manifest.icon
-    return url_for("marketplace.icon", name=manifest.name)
+    if item.icon.startswith("https://"):
+        return item.icon
+    return url_for("marketplace.icon", name=item.name)
 
 
-def summary(manifest: Manifest) -> dict[str, Any]:
+def summary(item: Entry | Manifest) -> dict[str, Any]:
+    """A list item: from the catalog's entry, so listing compiles nothing."""
     return {
-        "name": manifest.name,
-        "version": manifest.version,
-        "title": manifest.title,
-        "description": manifest.description,
-        "categories": list(manifest.categories),
-        "icon": _icon(manifest),
-        "authType": manifest.auth.type,
+        "name": item.name,
+        "version": item.version,
+        "title": item.title,
+        "description": item.description,
+        "categories": list(item.categories),
+        "icon": _icon(item),
+        "authType": item.auth_type,
         "actions": [
             {"name": a.name, "title": a.title, "description": a.description}
-            for a in manifest.actions
+            for a in item.actions
         ],
     }
 

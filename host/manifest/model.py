@@ -143,5 +143,10 @@ class Manifest:
     uses_client: bool = False
     uses_client_secret: bool = False
 
+    @property
+    def auth_type(self) -> str:
+        """``auth.type``, named as the catalog's listing entries name it."""
+        return self.auth.type
+
     def action(self, name: str) -> Action | None:
         return self.actions_by_name.get(name)

@@ -10,9 +10,11 @@ Each stored entry keeps a digest of its document and of the rules it passed
 (:func:`~host.manifest.validated_digest`), so a sync validates only what changed
 and an unchanged catalog costs a read and a hash per manifest.
 
-Pages and the API read a :class:`Snapshot` — compiled manifests held in
-memory and rebuilt only when the ``miniapp`` table changed (checked with one
-cheap aggregate query), so a page never parses a manifest.
+Pages and the API read a :class:`Snapshot` — a listing :class:`Entry` per
+mini-app, held in memory and rebuilt only when the ``miniapp`` table changed
+(checked with one cheap aggregate query). Manifests are compiled on first use,
+not at start-up, so neither starting a host nor listing the catalog costs time
+in proportion to its size.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, func, select
+from sqlalchemy import JSON, delete, func, literal_column, select
 from sqlalchemy.orm import Session, defer
 
 from ..db import CatalogError, Database, MiniApp, exclusive, get_database, utcnow
@@ -45,7 +48,9 @@ from ..manifest.loader import MANIFEST_NAMES, check_icon
 from ..plugins import get_plugins
 
 __all__ = [
+    "ActionSummary",
     "Catalog",
+    "Entry",
     "Found",
     "Offered",
     "Refused",
@@ -61,6 +66,9 @@ __all__ = [
 ]
 
 CHECK_SECONDS = 1.0
+# Compiled manifests a process keeps (least recently used go first); compiling one
+# again costs a few milliseconds.
+COMPILED_KEPT = 256
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
 
 
@@ -366,56 +374,157 @@ def _store(app: Flask, database: Database, found: Found) -> SyncReport:
                       tuple(found.refused))
 
 
+# -- reading the catalog ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSummary:
+    name: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A mini-app as listings show it (the marketplace grid, the API list, search),
+    read from the stored document without compiling it; :meth:`Snapshot.get`
+    gives the compiled :class:`~host.manifest.Manifest` when one is needed."""
+
+    name: str
+    version: str
+    title: str
+    description: str
+    icon: str | None
+    categories: tuple[str, ...]
+    auth_type: str
+    actions: tuple[ActionSummary, ...]
+    digest: str
+    location: str
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any], digest: str, location: str) -> Entry:
+        auth = doc.get("auth")
+        return cls(
+            name=doc["name"], version=doc["version"], title=doc["title"],
+            description=doc["description"], icon=doc.get("icon"),
+            categories=tuple(doc.get("categories", ())),
+            auth_type=auth.get("type", "none") if isinstance(auth, dict) and auth else "none",
+            actions=tuple(ActionSummary(a["name"], a["title"], a.get("description", ""))
+                          for a in doc.get("actions", ())),
+            digest=digest, location=location,
+        )
+
+    def search_text(self) -> str:
+        parts = [self.name, self.title, self.description, *self.categories]
+        for action in self.actions:
+            parts += [action.name, action.title, action.description]
+        return " ".join(parts).lower()
+
+
+# What a listing needs of every stored document, extracted by the database: a
+# compact JSON object per row instead of the whole document (1,000 manifests are
+# ~8 MB of JSON, their listing ~0.5 MB), so building a snapshot parses no manifest
+# in Python and a new process answers its first page in milliseconds. Each yields
+# the members Entry.of reads; other databases take the documents (_listing). On
+# PostgreSQL, OFFSET 0 keeps the planner from inlining the cast into each of the
+# six references to ``doc``, which parsed every document six times.
+_LISTING_SQL = {
+    "sqlite": """json_object(
+        'description', json_extract(miniapp.manifest, '$.description'),
+        'icon', json_extract(miniapp.manifest, '$.icon'),
+        'categories', json_extract(miniapp.manifest, '$.categories'),
+        'auth', json_extract(miniapp.manifest, '$.auth.type'),
+        'actions', (SELECT json_group_array(json(item)) FROM (
+            SELECT json_array(json_extract(value, '$.name'), json_extract(value, '$.title'),
+                              json_extract(value, '$.description')) AS item
+            FROM json_each(miniapp.manifest, '$.actions') ORDER BY key)))""",
+    "postgresql": """(SELECT json_build_object(
+        'description', doc->>'description', 'icon', doc->>'icon',
+        'categories', doc->'categories', 'auth', doc#>>'{auth,type}',
+        'actions', (SELECT json_agg(json_build_array(
+                        item->>'name', item->>'title', item->>'description') ORDER BY n)
+                    FROM jsonb_array_elements(doc->'actions') WITH ORDINALITY AS a(item, n)))
+        FROM (SELECT miniapp.manifest::jsonb AS doc OFFSET 0) AS stored)""",
+}
+
+
+def _listing(db: Session) -> Iterator[Entry]:
+    """An :class:`Entry` per enabled catalog row."""
+    columns = (MiniApp.name, MiniApp.version, MiniApp.title, MiniApp.digest, MiniApp.location)
+    sql = _LISTING_SQL.get(db.get_bind().dialect.name)
+    if sql is None:
+        for doc, digest, location in db.execute(select(
+                MiniApp.manifest, MiniApp.digest, MiniApp.location).where(MiniApp.enabled)):
+            yield Entry.of(doc, digest, location)
+        return
+    listing = literal_column(sql, type_=JSON)
+    for name, version, title, digest, location, found in db.execute(
+            select(*columns, listing).where(MiniApp.enabled)):
+        yield Entry(
+            name=name, version=version, title=title, description=found["description"],
+            icon=found["icon"], categories=tuple(found["categories"] or ()),
+            auth_type=found["auth"] or "none",
+            actions=tuple(ActionSummary(n, t, d or "") for n, t, d in found["actions"] or ()),
+            digest=digest, location=location,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Every enabled mini-app, compiled; ``latest`` holds the newest version of each."""
+    """Every enabled mini-app as an :class:`Entry`; ``latest`` holds the newest version
+    of each, by title. Manifests are compiled only when :meth:`get` asks for one."""
 
-    by_key: Mapping[tuple[str, str], Manifest]
-    latest: tuple[Manifest, ...]
+    by_key: Mapping[tuple[str, str], Entry]
+    latest: tuple[Entry, ...]
     categories: tuple[str, ...]
     search_text: Mapping[str, str]
+    newest: Mapping[str, Entry] = field(default_factory=dict)
+    compile: Callable[[Entry], Manifest | None] = field(default=lambda entry: None, repr=False)
 
-    def get(self, name: str, version: str | None = None) -> Manifest | None:
+    def entry(self, name: str, version: str | None = None) -> Entry | None:
         if version is not None:
             return self.by_key.get((name, version))
-        for manifest in self.latest:
-            if manifest.name == name:
-                return manifest
-        return None
+        return self.newest.get(name)
+
+    def get(self, name: str, version: str | None = None) -> Manifest | None:
+        """The compiled manifest (the newest version unless ``version`` is given)."""
+        entry = self.entry(name, version)
+        return self.compile(entry) if entry is not None else None
 
     def versions(self, name: str) -> list[str]:
         found = [v for (n, v) in self.by_key if n == name]
         return sorted(found, key=version_key, reverse=True)
 
-    def search(self, query: str = "", category: str = "") -> list[Manifest]:
+    def search(self, query: str = "", category: str = "") -> list[Entry]:
         """Every term of ``query`` must appear in the mini-app's name, title,
         description, categories or action titles (case-insensitive)."""
         terms = query.lower().split()
+        if not terms and not category:
+            return list(self.latest)
         return [
-            manifest
-            for manifest in self.latest
-            if (not category or category in manifest.categories)
-            and all(term in self.search_text[manifest.name] for term in terms)
+            entry
+            for entry in self.latest
+            if (not category or category in entry.categories)
+            and all(term in self.search_text[entry.name] for term in terms)
         ]
 
 
-def _search_text(manifest: Manifest) -> str:
-    parts = [manifest.name, manifest.title, manifest.description, *manifest.categories]
-    for action in manifest.actions:
-        parts += [action.name, action.title, action.description]
-    return " ".join(parts).lower()
-
-
 class Catalog:
-    """Per-app holder of the current :class:`Snapshot`."""
+    """Per-app holder of the current :class:`Snapshot` and of the manifests compiled
+    from it, the most recently used ``COMPILED_KEPT`` of them.
+
+    Nothing is compiled at start-up or to list the catalog: a manifest is compiled
+    the first time a page, an installation or a run needs it, from the stored
+    document, without validating it again when its stored digest shows it passed
+    this host's current rules (see docs/catalog.md)."""
 
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._fingerprint: tuple[Any, ...] | None = None
         self._checked_until = 0.0
-        self._snapshot = Snapshot({}, (), (), {})
-        self._compiled: dict[str, Manifest] = {}
+        self._snapshot = Snapshot({}, (), (), {}, {}, self._manifest)
+        self._compiled: OrderedDict[tuple[str, str], Manifest | None] = OrderedDict()
 
     def invalidate(self) -> None:
         self._fingerprint = None
@@ -440,29 +549,51 @@ class Catalog:
         return self._snapshot
 
     def _build(self, db: Session) -> Snapshot:
-        compiled: dict[str, Manifest] = {}
-        by_key: dict[tuple[str, str], Manifest] = {}
-        for row in db.scalars(select(MiniApp).where(MiniApp.enabled)):
-            manifest = self._compiled.get(row.digest)
-            if manifest is None or manifest.location != row.location:
-                try:
-                    manifest = _compile_stored(self._app, row)
-                except ManifestError as error:
-                    # A plugin it needs (an auth type, a system value) is gone, say: the
-                    # rest of the catalog still serves; the next sync lists the problem.
-                    log.error("mini-app %s %s is unusable: %s", row.name, row.version, error)
-                    continue
-            compiled[row.digest] = manifest
-            by_key[(row.name, row.version)] = manifest
-        self._compiled = compiled
-        newest: dict[str, Manifest] = {}
-        for manifest in by_key.values():
-            best = newest.get(manifest.name)
-            if best is None or version_key(manifest.version) > version_key(best.version):
-                newest[manifest.name] = manifest
-        latest = tuple(sorted(newest.values(), key=lambda m: (m.title.lower(), m.name)))
-        categories = tuple(sorted({c for m in latest for c in m.categories}))
-        return Snapshot(by_key, latest, categories, {m.name: _search_text(m) for m in latest})
+        by_key: dict[tuple[str, str], Entry] = {}
+        for entry in _listing(db):
+            by_key[(entry.name, entry.version)] = entry
+        newest: dict[str, Entry] = {}
+        for entry in by_key.values():
+            best = newest.get(entry.name)
+            if best is None or version_key(entry.version) > version_key(best.version):
+                newest[entry.name] = entry
+        latest = tuple(sorted(newest.values(), key=lambda e: (e.title.lower(), e.name)))
+        categories = tuple(sorted({c for e in latest for c in e.categories}))
+        return Snapshot(by_key, latest, categories, {e.name: e.search_text() for e in latest},
+                        newest, self._manifest)
+
+    def _manifest(self, entry: Entry) -> Manifest | None:
+        """``entry`` compiled, from this process's cache or from its stored document;
+        None when this host can no longer use it (logged)."""
+        key = (entry.digest, entry.location)
+        with self._lock:
+            if key in self._compiled:
+                self._compiled.move_to_end(key)
+                return self._compiled[key]
+        manifest = self._compile_stored(entry)
+        with self._lock:
+            self._compiled[key] = manifest
+            while len(self._compiled) > COMPILED_KEPT:
+                self._compiled.popitem(last=False)
+        return manifest
+
+    def _compile_stored(self, entry: Entry) -> Manifest | None:
+        """Compile a stored manifest. It passed validation when it was synced; when the
+        rules have changed since (its digest differs), it is validated again, and a
+        failure is a host upgrade that tightened the rules or a plugin it needs gone:
+        the rest of the catalog still serves, and the next sync lists the problem."""
+        with get_database(self._app).sessions() as db:
+            doc = db.scalar(select(MiniApp.manifest).where(
+                MiniApp.name == entry.name, MiniApp.version == entry.version))
+        if doc is None:
+            return None
+        rules = Rules.of(self._app)
+        try:
+            return rules.compile(doc, entry.location, entry.location,
+                                 validated=rules.digest(doc) == entry.digest)
+        except ManifestError as error:
+            log.error("mini-app %s %s is unusable: %s", entry.name, entry.version, error)
+            return None
 
     def require(self, db: Session, name: str, version: str | None = None) -> Manifest:
         manifest = self.snapshot(db).get(name, version)
@@ -470,13 +601,12 @@ class Catalog:
             raise NotFound(f"no mini-app named {name!r} in the catalog")
         return manifest
 
-
-def _compile_stored(app: Flask, row: MiniApp) -> Manifest:
-    """Compile a stored manifest; it was valid when synced, so a failure here is a
-    host upgrade that tightened the rules — report it with the row's location."""
-    return compile_manifest(row.manifest, row.location, row.location, known_auth_types(app),
-                            known_system_values(app),
-                            allow_private=bool(app.config["EGRESS_ALLOW_PRIVATE"]))
+    def require_entry(self, db: Session, name: str, version: str | None = None) -> Entry:
+        """Like :meth:`require`, for what a listing needs, without compiling."""
+        entry = self.snapshot(db).entry(name, version)
+        if entry is None:
+            raise NotFound(f"no mini-app named {name!r} in the catalog")
+        return entry
 
 
 def get_catalog(app: Flask) -> Catalog:
@@ -492,11 +622,11 @@ def entries(db: Session) -> tuple[list[MiniApp], list[CatalogError]]:
     return rows, errors
 
 
-def icon_path(manifest: Manifest) -> Path | None:
+def icon_path(entry: Entry | Manifest) -> Path | None:
     """The icon file of a folder mini-app, or ``None`` (no icon, or an https one)."""
-    if not manifest.icon or manifest.icon.startswith("https://"):
+    if not entry.icon or entry.icon.startswith("https://"):
         return None
-    path = Path(manifest.location) / manifest.icon
+    path = Path(entry.location) / entry.icon
     return path if path.is_file() else None
 
 

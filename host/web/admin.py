@@ -42,7 +42,7 @@ def index() -> str:
 def _clients_page(errors: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
     db = db_session()
     snapshot = catalog.get_catalog(current_app).snapshot(db)
-    oauth = [m for m in snapshot.latest if m.auth.type == "oauth2"]
+    oauth = [m for m in snapshot.latest if m.auth_type == "oauth2"]
     return render_template("admin/clients.html", miniapps=oauth,
                            clients=clients.list_clients(db), errors=errors or {}), status
 

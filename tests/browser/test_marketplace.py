@@ -1,7 +1,9 @@
 import re
+import threading
 
 import pytest
 from playwright.sync_api import expect
+from werkzeug.serving import make_server
 
 pytestmark = pytest.mark.browser
 
@@ -56,3 +58,43 @@ def test_keyboard_users_can_skip_to_content(page):
     page.goto("/")
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+
+@pytest.fixture
+def many_page(browser, many_app):
+    server = make_server("127.0.0.1", 0, many_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    context = browser.new_context(base_url=f"http://127.0.0.1:{server.server_port}")
+    yield context.new_page()
+    context.close()
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_pages_of_a_large_catalog_by_keyboard(many_page, screenshot):
+    page = many_page
+    page.goto("/")
+    expect(cards(page)).to_have_count(24)
+    expect(page.get_by_role("status")).to_have_text("32 mini-apps, showing 1–24")
+    pages = page.get_by_role("navigation", name="Pages")
+    expect(pages).to_contain_text("Page 1 of 2")
+    expect(pages.get_by_role("link", name="Previous page")).to_have_count(0)
+    screenshot("paged", page)
+
+    pages.get_by_role("link", name="Next page").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/\?page=2$"))
+    expect(cards(page)).to_have_count(8)
+    expect(cards(page).last).to_contain_text("Weather Now")
+    expect(page.get_by_role("status")).to_have_text("32 mini-apps, showing 25–32")
+
+    page.get_by_label("Search mini-apps").fill("weather")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("status")).to_have_text("30 of 32 mini-apps match, showing 1–24")
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Next page").click()
+    expect(cards(page)).to_have_count(6)
+    expect(page.get_by_label("Search mini-apps")).to_have_value("weather")
+    page.get_by_role("link", name="Previous page").click()
+    expect(page.get_by_role("status")).to_have_text("30 of 32 mini-apps match, showing 1–24")

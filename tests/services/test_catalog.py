@@ -218,3 +218,70 @@ def test_other_rules_validate_again_without_reporting_updates(
     for app in (private, public):
         get_database(app).engine.dispose()
 
+
+def test_the_listing_the_database_extracts_is_the_documents(catalog_app, folder):
+    """The SQL that reads listings (SQLite's or PostgreSQL's) answers what the stored
+    documents say, optional members absent included."""
+    (folder / "bare").mkdir()
+    (folder / "bare" / "manifest.json").write_text(json.dumps(
+        {"name": "bare", "version": "1.0.0", "title": "Bare", "description": "Nothing else."}))
+    doc = json.loads((folder / "weather" / "manifest.json").read_text())
+    del doc["actions"][0]["description"], doc["icon"]
+    doc.update(name="plain", auth={"type": "none"})
+    (folder / "plain").mkdir()
+    (folder / "plain" / "manifest.json").write_text(json.dumps(doc))
+    assert not catalog.sync(catalog_app).refused
+    with get_database(catalog_app).sessions() as db:
+        listed = sorted(catalog._listing(db), key=lambda e: (e.name, e.version))
+        stored = db.scalars(select(MiniApp).where(MiniApp.enabled))
+        documents = sorted((catalog.Entry.of(row.manifest, row.digest, row.location)
+                            for row in stored), key=lambda e: (e.name, e.version))
+    assert listed == documents
+    bare = next(entry for entry in listed if entry.name == "bare")
+    assert (bare.icon, bare.categories, bare.auth_type, bare.actions) == (None, (), "none", ())
+    plain = next(entry for entry in listed if entry.name == "plain")
+    assert plain.actions == (catalog.ActionSummary("current", "Current weather", ""),)
+    assert [a.name for a in next(e for e in listed if e.name == "chat").actions] == [
+        a["name"] for a in json.loads((folder / "chat" / "manifest.json").read_text())["actions"]]
+
+
+def test_manifests_are_compiled_on_first_use_only(catalog_app, folder, tmp_path, database_url,
+                                                  monkeypatch):
+    catalog.sync(catalog_app)
+    compiled = counting(monkeypatch, "compile_manifest")
+    validated = counting(monkeypatch, "validate_document")
+    fresh = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(folder)],
+                                   DATABASE_URL=database_url), instance_path=tmp_path)
+    with get_database(fresh).sessions() as db:
+        snapshot = catalog.get_catalog(fresh).snapshot(db)
+        assert [entry.title for entry in snapshot.latest] == [
+            "Notes Cloud", "Team Chat", "Weather Now"]
+        assert compiled == []
+        weather = snapshot.get("weather")
+        assert weather.action("current").title == "Current weather"
+        assert snapshot.get("weather") is weather
+        assert catalog.get_catalog(fresh).require(db, "notes", "1.0.0").version == "1.0.0"
+    get_database(fresh).engine.dispose()
+    assert compiled == [str(folder / "weather"), str(folder / "notes")]
+    assert validated == []  # stored under these same rules
+
+
+def test_a_stored_manifest_the_rules_now_refuse_is_unusable(catalog_app, folder, tmp_path,
+                                                            database_url, caplog):
+    doc = json.loads((folder / "weather" / "manifest.json").read_text())
+    doc.update(allowedHosts=["127.0.0.1:8080"])
+    doc["actions"][0]["requests"][0]["url"] = "http://127.0.0.1:8080/v1/current"
+    (folder / "weather" / "manifest.json").write_text(json.dumps(doc))
+    private = create_app(make_config(tmp_path, MINIAPPS_DIRS=[str(folder)],
+                                     DATABASE_URL=database_url, EGRESS_ALLOW_PRIVATE=True),
+                         instance_path=tmp_path)
+    assert "weather 1.0.0" in catalog.sync(private).added
+    get_database(private).engine.dispose()
+    with get_database(catalog_app).sessions() as db:
+        snapshot = catalog.get_catalog(catalog_app).snapshot(db)
+        assert snapshot.entry("weather").title == "Weather Now"
+        assert snapshot.get("weather") is None
+        assert snapshot.get("chat").name == "chat"
+    [record] = [r for r in caplog.records if "unusable" in r.getMessage()]
+    assert record.getMessage().startswith("mini-app weather 1.0.0 is unusable: ")
+    assert "/allowedHosts/0" in record.getMessage()

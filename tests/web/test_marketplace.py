@@ -1,3 +1,6 @@
+import re
+
+
 def page(client, url):
     response = client.get(url)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -63,3 +66,36 @@ def test_pages_load_nothing_from_other_hosts(client):
         assert "http://" not in html.replace("http://127.0.0.1", "")
         assert "src=\"https://" not in html and "href=\"https://" not in html.replace(
             'href="https://example.com"', "")
+
+
+def cards(html):
+    return re.findall(r'<span class="app-card__title">([^<]+)</span>', html)
+
+
+def test_the_grid_is_paged_and_the_links_keep_the_search(many_app):
+    client = many_app.test_client()
+    html = page(client, "/")
+    assert cards(html) == ["Notes Cloud", "Team Chat"] + [f"Weather {i:02d}" for i in range(1, 23)]
+    assert "32 mini-apps, showing 1–24" in html
+    assert '<nav class="pager" aria-label="Pages">' in html
+    assert '<a rel="next" href="/?page=2">Next page</a>' in html
+    assert 'rel="prev"' not in html and "Page 1 of 2" in html
+
+    html = page(client, "/?page=2")
+    assert cards(html) == [f"Weather {i:02d}" for i in range(23, 30)] + ["Weather Now"]
+    assert "32 mini-apps, showing 25–32" in html
+    assert '<a rel="prev" href="/?page=1">Previous page</a>' in html
+    assert 'rel="next"' not in html and "Page 2 of 2" in html
+
+    html = page(client, "/?q=weather&category=data&page=2")
+    assert "30 of 32 mini-apps match, showing 25–30" in html
+    assert '<a rel="prev" href="/?q=weather&amp;category=data&amp;page=1">Previous page</a>' in html
+
+
+def test_a_page_out_of_range_shows_the_nearest(many_app):
+    client = many_app.test_client()
+    assert "showing 25–32" in page(client, "/?page=99")
+    for wrong in ("0", "-1", "abc", "²"):
+        assert "showing 1–24" in page(client, f"/?page={wrong}")
+    html = page(client, "/?q=chat&page=5")
+    assert cards(html) == ["Team Chat"] and 'class="pager"' not in html
