@@ -101,24 +101,28 @@ def _single(file: str, message: str, pointer: str = "") -> ManifestError:
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)  # the common case at C speed; look closer only on a repeat
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 
 def _too_deep(value: Any) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
+    """Whether any value sits deeper than ``MAX_DEPTH`` (the document itself is level
+    1). Walks level by level, so only containers are carried from one to the next."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 1
+    while level:
+        members = [member for node in level
+                   for member in (node.values() if isinstance(node, dict) else node)]
+        if members and depth >= MAX_DEPTH:
             return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+        level = [member for member in members if isinstance(member, (dict, list))]
+        depth += 1
     return False
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from host.errors import ManifestError
 from host.manifest import load_manifest, manifest_schema, read_document
+from host.manifest.loader import _too_deep
 
 from ..conftest import FIXTURES
 
@@ -119,6 +120,32 @@ def test_deep_nesting_is_refused(tmp_path, depth):
         load_manifest(folder)
     assert messages(info) == [
         f"{folder / 'manifest.json'} /: the manifest nests deeper than 64 levels"]
+
+
+def nested(depth, leaf):
+    """``depth`` levels of alternating lists and objects around ``leaf``."""
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(("depth", "leaf", "deep"), [
+    (63, 1, False), (64, 1, True), (63, [], False), (64, [], True), (64, {}, True),
+    (62, [1], False), (63, [1], True), (61, {"a": [2]}, False), (62, {"a": [2]}, True),
+])
+def test_the_depth_limit_counts_every_level(depth, leaf, deep):
+    """The document is level 1 and each value one more than its container, empty
+    ones included: 64 levels are allowed, a value on a 65th is not."""
+    assert _too_deep(nested(depth, leaf)) is deep
+    assert _too_deep([nested(depth - 1, leaf), list(range(100))]) is deep
+
+
+def test_a_repeated_key_names_the_first_repeat(tmp_path):
+    folder = write(tmp_path, "manifest.json", '{"a": 1, "b": 2, "b": 3, "a": 4}')
+    with pytest.raises(ManifestError) as info:
+        load_manifest(folder)
+    assert messages(info) == [f"{folder / 'manifest.json'} /: not valid JSON: duplicate key 'b'"]
 
 
 def test_huge_manifests_are_refused(tmp_path):
