@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psutil
 import requests
+from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -95,25 +96,30 @@ def tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
-def postgres_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["username", "name"])
-            if p.info["username"] == "postgres" and "postgres" in (p.info["name"] or "")]
+def postgres_processes(database: str) -> list[psutil.Process]:
+    """The server processes serving ``database`` (one per connection; the pools keep
+    them for the whole measurement, so their CPU is counted whole)."""
+    found = []
+    for process in psutil.process_iter(["username", "cmdline"]):
+        if process.info["username"] == "postgres" and \
+                database in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
 
 
 def drive(url: str, token: str | None, concurrency: int, seconds: float, work: Path,
-          watched: list[psutil.Process], database_server: bool) -> dict[str, float]:
+          watched: list[psutil.Process], database_server: str | None) -> dict[str, float]:
     """One wrk measurement: req/s, p50/p99 ms, CPU ms per request (the gunicorn tree,
     and the PostgreSQL server when ``database_server``), failed answers."""
     script = work / "post.lua"
     headers = "" if token is None else f'wrk.headers["Authorization"] = "Bearer {token}"\n'
     script.write_text('wrk.method = "POST"\nwrk.body = \'{"parameters": {"q": "hello"}}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n' + headers + LUA)
-    server = postgres_processes() if database_server else []
-    before, before_db = cpu_seconds(watched), cpu_seconds(server)
+    before, before_db = cpu_seconds(watched), _by_pid(database_server)
     done = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency),
                            "-d", f"{seconds}s", "-s", str(script), url],
                           capture_output=True, text=True, check=True)
-    after, after_db = cpu_seconds(watched), cpu_seconds(server)
+    after, after_db = cpu_seconds(watched), _by_pid(database_server)
     output = done.stdout
     count = int(re.search(r"(\d+) requests in", output).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -123,13 +129,21 @@ def drive(url: str, token: str | None, concurrency: int, seconds: float, work: P
     return {"rate": rate, "p50": float(re.search(r"P50 ([\d.]+)", output).group(1)),
             "p99": float(re.search(r"P99 ([\d.]+)", output).group(1)), "errors": errors,
             "cpu": (after - before) * 1000 / max(count, 1),
-            "db_cpu": (after_db - before_db) * 1000 / max(count, 1)}
+            "db_cpu": sum(cpu - before_db.get(pid, 0.0) for pid, cpu in after_db.items())
+            * 1000 / max(count, 1)}
+
+
+def _by_pid(database: str | None) -> dict[int, float]:
+    """CPU seconds of each server process of ``database``; one that appears during a
+    measurement (a pool opening a connection) is counted whole."""
+    if database is None:
+        return {}
+    return {process.pid: cpu_seconds([process]) for process in postgres_processes(database)}
 
 
 @contextmanager
 def postgres_database(base: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
     url = make_url(base)
     name = f"minihost_bench_{secrets.token_hex(4)}"
@@ -153,8 +167,8 @@ def start(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Pope
                             stderr=subprocess.STDOUT, text=True)
 
 
-def bench_database(database: str, url: str, args: argparse.Namespace, upstream: str,
-                   work: Path) -> None:
+def bench_database(database: str, url_of_database: str, args: argparse.Namespace,
+                   upstream: str, work: Path) -> None:
     apps = work / "apps" / "bench"
     apps.mkdir(parents=True, exist_ok=True)
     port = upstream.rsplit(":", 1)[1]
@@ -170,7 +184,7 @@ def bench_database(database: str, url: str, args: argparse.Namespace, upstream: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
     env.update({"MINIHOST_INSTANCE_PATH": str(instance),
                 "MINIHOST_MINIAPPS_DIRS": str(work / "apps"),
-                "MINIHOST_DATABASE_URL": url,
+                "MINIHOST_DATABASE_URL": url_of_database,
                 "MINIHOST_EGRESS_ALLOW_PRIVATE": "true",
                 # One token makes every call here: measure the run, not the limiter.
                 "MINIHOST_API_RATE_LIMIT": "0"})
@@ -202,12 +216,13 @@ def bench_database(database: str, url: str, args: argparse.Namespace, upstream: 
             sides = (("minihost", run_url, token, tree(host.pid)),
                      ("floor", floor_url, None, tree(floor.pid)))
             for _, url, secret, watched in sides:  # warm every worker and pool
-                drive(url, secret, 4, 1, work, watched, False)
+                drive(url, secret, 4, 1, work, watched, None)
             for concurrency in args.concurrency:
                 results = {}
                 for label, url, secret, watched in sides:
                     found = drive(url, secret, concurrency, args.seconds, work, watched,
-                                  database == "postgresql" and label == "minihost")
+                                  make_url(url_of_database).database
+                                  if database == "postgresql" and label == "minihost" else None)
                     results[label] = found
                     db_cpu = f"{found['db_cpu']:7.2f}" if database == "postgresql" and \
                         label == "minihost" else f"{'':7}"
