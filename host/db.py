@@ -28,6 +28,7 @@ from typing import Any, cast
 from flask import Flask, g
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -36,18 +37,24 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    bindparam,
+    case,
     create_engine,
     event,
+    literal_column,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "ActionUsage",
     "ApiToken",
     "AppClient",
     "AuditEvent",
@@ -62,9 +69,11 @@ __all__ = [
     "Run",
     "User",
     "Workspace",
+    "action_use_statement",
     "exclusive",
     "get_database",
     "new_id",
+    "record_action_use",
     "session",
     "utcnow",
 ]
@@ -312,15 +321,31 @@ class OAuthState(Base):
 
 
 class Run(Base):
-    """One action run, source load or auth step, with its redacted trace."""
+    """One action run, source load or auth step, with its redacted trace.
+
+    Every history lists runs newest first (by id) under equality filters, so each
+    filter a history offers has an index of its columns followed by ``id``: the
+    database walks it backwards and stops after one page, however many runs there
+    are, instead of sorting all that match.
+    """
 
     __tablename__ = "run"
-    __table_args__ = (Index("ix_run_workspace_id_id", "workspace_id", "id"),)
+    __table_args__ = (
+        Index("ix_run_workspace_id_id", "workspace_id", "id"),
+        Index("ix_run_workspace_id_status_id", "workspace_id", "status", "id"),
+        Index("ix_run_workspace_id_kind_id", "workspace_id", "kind", "id"),
+        Index("ix_run_installation_id_id", "installation_id", "id"),
+        Index("ix_run_installation_id_status_id", "installation_id", "status", "id"),
+        Index("ix_run_installation_id_kind_id", "installation_id", "kind", "id"),
+        Index("ix_run_installation_id_name_id", "installation_id", "name", "id"),
+        Index("ix_run_installation_id_name_status_id", "installation_id", "name", "status",
+              "id"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("run"))
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
     installation_id: Mapped[str | None] = mapped_column(
-        ForeignKey("installation.id", ondelete="SET NULL"), index=True
+        ForeignKey("installation.id", ondelete="SET NULL")
     )
     kind: Mapped[str] = mapped_column(String(16))  # action | source | auth
     name: Mapped[str] = mapped_column(String(128))
@@ -391,6 +416,63 @@ def run_document(run: Run | RunRecord, with_trace: bool = False) -> dict[str, An
     return body
 
 
+class ActionUsage(Base):
+    """How many times each action of an installation ran, and when it last did.
+
+    Counted as each run is recorded (:func:`record_action_use`), so an installation's
+    usage is a few rows to read rather than all its runs to count. The counts are for
+    the installation's lifetime.
+    """
+
+    __tablename__ = "action_usage"
+
+    installation_id: Mapped[str] = mapped_column(
+        ForeignKey("installation.id", ondelete="CASCADE"), primary_key=True
+    )
+    action: Mapped[str] = mapped_column(String(128), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
+    last_run_at: Mapped[datetime]
+
+
+def _usage_upsert(dialect: str) -> Any:
+    """Insert the first use of an action, or add one to its count (both backends speak
+    ``INSERT … ON CONFLICT``; SQLAlchemy spells it per dialect)."""
+    table = cast(Table, ActionUsage.__table__)
+    one: Any = literal_column("1")  # not a parameter: Prepared passes only named ones
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
+        installation_id=bindparam("installation_id"), action=bindparam("action"), runs=one,
+        last_run_at=bindparam("at"))
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.installation_id, table.c.action],
+        set_={"runs": table.c.runs + one,
+              "last_run_at": case((insert.excluded.last_run_at > table.c.last_run_at,
+                                   insert.excluded.last_run_at),
+                                  else_=table.c.last_run_at)})
+
+
+_USAGE_UPSERTS = {name: _usage_upsert(name) for name in ("postgresql", "sqlite")}
+
+
+def record_action_use(connection: Connection, installation_id: str, action: str,
+                      at: datetime) -> None:
+    """Count one run of ``action`` in its installation's usage.
+
+    One statement, meant for the transaction that writes the run's row, so the count
+    commits or rolls back with it. Concurrent runs of the same action queue on the
+    count's row only for the rest of their (short) transaction."""
+    connection.execute(_USAGE_UPSERTS["postgresql" if connection.dialect.name == "postgresql"
+                                      else "sqlite"],
+                       {"installation_id": installation_id, "action": action, "at": at})
+
+
+def action_use_statement(dialect: Any) -> Prepared:
+    """:func:`record_action_use`'s statement for :meth:`Database.execute_raw` (the run
+    row's hot path), taking ``installation_id``, ``action`` and ``at``."""
+    upsert = _USAGE_UPSERTS["postgresql" if dialect.name == "postgresql" else "sqlite"]
+    table = cast(Table, ActionUsage.__table__)
+    return Prepared(upsert, dialect, (), {"at": table.c.last_run_at.type})
+
+
 class AuditEvent(Base):
     """Who did what to which installation. Written only by ``host.audit``."""
 
@@ -453,9 +535,11 @@ class Database:
         with self.write_lock, self.engine.begin() as connection:
             yield connection
 
-    def execute_raw(self, statement: Prepared, values: Mapping[str, Any]) -> int:
+    def execute_raw(self, statement: Prepared, values: Mapping[str, Any],
+                    *also: tuple[Prepared, Mapping[str, Any]]) -> int:
         """One write on the driver's own cursor, committed: for the statements every
-        run makes (see :class:`Prepared`). Returns the rows it changed."""
+        run makes (see :class:`Prepared`). Returns the rows it changed. Writes in
+        ``also`` follow it in the same transaction (a run's usage count)."""
         parameters = statement.parameters(values)
         with self.write_lock:
             connection = self.engine.raw_connection()
@@ -464,6 +548,8 @@ class Database:
                 try:
                     cursor.execute(statement.sql, parameters)
                     changed = int(cursor.rowcount)
+                    for following, more in also:
+                        cursor.execute(following.sql, following.parameters(more))
                 finally:
                     cursor.close()
                 connection.commit()

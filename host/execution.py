@@ -37,8 +37,10 @@ from .db import (
     Prepared,
     Run,
     RunRecord,
+    action_use_statement,
     get_database,
     new_id,
+    record_action_use,
     utcnow,
 )
 from .engine import ChainResult, Context, run_chain
@@ -166,7 +168,8 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
             "parameters": run.parameters, "sandbox": sandbox, "actor_id": step.actor_id,
             "started_at": run.started_at, "holder": holder(),
             "lease_expires_at": run.started_at + timedelta(
-                seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)})
+                seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)},
+            *_count_use(statements, run))
     secrets = tuple(step.secrets)
     try:
         result = run_chain(
@@ -201,10 +204,12 @@ _FINISHED = ("status", "output", "error", "trace", "finished_at", "duration_ms",
 class _RunStatements:
     insert: Prepared
     finish: Prepared
+    count_use: Prepared
 
 
 def _statements(app: Flask, database: Database) -> _RunStatements:
-    """The run row's two writes, rendered once per application for its database."""
+    """The run row's two writes (and its usage count), rendered once per application
+    for its database."""
     found: _RunStatements | None = app.extensions.get("minihost.run_statements")
     if found is None:
         dialect = database.engine.dialect
@@ -212,9 +217,21 @@ def _statements(app: Flask, database: Database) -> _RunStatements:
         found = _RunStatements(
             Prepared(_RUN.insert(), dialect, _INSERTED, types),
             Prepared(_RUN.update().where(_RUN.c.id == bindparam("run_id")), dialect,
-                     _FINISHED, types))
+                     _FINISHED, types),
+            action_use_statement(dialect))
         app.extensions["minihost.run_statements"] = found
     return found
+
+
+def _count_use(statements: _RunStatements,
+               run: RunRecord) -> tuple[tuple[Prepared, dict[str, Any]], ...]:
+    """The write that counts an action run in its installation's usage from the moment
+    it is recorded, for the transaction that inserts the run's row (none for a source
+    load or an auth step)."""
+    if run.kind != "action" or run.installation_id is None:
+        return ()
+    return ((statements.count_use, {"installation_id": run.installation_id,
+                                    "action": run.name, "at": run.started_at}),)
 
 
 def _finish(app: Flask, database: Database, run: RunRecord, result: ChainResult,
@@ -253,6 +270,8 @@ def _record_failure(app: Flask, step: Step, sandbox: bool,
               started_at=now, finished_at=now, duration_ms=0)
     with get_database(app).transaction() as db:
         db.add(run)
+        if run.kind == "action":
+            record_action_use(db.connection(), step.installation.id, run.name, now)
     return RunRecord(id=run.id, workspace_id=run.workspace_id,
                      installation_id=run.installation_id, kind=run.kind, name=run.name,
                      status=run.status, parameters=run.parameters, sandbox=sandbox,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import audit, vault
@@ -28,7 +28,16 @@ from ..auth import oauth2
 from ..auth.flow import auth_type_of
 from ..auth.flow import connect as connect_with
 from ..auth.registration import register, unregister
-from ..db import Database, Installation, Prepared, Run, User, get_database, new_id, utcnow
+from ..db import (
+    ActionUsage,
+    Database,
+    Installation,
+    Prepared,
+    User,
+    get_database,
+    new_id,
+    utcnow,
+)
 from ..errors import (
     BadInput,
     ConnectRefused,
@@ -156,11 +165,14 @@ def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest
 
 
 def usage(db: Session, installation: Installation) -> dict[str, Any]:
-    """What uses this connection: actions run (count, last) and flows (none yet)."""
+    """What uses this connection: actions run (count, last) and flows (none yet).
+
+    The counts are kept as runs are recorded (``ActionUsage``), for the installation's
+    lifetime."""
     rows = db.execute(
-        select(Run.name, func.count(Run.id), func.max(Run.started_at))
-        .where(Run.installation_id == installation.id, Run.kind == "action")
-        .group_by(Run.name).order_by(Run.name)).all()
+        select(ActionUsage.action, ActionUsage.runs, ActionUsage.last_run_at)
+        .where(ActionUsage.installation_id == installation.id)
+        .order_by(ActionUsage.action)).all()
     return {
         "actions": [{"action": name, "count": count, "lastRunAt": last.isoformat()}
                     for name, count, last in rows],

@@ -125,14 +125,18 @@ class RunFilter:
 
 def list_runs(app: Flask, db: Session, principal: Principal, where: RunFilter,
               page: Page) -> tuple[list[Run], str | None]:
-    """The workspace's runs, newest first, one page, and the key to continue after."""
+    """The workspace's runs, newest first, one page, and the key to continue after.
+
+    An installation's runs are all in its workspace, so once the installation is
+    found there the query names the installation alone, and its indexes serve it."""
     sweep_interrupted(app, every=SWEEP_SECONDS)
-    query = select(Run).where(Run.workspace_id == principal.workspace_id)
     if where.installation:
         installation = db.get(Installation, where.installation)
         if installation is None or installation.workspace_id != principal.workspace_id:
             raise NotFound(f"no installation {where.installation}")
-        query = query.where(Run.installation_id == where.installation)
+        query = select(Run).where(Run.installation_id == where.installation)
+    else:
+        query = select(Run).where(Run.workspace_id == principal.workspace_id)
     if where.status:
         query = query.where(Run.status == where.status)
     if where.kind:
@@ -153,6 +157,7 @@ def parameters_of(db: Session, installation: Installation, action: str,
 
 
 def recent_runs(db: Session, installation: Installation, limit: int = 10) -> list[Run]:
+    """The installation's newest runs, for its page."""
     return list(db.scalars(select(Run).where(Run.installation_id == installation.id)
                            .order_by(Run.id.desc()).limit(limit)))
 

@@ -289,3 +289,15 @@ def test_deeply_nested_form_and_query_values_are_field_errors(hosted, board):
                                      "list": '"l1"', "title": "t"})
     assert answer.status_code == 422
     assert "nests deeper than 64 levels" in answer.get_data(as_text=True)
+
+
+def test_usage_counts_every_run_of_each_action_and_the_last(hosted, board):
+    hosted.api("GET", f"/api/v1/installations/{board}/sources/rpc_boards", hosted.alice_token)
+    run(hosted, board, GOOD)
+    run(hosted, board, {**GOOD, "list": "l9"})  # failed: it ran all the same
+    last = run(hosted, board, GOOD, sandbox=True).get_json()
+    run(hosted, board, {})  # invalid: nothing ran
+    usage = hosted.api("GET", f"/api/v1/installations/{board}/usage", hosted.alice_token)
+    assert usage.get_json() == {
+        "actions": [{"action": "addCard", "count": 3, "lastRunAt": last["startedAt"]}],
+        "flows": []}
