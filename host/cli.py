@@ -459,6 +459,31 @@ def run_action(installation_id: str, action: str, params: tuple[str, ...], sandb
 
 
 @cli.group()
+def runs() -> None:
+    """The run history."""
+
+
+@runs.command("purge")
+@with_appcontext
+def runs_purge() -> None:
+    """Delete finished runs older than RUN_RETENTION_DAYS now, in small batches.
+
+    Every serving process also does this every few minutes; this waits for any purge
+    already under way, then purges what is left."""
+    from .services import retention
+
+    instance_service.prepare(current_app)
+    days = current_app.config["RUN_RETENTION_DAYS"]
+    if not days:
+        click.echo("RUN_RETENTION_DAYS is 0: runs are kept for ever; nothing was purged.")
+        return
+    report = retention.purge_now(current_app)
+    assert report.cutoff is not None
+    click.echo(f"Purged {report.runs} finished run(s) started before "
+               f"{report.cutoff:%Y-%m-%d %H:%M} UTC (RUN_RETENTION_DAYS={days}).")
+
+
+@cli.group()
 def plugins() -> None:
     """Show the loaded plugins."""
 

@@ -73,6 +73,23 @@ def parse_count(key: str, value: Any) -> int:
     return int(text)
 
 
+MAX_RETENTION_DAYS = 36_500
+
+
+def parse_days(key: str, value: Any) -> int:
+    """A whole number of days to keep runs, up to 100 years (a date further back is out
+    of range); ``0`` keeps them for ever."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or \
+            not (str(value).strip().isascii() and str(value).strip().isdigit()):
+        raise ConfigError(f"{key}={value!r} is not a whole number of days; use e.g. 90, "
+                          "or 0 to keep runs for ever")
+    days = int(str(value).strip())
+    if days > MAX_RETENTION_DAYS:
+        raise ConfigError(f"{key}={value!r} is more than {MAX_RETENTION_DAYS} days; use 0 "
+                          "to keep runs for ever")
+    return days
+
+
 def parse_optional_string(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -281,6 +298,7 @@ KEYS: Mapping[str, Key] = {
     "CELERY_BROKER_URL": Key(parse_celery_broker_url, lambda inst: None),
     "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
     "REDIS_URL": Key(parse_redis_url, lambda inst: None),
+    "RUN_RETENTION_DAYS": Key(parse_days, lambda inst: 90),
     "PLUGIN_SETTINGS": Key(parse_plugin_settings, lambda inst: {}),
     "LOG_LEVEL": Key(parse_log_level, lambda inst: "INFO"),
     "LOG_FORMAT": Key(parse_log_format, lambda inst: "text"),

@@ -71,6 +71,7 @@ __all__ = [
     "Workspace",
     "action_use_statement",
     "exclusive",
+    "first_id_at",
     "get_database",
     "new_id",
     "record_action_use",
@@ -81,14 +82,24 @@ __all__ = [
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def new_id(prefix: str) -> str:
-    """A time-ordered unique id such as ``ins_01JD…`` (ULID layout)."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+def _crockford(value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """A time-ordered unique id such as ``ins_01JD…`` (ULID layout)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_crockford(value)}"
+
+
+def first_id_at(prefix: str, moment: datetime) -> str:
+    """The smallest id :func:`new_id` can give at ``moment``: every id made before it
+    sorts lower, so "created before" is a range of the primary key."""
+    return f"{prefix}_{_crockford(int(moment.timestamp() * 1000) << 80)}"
 
 
 def changed(result: Result[Any]) -> int:
@@ -421,7 +432,7 @@ class ActionUsage(Base):
 
     Counted as each run is recorded (:func:`record_action_use`), so an installation's
     usage is a few rows to read rather than all its runs to count. The counts are for
-    the installation's lifetime.
+    the installation's lifetime: purging old runs (``RUN_RETENTION_DAYS``) leaves them.
     """
 
     __tablename__ = "action_usage"
@@ -659,12 +670,14 @@ def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, proxy: Any) 
 
 
 @contextmanager
-def exclusive(app: Flask, name: str) -> Iterator[None]:
+def exclusive(app: Flask, name: str, wait: bool = True) -> Iterator[bool]:
     """Hold a lock named ``name`` across every process sharing this database, for work
-    that must not run twice at once (migrating, syncing the catalog).
+    that must not run twice at once (migrating, syncing the catalog, purging runs).
 
     PostgreSQL: a session advisory lock, so processes on many machines queue. SQLite:
     an ``flock`` on a file beside the database, so processes sharing the file queue.
+    With ``wait`` false nothing queues: the block runs at once and is given False when
+    another holder has the lock (work that someone else is already doing), else True.
     """
     database = get_database(app)
     engine = database.engine
@@ -672,25 +685,38 @@ def exclusive(app: Flask, name: str) -> Iterator[None]:
         key = int.from_bytes(hashlib.sha256(f"minihost:{name}".encode()).digest()[:8],
                              "big", signed=True)
         with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            if wait:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                held = True
+            else:
+                held = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                               {"key": key}).scalar())
             connection.commit()
             try:
-                yield
+                yield held
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
+                if held:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
         return
     path = make_url(str(engine.url)).database
     if not path or path == ":memory:":
-        yield  # one process owns an in-memory database
+        yield True  # one process owns an in-memory database
         return
     lock_path = f"{path}.{name}.lock"
     handle = open(lock_path, "a+")  # noqa: SIM115 - held for the block's duration
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
 

@@ -1,10 +1,13 @@
 import json
 import os
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from host.cli import cli
+from host.db import Run, first_id_at, make_engine, utcnow
 from host.manifest import manifest_schema
 
 from .conftest import FIXTURES
@@ -184,3 +187,35 @@ def test_concurrent_inits_all_succeed(tmp_path, database_url):
         names = connection.execute(text("SELECT name, version FROM miniapp")).all()
     engine.dispose()
     assert len(names) == len(set(names)) == 4
+
+
+def test_runs_purge_deletes_the_runs_retention_no_longer_keeps(run, tmp_path):
+    database = f"sqlite:///{tmp_path / 'minihost.db'}"
+    assert run("--instance", str(tmp_path), "init").exit_code == 0
+    assert run("--instance", str(tmp_path), "users", "create", "ada@example.com",
+               "--password", "correct horse").exit_code == 0
+    engine = make_engine(database)
+    with engine.begin() as connection:
+        workspace = connection.scalar(text("SELECT id FROM workspace"))
+        for days in (100, 95, 10):
+            started = utcnow() - timedelta(days=days)
+            connection.execute(Run.__table__.insert(), {
+                "id": first_id_at("run", started)[:-1] + "1", "workspace_id": workspace,
+                "kind": "action", "name": "createNote", "status": "succeeded",
+                "parameters": {}, "sandbox": False, "started_at": started})
+
+    def count():
+        with engine.connect() as connection:
+            return connection.scalar(text("SELECT count(*) FROM run"))
+
+    kept = run("--instance", str(tmp_path), "runs", "purge", MINIHOST_RUN_RETENTION_DAYS="0")
+    assert kept.exit_code == 0 and count() == 3
+    assert kept.output == "RUN_RETENTION_DAYS is 0: runs are kept for ever; nothing was purged.\n"
+    before = utcnow() - timedelta(days=90)
+    result = run("--instance", str(tmp_path), "runs", "purge")
+    after = utcnow() - timedelta(days=90)
+    assert result.exit_code == 0 and count() == 1
+    assert result.output in {
+        f"Purged 2 finished run(s) started before {cutoff:%Y-%m-%d %H:%M} UTC "
+        "(RUN_RETENTION_DAYS=90).\n" for cutoff in (before, after)}
+    engine.dispose()

@@ -35,6 +35,7 @@ def test_defaults(tmp_path):
     assert config["SECRET_KEY"] is None
     assert config["VAULT_KEYS"] == []
     assert (config["LOG_LEVEL"], config["LOG_FORMAT"]) == ("INFO", "text")
+    assert config["RUN_RETENTION_DAYS"] == 90
 
 
 def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
@@ -118,6 +119,16 @@ def test_unreadable_config_file(tmp_path):
                                    "or 0 for none"),
         ("API_RATE_LIMIT", -5, "API_RATE_LIMIT=-5 is not a whole number; use e.g. 600, or 0 for "
                                "none"),
+        ("RUN_RETENTION_DAYS", "ninety", "RUN_RETENTION_DAYS='ninety' is not a whole number of "
+                                         "days; use e.g. 90, or 0 to keep runs for ever"),
+        ("RUN_RETENTION_DAYS", -1, "RUN_RETENTION_DAYS=-1 is not a whole number of days; use "
+                                   "e.g. 90, or 0 to keep runs for ever"),
+        ("RUN_RETENTION_DAYS", 1.5, "RUN_RETENTION_DAYS=1.5 is not a whole number of days; use "
+                                    "e.g. 90, or 0 to keep runs for ever"),
+        ("RUN_RETENTION_DAYS", True, "RUN_RETENTION_DAYS=True is not a whole number of days; "
+                                     "use e.g. 90, or 0 to keep runs for ever"),
+        ("RUN_RETENTION_DAYS", 36_501, "RUN_RETENTION_DAYS=36501 is more than 36500 days; use 0 "
+                                       "to keep runs for ever"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' is not a log level; use one of DEBUG, INFO, "
                               "WARNING, ERROR, CRITICAL"),
         ("LOG_LEVEL", 10, "LOG_LEVEL=10 is not a log level; use one of DEBUG, INFO, WARNING, "
@@ -141,6 +152,12 @@ def test_malformed_values_name_key_value_and_what_is_accepted(tmp_path, key, val
     with pytest.raises(ConfigError) as info:
         create_app({key: value}, instance_path=tmp_path)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("raw", "days"), [("30", 30), ("0", 0), (" 7 ", 7), ("36500", 36500)])
+def test_run_retention_from_the_environment(tmp_path, monkeypatch, raw, days):
+    monkeypatch.setenv("MINIHOST_RUN_RETENTION_DAYS", raw)
+    assert create_app(instance_path=tmp_path).config["RUN_RETENTION_DAYS"] == days
 
 
 def test_lists_from_the_environment(tmp_path, monkeypatch):

@@ -160,7 +160,10 @@ COMPONENTS: dict[str, Any] = {
         "properties": {
             "actions": {"type": "array", "items": {
                 "type": "object", "required": ["action", "count", "lastRunAt"],
-                "properties": {"action": {"type": "string"}, "count": {"type": "integer"},
+                "properties": {"action": {"type": "string"},
+                               "count": {"type": "integer", "description": "Every run of the "
+                                         "action since the installation was made, including "
+                                         "runs since purged (RUN_RETENTION_DAYS)."},
                                "lastRunAt": TIMESTAMP}}},
             "flows": {"type": "array"},
         },

@@ -168,7 +168,7 @@ def usage(db: Session, installation: Installation) -> dict[str, Any]:
     """What uses this connection: actions run (count, last) and flows (none yet).
 
     The counts are kept as runs are recorded (``ActionUsage``), for the installation's
-    lifetime."""
+    lifetime: runs purged after ``RUN_RETENTION_DAYS`` still count."""
     rows = db.execute(
         select(ActionUsage.action, ActionUsage.runs, ActionUsage.last_run_at)
         .where(ActionUsage.installation_id == installation.id)

@@ -5,7 +5,8 @@ outcome after — is :mod:`host.execution`'s; this module is the use case around
 it (validate the parameters, run with the installation's credentials, tell the
 plugins) and the queries every interface shares. It also finishes runs whose
 process died (``interrupted``): at start-up and, at most once a minute, before
-a run starts or a history is read.
+a run starts or a history is read; and on the same paths starts the purge of
+runs past ``RUN_RETENTION_DAYS`` (:mod:`.retention`) in the background.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..processes import holder_dead
 from .catalog import get_catalog
 from .installations import manifest_of
 from .paging import Page, page_of
+from .retention import purge_soon
 
 __all__ = [
     "KINDS",
@@ -81,6 +83,7 @@ def run_action(app: Flask, db: Session, principal: Principal, installation: Inst
         raise ValidationError(errors, values=shown)
     db.commit()  # hand the caller's connection back to the pool while the chain runs
     sweep_interrupted(app, every=SWEEP_SECONDS)
+    purge_soon(app)
     _, run = run_step(app, Step(
         installation=installation, manifest=manifest, requests=action.requests, kind="action",
         name=action.name, actor=principal.actor, actor_id=principal.user.id,
@@ -130,6 +133,7 @@ def list_runs(app: Flask, db: Session, principal: Principal, where: RunFilter,
     An installation's runs are all in its workspace, so once the installation is
     found there the query names the installation alone, and its indexes serve it."""
     sweep_interrupted(app, every=SWEEP_SECONDS)
+    purge_soon(app)
     if where.installation:
         installation = db.get(Installation, where.installation)
         if installation is None or installation.workspace_id != principal.workspace_id:
