@@ -270,11 +270,21 @@ class Installation(Base):
     """
 
     __tablename__ = "installation"
+    __table_args__ = (
+        # Names are unique among the installations that exist: an uninstalled one's
+        # name is free again (its row stays for the history).
+        Index("uq_installation_workspace_id_name", "workspace_id", "name", unique=True,
+              sqlite_where=text("deleted_at IS NULL"),
+              postgresql_where=text("deleted_at IS NULL")),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("ins"))
     workspace_id: Mapped[str] = mapped_column(
         ForeignKey("workspace.id", ondelete="CASCADE"), index=True
     )
+    # The connection name flows use (FLOWS.md §1); set for every installation that
+    # exists (rows from before names were kept may hold none once uninstalled).
+    name: Mapped[str] = mapped_column(String(64), nullable=True)
     miniapp: Mapped[str] = mapped_column(String(64), index=True)
     miniapp_version: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(24))
@@ -300,6 +310,7 @@ class Installation(Base):
         showing them needs no decryption and no audit event)."""
         return {
             "id": self.id,
+            "name": self.name,
             "miniapp": self.miniapp,
             "version": self.miniapp_version,
             "status": self.status,

@@ -62,6 +62,8 @@ __all__ = [
     "DatabaseUnavailable",
     "EgressDenied",
     "FieldError",
+    "FlowInvalid",
+    "FlowProblem",
     "Interrupted",
     "ManifestError",
     "ManifestProblem",
@@ -153,6 +155,38 @@ class ManifestError(BadInput):
 
     def problem_extras(self) -> dict[str, Any]:
         return {"errors": [{"field": p.pointer, "message": p.message} for p in self.problems]}
+
+
+@dataclass(frozen=True, slots=True)
+class FlowProblem:
+    """One thing wrong with a flow document: where (a JSON pointer), what, and what
+    to do about it."""
+
+    pointer: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.pointer or '/'}: {self.message}"
+        return f"{text} ({self.fix})" if self.fix else text
+
+
+class FlowInvalid(BadInput):
+    """Raised when a flow document fails its schema or the lint; carries every
+    problem at once, and nothing was stored."""
+
+    status = 422
+    slug = "invalid-flow"
+    title = "Invalid flow"
+
+    def __init__(self, problems: Iterable[FlowProblem]) -> None:
+        self.problems = tuple(problems)
+        lines = [str(p) for p in self.problems]
+        super().__init__("\n".join(lines) if lines else "invalid flow")
+
+    def problem_extras(self) -> dict[str, Any]:
+        return {"errors": [{"field": p.pointer, "message": p.message,
+                            **({"fix": p.fix} if p.fix else {})} for p in self.problems]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -116,6 +117,12 @@ class Step:
     system: Mapping[str, Any] = field(default_factory=dict)
     secrets: Sequence[str] = ()
     deadline: float | None = None
+    # The key an action's idempotency header sends: a flow task's, the same on every
+    # attempt; one per run otherwise. ``run_id`` names the Run row ahead (a flow task
+    # records it before the row exists, so a crash tells whether a request could
+    # have been sent).
+    idempotency_key: str | None = None
+    run_id: str | None = None
 
 
 def run_step(app: Flask, step: Step) -> tuple[ChainResult, RunRecord | None]:
@@ -144,8 +151,8 @@ def run_step(app: Flask, step: Step) -> tuple[ChainResult, RunRecord | None]:
                           parameters=step.parameters,
                           credentials=dict(credentials) if credentials is not None else None,
                           requests=step.requests)
-    if step.system:
-        ctx.system = {**ctx.system, **step.system}
+    ctx.system = {**ctx.system, **step.system,
+                  "idempotencyKey": step.idempotency_key or uuid.uuid4().hex}
     return _execute(app, step, ctx, sandbox, deadline, renew)
 
 
@@ -157,7 +164,7 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
     run: RunRecord | None = None
     recorded_id = installation.id if step.record else None
     if step.record:
-        run = RunRecord(id=new_id("run"), workspace_id=installation.workspace_id,
+        run = RunRecord(id=step.run_id or new_id("run"), workspace_id=installation.workspace_id,
                         installation_id=recorded_id, kind=step.kind, name=step.name,
                         status="running", parameters=step.parameters, sandbox=sandbox,
                         actor_id=step.actor_id, started_at=utcnow())
@@ -263,7 +270,7 @@ def _record_failure(app: Flask, step: Step, sandbox: bool,
     if not step.record:
         return None
     now = utcnow()
-    run = Run(id=new_id("run"), workspace_id=step.installation.workspace_id,
+    run = Run(id=step.run_id or new_id("run"), workspace_id=step.installation.workspace_id,
               installation_id=step.installation.id, kind=step.kind, name=step.name,
               status="failed", parameters=step.parameters, error=run_error(error),
               trace={"requests": []}, sandbox=sandbox, actor_id=step.actor_id,

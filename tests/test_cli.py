@@ -52,7 +52,8 @@ def test_validate_reports_every_error_with_file_and_pointer(run, tmp_path):
         f"{one} /version: '1' is not a valid value: Semantic version such as 1.0.0.",
         f"{one} /actions/0/requests/0/url: placeholder {{{{id}}}} in action a is not a parameter "
         "of a (parameters: none), a value mapped by an earlier request, an auth.config key "
-        "(none) or a system value (webhookUrl, subdomain, uid, installationId, hostUrl)",
+        "(none) or a system value (webhookUrl, subdomain, uid, installationId, hostUrl, "
+        "idempotencyKey)",
         f"{one} /allowedHosts: allowedHosts is required when the manifest makes requests; list "
         'every host it calls, e.g. ["api.example.com"]',
         f"{two} /: not valid JSON: Expecting property name enclosed in double quotes at line 1 "

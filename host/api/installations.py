@@ -20,7 +20,7 @@ def create() -> tuple[dict[str, Any], int]:
     connecting = installations.install(
         current_app, db_session(), require_principal(), body["miniapp"],
         config=body.get("config"), credentials=body.get("credentials"),
-        sandbox=body.get("sandbox", False))
+        sandbox=body.get("sandbox", False), name=body.get("name"))
     answer = connecting.installation.as_dict()
     if connecting.authorize_url is not None:
         answer["authorizeUrl"] = connecting.authorize_url
@@ -37,6 +37,28 @@ def get_one(installation_id: str) -> dict[str, Any]:
     installation = installations.get_installation(db_session(), require_principal(),
                                                   installation_id)
     return installation.as_dict()
+
+
+def update(installation_id: str) -> dict[str, Any]:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    body = validate_request("InstallationUpdate", json_object())
+    if "name" in body:
+        installations.rename(current_app, db, principal, installation, body["name"])
+    return installation.as_dict()
+
+
+def put_credentials(installation_id: str) -> dict[str, Any]:
+    """New apiKey/basic credentials: the same use case as connecting again, with the
+    credentials required."""
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    body = validate_request("Credentials", json_object())
+    connecting = installations.connect(current_app, db, principal, installation,
+                                       lambda: body["credentials"], oauth=False)
+    return connecting.installation.as_dict()
 
 
 def delete(installation_id: str) -> tuple[str, int]:
@@ -84,6 +106,11 @@ def register(blueprint: Blueprint) -> None:
                            endpoint="installations_list")
     blueprint.add_url_rule("/installations/<installation_id>", view_func=get_one,
                            methods=["GET"], endpoint="installation_get")
+    blueprint.add_url_rule("/installations/<installation_id>", view_func=update,
+                           methods=["PATCH"], endpoint="installation_update")
+    blueprint.add_url_rule("/installations/<installation_id>/credentials",
+                           view_func=put_credentials, methods=["PUT"],
+                           endpoint="installation_credentials")
     blueprint.add_url_rule("/installations/<installation_id>", view_func=delete,
                            methods=["DELETE"], endpoint="installation_delete")
     blueprint.add_url_rule("/installations/<installation_id>/connect", view_func=connect,

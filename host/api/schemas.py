@@ -50,6 +50,9 @@ INSTALLATION_CREATE = {
         "credentials": {"type": "object", "description": "The connect form's values "
                         "(apiKey and basic mini-apps)."},
         "sandbox": {"type": "boolean", "description": "Make no outbound call, ever."},
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$",
+                 "description": "The connection name flows use; unique in the workspace "
+                                "(default: the mini-app's name, then -2, -3…)."},
     },
     "examples": [{"miniapp": "postmark", "credentials": {
         "serverToken": "00000000-0000-0000-0000-000000000000"}}],
@@ -59,6 +62,20 @@ CONNECT = {
     "additionalProperties": False,
     "properties": {"credentials": {"type": "object", "description": "New connect form values "
                                    "(apiKey and basic mini-apps); OAuth mini-apps take none."}},
+}
+INSTALLATION_UPDATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$",
+                            "description": "A new connection name."}},
+}
+CREDENTIALS = {
+    "type": "object",
+    "required": ["credentials"],
+    "additionalProperties": False,
+    "properties": {"credentials": {"type": "object", "description": "The connect form's "
+                                   "values; checked with the provider before they replace "
+                                   "the stored ones."}},
 }
 RUN_CREATE = {
     "type": "object",
@@ -71,6 +88,7 @@ RUN_CREATE = {
 }
 
 REQUESTS = {"InstallationCreate": INSTALLATION_CREATE, "Connect": CONNECT,
+            "InstallationUpdate": INSTALLATION_UPDATE, "Credentials": CREDENTIALS,
             "RunCreate": RUN_CREATE}
 
 COMPONENTS: dict[str, Any] = {
@@ -137,10 +155,12 @@ COMPONENTS: dict[str, Any] = {
     "MiniAppPage": _page("MiniAppSummary"),
     "Installation": {
         "type": "object",
-        "required": ["id", "miniapp", "version", "status", "error", "metadata", "config",
-                     "sandbox", "credentialKeys", "createdAt", "updatedAt"],
+        "required": ["id", "name", "miniapp", "version", "status", "error", "metadata",
+                     "config", "sandbox", "credentialKeys", "createdAt", "updatedAt"],
         "properties": {
-            "id": ID, "miniapp": {"type": "string"}, "version": {"type": "string"},
+            "id": ID, "name": {"type": "string", "description": "The connection name "
+                               "flows use; unique in the workspace."},
+            "miniapp": {"type": "string"}, "version": {"type": "string"},
             "status": {"enum": ["pending", "active", "error", "reconnect_required"]},
             "error": NULLABLE_STRING,
             "metadata": {"type": "object"}, "config": {"type": "object"},

@@ -75,6 +75,17 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: "InstallationPage"}, query=PAGE, errors=(422,)),
     Operation("get", INSTALLATION, "One installation", "installations",
               {200: "Installation"}, errors=(404,)),
+    Operation("patch", INSTALLATION, "Rename", "installations", {200: "Installation"},
+              body="InstallationUpdate", errors=(400, 404, 422),
+              description="A new connection name (unique in the workspace); flows name "
+                          "their connections, so a flow using the old name stops finding it."),
+    Operation("put", f"{INSTALLATION}/credentials", "Replace the credentials",
+              "installations", {200: "Installation"}, body="Credentials",
+              errors=(400, 404, 422),
+              description="apiKey/basic: the new credentials are checked with the provider "
+                          "before they replace the old (422 and nothing changed when "
+                          "refused); the next run and flow task use them. OAuth mini-apps "
+                          "answer 400: connect them again instead."),
     Operation("delete", INSTALLATION, "Uninstall", "installations", {204: None},
               errors=(404,), description="Runs unregistrationRequests, erases the "
                                          "credentials; runs and audit events stay."),

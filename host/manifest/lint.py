@@ -27,7 +27,8 @@ from ..engine.schemas import pattern_problems, reference_problems, validator
 from ..engine.template import Placeholder, compile_template, malformed_placeholders
 from .metaschema import conforms
 
-SYSTEM_VALUES = ("webhookUrl", "subdomain", "uid", "installationId", "hostUrl")
+SYSTEM_VALUES = ("webhookUrl", "subdomain", "uid", "installationId", "hostUrl",
+                 "idempotencyKey")
 CONNECT_VALUES = ("redirectUri", "code", "state", "codeVerifier")
 RESERVED_PARAMETERS = frozenset(SYSTEM_VALUES + CONNECT_VALUES)
 # auth.config outranks system values (MANIFEST §2.2), so no config key may take

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
@@ -560,15 +561,32 @@ def _compile_source(name: str, spec: dict[str, Any]) -> Source:
     )
 
 
+def _with_idempotency(requests: tuple[Request, ...], header: str | None) -> tuple[Request, ...]:
+    """Each request that is not a ``GET`` sends ``header: {{idempotencyKey}}`` (unless the
+    author set that header): one key per run, the same on every attempt of a flow task."""
+    if header is None:
+        return requests
+    key = compile_template("{{idempotencyKey}}")
+    return tuple(
+        request if request.method == "GET"
+        or any(name.lower() == header.lower() for name, _ in request.headers)
+        else replace(request, headers=(*request.headers, (header, key)))
+        for request in requests)
+
+
 def _compile_action(index: int, spec: dict[str, Any]) -> Action:
     parameters = spec.get("parameters", {"type": "object", "properties": {}})
+    header = spec["idempotency"]["header"] if "idempotency" in spec else None
     return Action(
         name=spec["name"],
         title=spec["title"],
         description=spec.get("description", ""),
         render_strategy=spec.get("renderStrategy", "auto"),
         parameters=parameters,
-        requests=_compile_chain(f"/actions/{index}/requests", spec["requests"]),
+        requests=_with_idempotency(
+            _compile_chain(f"/actions/{index}/requests", spec["requests"]), header),
         output=spec.get("output"),
         form=build_form(parameters),
+        idempotent=bool(spec.get("idempotent", False)),
+        idempotency_header=header,
     )

@@ -67,6 +67,15 @@ class Action:
     requests: tuple[Request, ...]
     output: Mapping[str, Any] | None
     form: Form
+    idempotent: bool = False
+    idempotency_header: str | None = None
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether an attempt that may have reached the provider can be repeated: every
+        request a ``GET``, or the action says so, or it sends an idempotency key."""
+        return (self.idempotent or self.idempotency_header is not None
+                or all(r.method == "GET" for r in self.requests))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit, vault
@@ -59,12 +60,19 @@ __all__ = [
     "get_installation",
     "install",
     "list_installations",
+    "by_name",
+    "check_name",
     "manifest_of",
+    "names_in",
+    "rename",
     "uninstall",
     "usage",
 ]
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_RULE = ("must be 1 to 64 lower-case letters, digits, '-' or '_', starting with a "
+             "letter or digit")
 STATUSES = ("pending", "active", "error", "reconnect_required")
 
 
@@ -159,6 +167,78 @@ def as_its_installer(db: Session, installation_id: str) -> tuple[Installation, P
     return installation, Principal(user, installation.workspace_id, "cli")
 
 
+def by_name(db: Session, workspace_id: str, name: str) -> Installation | None:
+    """The workspace's installation called ``name`` (a flow's connection), if any."""
+    return db.execute(select(Installation).where(
+        Installation.workspace_id == workspace_id, Installation.name == name,
+        Installation.deleted_at.is_(None))).scalar_one_or_none()
+
+
+def names_in(db: Session, workspace_id: str) -> dict[str, Installation]:
+    """Every installation of the workspace by name: what a flow's connections resolve
+    against."""
+    rows = db.execute(select(Installation).where(
+        Installation.workspace_id == workspace_id, Installation.deleted_at.is_(None))).scalars()
+    return {row.name: row for row in rows if row.name}
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValidationError([FieldError("name", NAME_RULE)])
+    return name
+
+
+def free_name(db: Session, workspace_id: str, base: str) -> str:
+    """``base`` when no installation of the workspace has it, else ``base-2``, ``-3``…"""
+    base = base[:56]
+    taken = set(db.execute(select(Installation.name).where(
+        Installation.workspace_id == workspace_id, Installation.deleted_at.is_(None),
+        Installation.name.startswith(base, autoescape=True))).scalars())
+    name, number = base, 1
+    while name in taken:
+        number += 1
+        name = f"{base}-{number}"
+    return name
+
+
+def _claim_name(db: Session, installation: Installation, name: str) -> None:
+    other = by_name(db, installation.workspace_id, name)
+    if other is not None and other.id != installation.id:
+        raise ValidationError([FieldError(
+            "name", f"another installation of this workspace is called {name!r}; "
+                    "choose another name")])
+    installation.name = name
+
+
+def rename(app: Flask, db: Session, principal: Principal, installation: Installation,
+           name: Any) -> Installation:
+    """Give an installation another name. Flows name their connections, so a flow that
+    used the old name no longer finds it: the flow's lint says so on its next save,
+    and a run of it fails its task with the name it looked for."""
+    name = check_name(name)
+    if name == installation.name:
+        return installation
+    old = installation.name
+    _claim_name(db, installation, name)
+    audit.record(db, "renamed", actor=principal.actor, workspace_id=installation.workspace_id,
+                 installation_id=installation.id, detail={"from": old, "to": name})
+    _commit_named(db, name)
+    notify(app, "installation_changed", installation=installation.as_dict(), change="renamed")
+    return installation
+
+
+def _commit_named(db: Session, name: str) -> None:
+    """Commit, turning a name another request took meanwhile into the same answer as
+    one taken before."""
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        raise ValidationError([FieldError(
+            "name", f"another installation of this workspace is called {name!r}; "
+                    "choose another name")]) from None
+
+
 def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest:
     return catalog.get_catalog(app).require(db, installation.miniapp,
                                             installation.miniapp_version)
@@ -237,15 +317,25 @@ class Connecting:
 
 def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
             config: Any = None, credentials: Any = None, sandbox: bool = False,
-            from_form: bool = False) -> Connecting:
+            from_form: bool = False, name: Any = None) -> Connecting:
     """Install ``miniapp`` (its newest version) in the caller's workspace: connected at
-    once when its credentials are accepted, or pending with the sign-in URL."""
+    once when its credentials are accepted, or pending with the sign-in URL. Without a
+    ``name`` it is named after the mini-app (``-2``, ``-3``… when that is taken)."""
     manifest = catalog.get_catalog(app).require(db, miniapp)
     auth_type_of(app, manifest)  # an auth type no plugin provides any more is refused here
     if not isinstance(sandbox, bool):
         raise ValidationError([FieldError("sandbox", "must be true or false")])
+    if name is None:
+        name = free_name(db, principal.workspace_id, manifest.name)
+    else:
+        name = check_name(name)
+        taken = by_name(db, principal.workspace_id, name)
+        if taken is not None:
+            raise ValidationError([FieldError(
+                "name", f"another installation of this workspace is called {name!r}; "
+                        "choose another name")])
     installation = Installation(
-        id=new_id("ins"), workspace_id=principal.workspace_id, miniapp=manifest.name,
+        id=new_id("ins"), workspace_id=principal.workspace_id, name=name, miniapp=manifest.name,
         miniapp_version=manifest.version, status="pending",
         config=validate_config(config, app.extensions.get("minihost.system_values", ())),
         sandbox=sandbox, webhook_token=secrets.token_urlsafe(32), created_by=principal.user.id,
@@ -260,7 +350,7 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
         audit.record(db, "installed", actor=principal.actor,
                      workspace_id=installation.workspace_id, installation_id=installation.id,
                      detail={"miniapp": manifest.name, "version": manifest.version})
-        db.commit()
+        _commit_named(db, name)
         notify(app, "installation_changed", installation=installation.as_dict(),
                change="installed")
         return Connecting(installation,
@@ -279,7 +369,7 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
                  installation_id=installation.id,
                  detail={"miniapp": manifest.name, "version": manifest.version,
                          "credentialKeys": sorted(stored)})
-    db.commit()
+    _commit_named(db, name)
     register(app, db, installation, manifest, stored, principal.actor, principal.user.id)
     notify(app, "installation_changed", installation=installation.as_dict(),
            change="installed")
@@ -287,13 +377,18 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
 
 
 def connect(app: Flask, db: Session, principal: Principal, installation: Installation,
-            credentials: Callable[[], Any], from_form: bool = False) -> Connecting:
+            credentials: Callable[[], Any], from_form: bool = False,
+            oauth: bool = True) -> Connecting:
     """Connect an installation again: through the provider's sign-in page, or with new
     credentials, tested before they replace the old ones. It keeps its id.
     ``credentials`` is read only when the mini-app takes credentials, so a caller
     parses a body only when there must be one."""
     manifest = manifest_of(app, db, installation)
     if manifest.auth.authorize is not None:
+        if not oauth:
+            raise BadInput(f"{manifest.title} connects through its sign-in page: connect it "
+                           "again (POST …/connect, or Connect again on its page) instead of "
+                           "sending credentials")
         return Connecting(installation,
                           oauth2.start_connect(app, db, principal, installation, manifest))
     if manifest.auth.form is None:

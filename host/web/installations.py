@@ -173,6 +173,24 @@ def reconnect(installation_id: str) -> Response | tuple[str, int]:
     return redirect(url_for("installations.detail", installation_id=installation.id))
 
 
+@blueprint.post("/installations/<installation_id>/rename")
+@login_required
+def rename(installation_id: str) -> Response:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    try:
+        installations.rename(current_app, db, principal, installation,
+                             request.form.get("name", "").strip())
+    except ValidationError as error:
+        message = error.errors[0].message
+        flash(f"Not renamed: {'the name ' if message.startswith('must') else ''}{message}.",
+              "error")
+    else:
+        flash(f"Renamed to {installation.name}.", "info")
+    return redirect(url_for("installations.detail", installation_id=installation.id))
+
+
 @blueprint.post("/installations/<installation_id>/uninstall")
 @login_required
 def uninstall(installation_id: str) -> Response:

@@ -28,10 +28,10 @@ def test_install_an_api_key_miniapp(hosted):
                       credentials={"apiKey": "key-good-123"}, config={"region": "eu"})
     assert response.status_code == 201
     body = response.get_json()
-    assert set(body) == {"id", "miniapp", "version", "status", "error", "metadata", "config",
-                         "sandbox", "credentialKeys", "createdAt", "updatedAt"}
-    assert (body["miniapp"], body["version"], body["status"], body["error"]) == (
-        "keyed", "1.0.0", "active", None)
+    assert set(body) == {"id", "name", "miniapp", "version", "status", "error", "metadata",
+                         "config", "sandbox", "credentialKeys", "createdAt", "updatedAt"}
+    assert (body["name"], body["miniapp"], body["version"]) == ("keyed", "keyed", "1.0.0")
+    assert (body["status"], body["error"]) == ("active", None)
     assert body["credentialKeys"] == ["apiKey", "hookId"]
     assert body["metadata"] == {"account": "Alice Corp"} and body["config"] == {"region": "eu"}
     assert "key-good-123" not in response.get_data(as_text=True)
@@ -174,3 +174,61 @@ def test_the_catalog_answers_the_same_signed_in_or_not(hosted):
     anonymous = hosted.api("GET", "/api/v1/miniapps").get_json()
     signed_in = hosted.api("GET", "/api/v1/miniapps", hosted.alice_token).get_json()
     assert anonymous == signed_in
+
+
+def test_installations_are_named_after_their_miniapp_then_numbered(hosted):
+    first = create(hosted, hosted.alice_token, miniapp="open").get_json()
+    second = create(hosted, hosted.alice_token, miniapp="open").get_json()
+    chosen = create(hosted, hosted.alice_token, miniapp="open", name="crm_eu").get_json()
+    assert (first["name"], second["name"], chosen["name"]) == ("open", "open-2", "crm_eu")
+    # Another workspace has its own names.
+    assert create(hosted, hosted.bob_token, miniapp="open").get_json()["name"] == "open"
+    taken = create(hosted, hosted.alice_token, miniapp="open", name="open-2")
+    assert taken.status_code == 422
+    assert taken.get_json()["errors"] == [{"field": "name", "message": (
+        "another installation of this workspace is called 'open-2'; choose another name")}]
+    bad = create(hosted, hosted.alice_token, miniapp="open", name="Open Sales")
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "name"
+    # An uninstalled installation's name is free again.
+    hosted.api("DELETE", f"/api/v1/installations/{first['id']}", hosted.alice_token)
+    assert create(hosted, hosted.alice_token, miniapp="open").get_json()["name"] == "open"
+
+
+def test_rename_checks_the_name_and_is_audited(hosted):
+    one = create(hosted, hosted.alice_token, miniapp="open").get_json()
+    two = create(hosted, hosted.alice_token, miniapp="open").get_json()
+    path = f"/api/v1/installations/{two['id']}"
+    renamed = hosted.api("PATCH", path, hosted.alice_token, json={"name": "sales"})
+    assert renamed.status_code == 200 and renamed.get_json()["name"] == "sales"
+    clash = hosted.api("PATCH", path, hosted.alice_token, json={"name": one["name"]})
+    assert clash.status_code == 422
+    assert hosted.api("GET", path, hosted.alice_token).get_json()["name"] == "sales"
+    invalid = hosted.api("PATCH", path, hosted.alice_token, json={"name": "-x"})
+    assert invalid.status_code == 422
+    audit = hosted.api("GET", f"/api/v1/audit?installation={two['id']}",
+                       hosted.alice_token).get_json()["items"]
+    assert audit[0]["kind"] == "renamed"
+    assert audit[0]["detail"] == {"from": "open-2", "to": "sales"}
+    assert hosted.api("PATCH", path, hosted.bob_token,
+                      json={"name": "mine"}).status_code == 404
+
+
+def test_put_credentials_tests_them_before_storing(hosted):
+    body = create(hosted, hosted.alice_token, miniapp="keyed",
+                  credentials={"apiKey": "key-good-123"}).get_json()
+    path = f"/api/v1/installations/{body['id']}/credentials"
+    refused = hosted.api("PUT", path, hosted.alice_token,
+                         json={"credentials": {"apiKey": "key-wrong-1"}})
+    assert refused.status_code == 422
+    missing = hosted.api("PUT", path, hosted.alice_token, json={})
+    assert missing.status_code == 422
+    assert missing.get_json()["errors"][0]["field"] == "credentials"
+    replaced = hosted.api("PUT", path, hosted.alice_token,
+                          json={"credentials": {"apiKey": "key-good-123"}})
+    assert replaced.status_code == 200 and replaced.get_json()["status"] == "active"
+    audit = hosted.api("GET", f"/api/v1/audit?installation={body['id']}",
+                       hosted.alice_token).get_json()["items"]
+    kinds = [e["kind"] for e in audit]
+    assert kinds.index("connected") < kinds.index("connect_failed")
+    assert hosted.api("PUT", path, hosted.bob_token,
+                      json={"credentials": {"apiKey": "key-good-123"}}).status_code == 404

@@ -79,7 +79,7 @@ BASE = {
     ],
 }
 
-SYSTEM = "webhookUrl, subdomain, uid, installationId, hostUrl"
+SYSTEM = "webhookUrl, subdomain, uid, installationId, hostUrl, idempotencyKey"
 
 
 def problems(doc):

@@ -154,3 +154,26 @@ def test_huge_manifests_are_refused(tmp_path):
         load_manifest(folder)
     assert messages(info) == [f"{folder / 'manifest.json'} /: the manifest is larger than "
                               "2048 KB; move large examples out of it"]
+
+
+def test_an_idempotency_header_is_added_to_every_request_but_gets(tmp_path):
+    doc = {"name": "payer", "version": "1.0.0", "title": "Payer", "description": "Pays.",
+           "allowedHosts": ["api.payer.test"],
+           "actions": [{"name": "pay", "title": "Pay", "idempotency": {"header": "Idempotency-Key"},
+                        "requests": [
+                            {"url": "https://api.payer.test/quote", "method": "GET"},
+                            {"url": "https://api.payer.test/pay", "method": "POST"},
+                            {"url": "https://api.payer.test/x", "method": "POST",
+                             "headers": {"idempotency-key": "own"}}]},
+                       {"name": "look", "title": "Look", "idempotent": True, "requests": [
+                           {"url": "https://api.payer.test/y", "method": "POST"}]},
+                       {"name": "send", "title": "Send", "requests": [
+                           {"url": "https://api.payer.test/z", "method": "POST"}]}]}
+    manifest = load_manifest(write(tmp_path, "manifest.json", json.dumps(doc)))
+    pay, look, send = manifest.actions
+    headers = [[(name, getattr(value, "source", value)) for name, value in request.headers]
+               for request in pay.requests]
+    assert headers == [[], [("Idempotency-Key", "{{idempotencyKey}}")],
+                       [("idempotency-key", "own")]]
+    assert (pay.repeatable, look.repeatable, send.repeatable) == (True, True, False)
+    assert (pay.idempotency_header, look.idempotent) == ("Idempotency-Key", True)

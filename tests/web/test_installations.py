@@ -118,3 +118,19 @@ def test_only_plain_fields_are_filled_back_in_after_an_error(hosted):
     data = {"subdomain": "acme", "apiKey": "k-secret", "signingKey": "s-secret", "region": "eu"}
     with hosted.app.test_request_context("/", method="POST", data=data):
         assert _submitted_values(manifest) == {"subdomain": "acme", "region": "eu"}
+
+
+def test_rename_from_the_installation_page(hosted):
+    client = signed_in(hosted)
+    location = post(client, "/miniapps/open/install", "/miniapps/open").headers["Location"]
+    page = client.get(location).get_data(as_text=True)
+    assert 'id="installation-name" name="name" value="open"' in page
+    renamed = post(client, f"{location}/rename", location, name="public-data")
+    assert renamed.status_code == 302
+    page = client.get(location).get_data(as_text=True)
+    assert "Renamed to public-data." in page and 'value="public-data"' in page
+    refused = post(client, f"{location}/rename", location, name="Public Data")
+    page = client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert ("Not renamed: the name must be 1 to 64 lower-case letters, digits, &#39;-&#39; or "
+            "&#39;_&#39;, starting with a letter or digit.") in page
+    assert 'value="public-data"' in page
