@@ -23,7 +23,8 @@ from .errors import ConfigError, ManifestError, ManifestProblem, MinihostError, 
 from .manifest import manifest_schema, read_document, validate_document
 from .manifest.loader import check_icon
 from .plugins import get_plugins
-from .services import accounts
+from .principal import Principal
+from .services import accounts, flow_runs
 from .services import catalog as catalog_service
 from .services import clients as clients_service
 from .services import instance as instance_service
@@ -186,6 +187,7 @@ def serve(host: str, port: int, demo: bool) -> None:
         if not accounts.has_users(db):
             click.echo("No one can sign in yet: create an operator with "
                        "`minihost users create EMAIL --admin`.")
+    flow_runs.start_executor(app)
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 
 
@@ -508,6 +510,164 @@ def plugins_list(as_json: bool) -> None:
     for failure in found["notLoaded"]:
         click.echo(f"Not loaded: {failure['name']} ({failure['origin']}): {failure['error']}",
                    err=True)
+
+
+@cli.command("flow-schema")
+def flow_schema() -> None:
+    """Print the flow document's JSON Schema (point an editor's $schema at it)."""
+    from .flows import FLOW_SCHEMA
+
+    click.echo(json.dumps(FLOW_SCHEMA, indent=2))
+
+
+AS_OPTION = click.option(
+    "--as", "email", envvar="MINIHOST_USER", metavar="EMAIL",
+    help="Whose workspace (default: the only person on this host; or MINIHOST_USER).")
+
+
+def _principal(db: Any, email: str | None) -> Principal:
+    """The person the command acts as, in their own workspace."""
+    if email is None:
+        emails = accounts.list_emails(db, limit=2)
+        if len(emails) != 1:
+            raise click.UsageError("say whose workspace with --as EMAIL (or MINIHOST_USER)"
+                                   if emails else "no one uses this host yet: create a "
+                                   "person with `minihost users create EMAIL` first")
+        email = emails[0]
+    user = accounts.get_user(db, email)
+    return Principal(user, accounts.personal_workspace(db, user), "cli")
+
+
+@cli.group()
+def flows() -> None:
+    """Flows: import documents, list, run, make tokens (docs/flows.md)."""
+
+
+@flows.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@AS_OPTION
+@with_appcontext
+def flows_import(files: tuple[Path, ...], email: str | None) -> None:
+    """Create flows from documents (JSON or YAML), or save new versions of them. Every
+    file is checked first; nothing is saved when any has a problem."""
+    from .errors import FlowInvalid
+    from .services import flows as flows_service
+
+    instance_service.prepare(current_app)
+    texts = {}
+    for path in files:
+        try:
+            texts[path] = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise click.ClickException(f"{path}: cannot read it ({error})") from None
+    failed = False
+    with get_database(current_app).sessions() as db:
+        principal = _principal(db, email)
+        connections, _ = flows_service.connections_of(current_app, db, principal.workspace_id)
+        for path, text in texts.items():
+            try:
+                flows_service.check(current_app, connections, text)
+            except FlowInvalid as error:
+                failed = True
+                for problem in error.problems:
+                    click.echo(f"{path} {problem}", err=True)
+        if failed:
+            raise SystemExit(1)
+        for text in texts.values():
+            saved = flows_service.save(current_app, db, principal, text)
+            what = ("created" if saved.created else
+                    f"saved as version {saved.flow.version}" if saved.changed else "unchanged")
+            click.echo(f"{saved.flow.key}: {what}")
+
+
+@flows.command("list")
+@AS_OPTION
+@with_appcontext
+def flows_list(email: str | None) -> None:
+    """The workspace's flows: key, version, enabled, title."""
+    from .services import flows as flows_service
+
+    instance_service.prepare(current_app)
+    with get_database(current_app).sessions() as db:
+        rows, _ = flows_service.list_flows(db, _principal(db, email))
+        for flow in rows:
+            state = "enabled" if flow.enabled else "disabled"
+            click.echo(f"{flow.key:<24} v{flow.version:<4} {state:<9} {flow.title}")
+        if not rows:
+            click.echo("No flows yet: `minihost flows import FILE`.")
+
+
+def _input_values(items: tuple[str, ...]) -> dict[str, Any]:
+    """``-i key=value``: JSON values where they parse as JSON, text otherwise; dotted
+    keys fill nested objects (``tasks.issue.description=…``)."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, separator, raw = item.partition("=")
+        if not separator or not key:
+            raise click.UsageError(f"-i {item!r} is not KEY=VALUE")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        target = values
+        *parents, last = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise click.UsageError(f"-i {item!r}: {part} is given as a value already")
+        target[last] = value
+    return values
+
+
+@flows.command("run")
+@click.argument("key")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="KEY=VALUE",
+              help="A value of the run's input (repeatable; JSON where it parses; dotted "
+                   "keys for blanks: tasks.<task>.<parameter>=…).")
+@click.option("--wait", is_flag=True, help="Wait for the run to end, and print it.")
+@click.option("--sandbox", is_flag=True, help="Run every task in sandbox mode.")
+@AS_OPTION
+@with_appcontext
+def flows_run(key: str, inputs: tuple[str, ...], wait: bool, sandbox: bool,
+              email: str | None) -> None:
+    """Start a run of flow KEY. Without --wait the serving processes run it; with it,
+    this command runs it too and prints the finished run (exit 1 unless it succeeded)."""
+    from .services import flows as flows_service
+
+    instance_service.prepare(current_app)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with get_database(app).sessions() as db:
+        principal = _principal(db, email)
+        flow = flows_service.get_flow(db, principal, key)
+        run, _ = flow_runs.start(app, db, principal, flow, _input_values(inputs),
+                                 sandbox=sandbox, trigger={"type": "cli"})
+        run_id = run.id
+    if not wait:
+        click.echo(run_id)
+        return
+    flow_runs.wait_for(app, run_id, float(app.config["FLOW_TIMEOUT"]) + 60)
+    with get_database(app).sessions() as db:
+        body = flow_runs.run_object(db, flow_runs.get_run(db, principal, run_id))
+    click.echo(json.dumps(body, indent=2))
+    if body["status"] != "succeeded":
+        sys.exit(1)
+
+
+@flows.command("token")
+@click.argument("key")
+@AS_OPTION
+@with_appcontext
+def flows_token(key: str, email: str | None) -> None:
+    """Print a token that may only start flow KEY (shown once, stored hashed)."""
+    from .services import flows as flows_service
+
+    instance_service.prepare(current_app)
+    with get_database(current_app).sessions() as db:
+        principal = _principal(db, email)
+        flow = flows_service.get_flow(db, principal, key)
+        secret = flows_service.create_token(db, principal, flow)
+    click.echo(f"A token for flow {key}; it is shown only now:", err=True)
+    click.echo(secret)
 
 
 def main(prog_name: str = "minihost") -> None:

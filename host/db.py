@@ -195,6 +195,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # A flow token: it may only start this flow (FLOWS.md §4).
+    flow_id: Mapped[str | None] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
 
 
 class LoginSession(Base):
@@ -493,6 +495,106 @@ def action_use_statement(dialect: Any) -> Prepared:
     upsert = _USAGE_UPSERTS["postgresql" if dialect.name == "postgresql" else "sqlite"]
     table = cast(Table, ActionUsage.__table__)
     return Prepared(upsert, dialect, (), {"at": table.c.last_run_at.type})
+
+
+class Flow(Base):
+    """A flow of a workspace; its documents are its versions (``FlowVersion``)."""
+
+    __tablename__ = "flow"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("flw"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FlowVersion(Base):
+    """One saved document of a flow; runs record the version they ran."""
+
+    __tablename__ = "flow_version"
+    __table_args__ = (UniqueConstraint("flow_id", "version"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("flv"))
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FlowRun(Base):
+    """One execution of a flow version (a session): its input, state and result."""
+
+    __tablename__ = "flow_run"
+    __table_args__ = (
+        Index("ix_flow_run_workspace_id_id", "workspace_id", "id"),
+        Index("ix_flow_run_workspace_id_status_id", "workspace_id", "status", "id"),
+        Index("ix_flow_run_flow_id_id", "flow_id", "id"),
+        Index("ix_flow_run_flow_id_status_id", "flow_id", "status", "id"),
+        UniqueConstraint("flow_id", "idempotency_key"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("frn"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    # queued | running | succeeded | failed | cancelled | timed_out
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    actor_id: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deadline: Mapped[datetime]
+    scheduled_for: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskRun(Base):
+    """A task of a flow run (``item`` -1), or one item of a forEach task (0, 1, …).
+
+    Claimed by compare-and-set on ``status`` and ``attempt``; ``holder`` and
+    ``lease_expires_at`` say who runs it until when; ``current_run`` is the id the
+    attempt's action run row will have, written before that row exists, so after a
+    crash the row's absence proves no request was sent.
+    """
+
+    __tablename__ = "task_run"
+    __table_args__ = (
+        UniqueConstraint("flow_run_id", "key", "item"),
+        Index("ix_task_run_status_ready_at", "status", "ready_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("tsk"))
+    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_run.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    item: Mapped[int] = mapped_column(Integer, default=-1)
+    # pending | ready | running | succeeded | failed | skipped | cancelled | unknown
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    ready_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    input: Mapped[Any | None] = mapped_column(JSON)
+    output: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    runs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    current_run: Mapped[str | None] = mapped_column(ID)
 
 
 class AuditEvent(Base):

@@ -61,6 +61,7 @@ __all__ = [
     "CredentialsUnreadable",
     "DatabaseUnavailable",
     "EgressDenied",
+    "Conflict",
     "FieldError",
     "FlowInvalid",
     "FlowProblem",
@@ -258,6 +259,15 @@ class CallbackRejected(BadInput):
 
     title = "Connect not finished"
     slug = "callback-rejected"
+
+
+class Conflict(MinihostError):
+    """The object is not in a state that allows this: a disabled flow's endpoint, a
+    retry of a run still running, a resolve of a task that is not unknown."""
+
+    status = 409
+    slug = "conflict"
+    title = "Not possible now"
 
 
 class NotReady(MinihostError):

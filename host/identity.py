@@ -84,10 +84,15 @@ def current_principal() -> Principal | None:
     return principal
 
 
-def require_principal() -> Principal:
+def require_principal(flow_token: bool = False) -> Principal:
+    """The caller; a flow token is refused except where ``flow_token`` says the
+    endpoint starts a flow (which then checks it is the token's flow)."""
     principal = current_principal()
     if principal is None:
         raise Unauthorized("sign in, or send an API token as Authorization: Bearer <token>")
+    if principal.flow_id is not None and not flow_token:
+        raise Forbidden("this token may only start its flow "
+                        "(POST /api/v1/flows/{key}/runs); use a personal API token")
     return principal
 
 

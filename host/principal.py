@@ -27,6 +27,7 @@ class Principal:
     user: User
     workspace_id: str
     via: str  # "session:<id>" or "token:<id>"
+    flow_id: str | None = None  # a flow token: it may only start this flow
 
     @property
     def actor(self) -> str:

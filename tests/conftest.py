@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from host import create_app
+from host import create_app, executor
 from host.services import instance as instance_service
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -244,6 +244,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     application = create_app(make_config(tmp_path), instance_path=tmp_path)
     instance_service.init(application)
     yield application
+    executor.stop(application)
     application.extensions["minihost.db"].engine.dispose()
 
 
@@ -453,4 +454,5 @@ def hosted(tmp_path: Path, provider: Provider) -> Iterator[Hosted]:
 
     built = build_hosted(tmp_path, provider)
     yield built
+    executor.stop(built.app)
     get_database(built.app).engine.dispose()

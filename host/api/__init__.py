@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from . import docs, health, installations, miniapps, ratelimit, runs, spec
+from . import auth, docs, flows, health, installations, miniapps, ratelimit, runs, spec
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -24,6 +24,8 @@ def openapi() -> dict[str, Any]:
 miniapps.register(blueprint)
 installations.register(blueprint)
 runs.register(blueprint)
+auth.register(blueprint)
+flows.register(blueprint)
 
 
 def init_app(app: Flask) -> None:

@@ -87,9 +87,45 @@ RUN_CREATE = {
     "examples": [{"parameters": {"project": "prj_inbox", "title": "Call the plumber"}}],
 }
 
+FLOW_DOCUMENT = {
+    "type": "object",
+    "description": "A flow document (FLOWS.md §2; `minihost flow-schema` prints its JSON "
+                   "Schema). Also accepted as YAML with Content-Type: application/yaml.",
+    "required": ["key", "title", "tasks"],
+    "examples": [{"key": "hello", "title": "Hello", "tasks": {
+        "greet": {"map": {"text": "Hello {{input.name}}"}}},
+        "output": {"text": "{{tasks.greet.output.text}}"}}],
+}
+FLOW_UPDATE = {**FLOW_DOCUMENT, "required": ["title", "tasks"],
+               "description": "The flow's new document; its `key` may be left out."}
+FLOW_INPUT = {"type": "object", "description": "The run's input, as the flow's `inputSchema` "
+                                                "describes it.",
+              "examples": [{"name": "Ada"}]}
+TASK_RESOLVE = {
+    "type": "object",
+    "required": ["as"],
+    "additionalProperties": False,
+    "properties": {"as": {"enum": ["succeeded", "failed", "retry"]},
+                   "output": {"description": "With succeeded: the task's output, as seen at "
+                                             "the provider."}},
+}
+
+TOKEN_REQUEST = {
+    "type": "object",
+    "required": ["email", "password"],
+    "additionalProperties": False,
+    "properties": {"email": {"type": "string", "minLength": 1, "maxLength": 320},
+                   "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+                   "name": {"type": "string", "maxLength": 100,
+                            "description": "What the token is for (shown in token lists)."}},
+    "examples": [{"email": "you@example.com", "password": "correct horse", "name": "backup"}],
+}
+
 REQUESTS = {"InstallationCreate": INSTALLATION_CREATE, "Connect": CONNECT,
             "InstallationUpdate": INSTALLATION_UPDATE, "Credentials": CREDENTIALS,
-            "RunCreate": RUN_CREATE}
+            "RunCreate": RUN_CREATE, "FlowDocument": FLOW_DOCUMENT, "FlowUpdate": FLOW_UPDATE,
+            "FlowInput": FLOW_INPUT, "TaskResolve": TASK_RESOLVE,
+            "TokenRequest": TOKEN_REQUEST}
 
 COMPONENTS: dict[str, Any] = {
     **REQUESTS,
@@ -185,7 +221,16 @@ COMPONENTS: dict[str, Any] = {
                                          "action since the installation was made, including "
                                          "runs since purged (RUN_RETENTION_DAYS)."},
                                "lastRunAt": TIMESTAMP}}},
-            "flows": {"type": "array"},
+            "flows": {"type": "array", "description": "Flows whose current version names "
+                      "this installation, with the tasks that do.", "items": {
+                          "type": "object", "required": ["flow", "title", "enabled", "tasks"],
+                          "properties": {"flow": {"type": "string"},
+                                         "title": {"type": "string"},
+                                         "enabled": {"type": "boolean"},
+                                         "tasks": {"type": "array", "items": {
+                                             "type": "object",
+                                             "properties": {"task": {"type": "string"},
+                                                            "action": {"type": "string"}}}}}}},
         },
     },
     "FormField": {
@@ -245,6 +290,65 @@ COMPONENTS: dict[str, Any] = {
                        "detail": {"type": "object"}},
     },
     "AuditPage": _page("AuditEvent"),
+    "Flow": {
+        "type": "object",
+        "required": ["key", "title", "description", "version", "enabled", "document",
+                     "inputSchema", "triggers", "endpoint", "createdAt", "updatedAt"],
+        "properties": {
+            "key": {"type": "string"}, "title": {"type": "string"},
+            "description": {"type": "string"}, "version": {"type": "integer"},
+            "enabled": {"type": "boolean"}, "document": {"type": "object"},
+            "inputSchema": {"type": ["object", "null"], "description": "The run's input "
+                            "(null while the flow does not pass its checks: see problems)."},
+            "triggers": {"type": "array", "items": {"type": "object"}},
+            "endpoint": {"type": "object", "required": ["url", "method"], "properties": {
+                "url": {"type": "string"}, "method": {"const": "POST"}}},
+            "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP,
+            "problems": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "FlowPage": _page("Flow"),
+    "NewToken": {"type": "object", "required": ["token", "id", "name"],
+                 "properties": {"token": {"type": "string", "description": "Shown once."},
+                                "id": ID, "name": {"type": "string"}}},
+    "FlowToken": {"type": "object", "required": ["token", "flow"],
+                  "properties": {"token": {"type": "string"}, "flow": {"type": "string"}}},
+    "TaskRun": {
+        "type": "object",
+        "required": ["key", "status", "attempts", "startedAt", "finishedAt", "input", "output",
+                     "error", "runs"],
+        "properties": {
+            "key": {"type": "string"},
+            "status": {"enum": ["pending", "ready", "running", "succeeded", "failed",
+                                "skipped", "cancelled", "unknown"]},
+            "attempts": {"type": "integer"}, "startedAt": {"type": ["string", "null"]},
+            "finishedAt": {"type": ["string", "null"]}, "input": JSON_VALUE,
+            "output": JSON_VALUE, "error": {"type": ["object", "null"]},
+            "runs": {"type": "array", "items": {"type": "string"}},
+            "readyAt": {"type": "string"},
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "FlowRun": {
+        "type": "object",
+        "required": ["id", "flow", "version", "status", "trigger", "input", "output", "error",
+                     "sandbox", "createdAt", "startedAt", "finishedAt", "deadline",
+                     "scheduledFor", "idempotencyKey", "links"],
+        "properties": {
+            "id": ID, "flow": {"type": "string"}, "version": {"type": "integer"},
+            "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled",
+                                "timed_out"]},
+            "trigger": {"type": "object"}, "input": {"type": "object"}, "output": JSON_VALUE,
+            "error": {"type": ["object", "null"]}, "sandbox": {"type": "boolean"},
+            "createdAt": TIMESTAMP, "startedAt": {"type": ["string", "null"]},
+            "finishedAt": {"type": ["string", "null"]}, "deadline": TIMESTAMP,
+            "scheduledFor": {"type": ["string", "null"]},
+            "idempotencyKey": {"type": ["string", "null"]},
+            "links": {"type": "object"},
+            "tasks": {"type": "array", "items": _ref("TaskRun")},
+        },
+    },
+    "FlowRunPage": _page("FlowRun"),
 }
 
 

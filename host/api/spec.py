@@ -50,6 +50,8 @@ FORM_VALUES = {"name": "values", "in": "query", "required": False, "style": "for
                "schema": {"type": "object"}}
 
 INSTALLATION = "/api/v1/installations/{installation_id}"
+FLOW = "/api/v1/flows/{key}"
+FLOW_RUN = "/api/v1/flow-runs/{flow_run_id}"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/healthz", "Health of the host", "meta", {200: "Health"}, public=True,
@@ -113,6 +115,64 @@ OPERATIONS: tuple[Operation, ...] = (
          "schema": {"enum": ["action", "source", "auth"]}}, *PAGE), errors=(404, 422)),
     Operation("get", "/api/v1/runs/{run_id}", "One run with its redacted trace", "runs",
               {200: "Run"}, errors=(404,)),
+    Operation("post", "/api/v1/auth/token", "Sign in: email and password for a token", "meta",
+              {201: "NewToken"}, public=True, body="TokenRequest", errors=(400, 401, 422, 429),
+              description="For programs that sign in as a person. Wrong credentials answer "
+                          "401; after 5 failures for an email (or 20 from one address) in "
+                          "15 minutes, 429 with Retry-After. The token is shown once."),
+    Operation("get", "/api/v1/flows", "The workspace's flows", "flows", {200: "FlowPage"},
+              query=PAGE, errors=(422,)),
+    Operation("post", "/api/v1/flows", "Create a flow, or save a new version", "flows",
+              {201: "Flow", 200: "Flow"}, body="FlowDocument", errors=(400, 409, 422),
+              description="201 for a new flow; 200 when a flow with this key exists (a new "
+                          "version when the document changed). 422 with every lint problem "
+                          "at its JSON pointer (and a `fix`); nothing is stored."),
+    Operation("get", FLOW, "One flow with its input schema", "flows", {200: "Flow"},
+              errors=(404,)),
+    Operation("put", FLOW, "Save a new version", "flows", {200: "Flow"}, body="FlowUpdate",
+              errors=(400, 404, 409, 422)),
+    Operation("delete", FLOW, "Delete a flow with its runs", "flows", {204: None},
+              errors=(404, 409), description="409 while a run of it is unfinished."),
+    Operation("post", f"{FLOW}/enable", "Enable", "flows", {200: "Flow"}, errors=(404,)),
+    Operation("post", f"{FLOW}/disable", "Disable", "flows", {200: "Flow"}, errors=(404,),
+              description="A disabled flow's endpoint answers 409."),
+    Operation("post", f"{FLOW}/tokens", "A token that may only start this flow", "flows",
+              {201: "FlowToken"}, errors=(404,),
+              description="Shown once; revoke it like any token."),
+    Operation("post", f"{FLOW}/runs", "Start a run (the flow's endpoint)", "flows",
+              {202: "FlowRun", 200: "FlowRun"}, body="FlowInput", body_required=False,
+              errors=(400, 404, 409, 422), query=(
+                  {"name": "sandbox", "in": "query", "required": False,
+                   "schema": {"enum": ["true", "false"]},
+                   "description": "Run every task in sandbox mode: nothing leaves the host."},
+                  {"name": "Prefer", "in": "header", "required": False,
+                   "schema": {"type": "string"},
+                   "description": "`wait=N` (N ≤ 55): answer 200 with the finished run when "
+                                  "it ends within N seconds."},
+                  {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "maxLength": 255},
+                   "description": "The same key returns the same run for 24 hours."}),
+              description="202 with the run and a Location header; 422 with per-field "
+                          "errors when the body does not match the input schema (nothing "
+                          "starts); 409 when the flow is disabled."),
+    Operation("get", "/api/v1/flow-runs", "Flow runs, newest first", "flows",
+              {200: "FlowRunPage"}, query=(
+                  {"name": "flow", "in": "query", "required": False,
+                   "schema": {"type": "string"}},
+                  {"name": "status", "in": "query", "required": False,
+                   "schema": {"enum": ["queued", "running", "succeeded", "failed",
+                                       "cancelled", "timed_out"]}}, *PAGE),
+              errors=(404, 422)),
+    Operation("get", FLOW_RUN, "A flow run with its task runs", "flows", {200: "FlowRun"},
+              errors=(404,)),
+    Operation("post", f"{FLOW_RUN}/cancel", "Cancel a run", "flows", {200: "FlowRun"},
+              errors=(404, 409)),
+    Operation("post", f"{FLOW_RUN}/retry", "Retry what failed", "flows", {200: "FlowRun"},
+              errors=(404, 409), description="Re-runs failed, cancelled and unknown tasks "
+                                             "and what depends on them; keeps the outputs "
+                                             "of tasks that succeeded."),
+    Operation("post", f"{FLOW_RUN}/tasks/{{task}}/resolve", "Resolve an unknown task",
+              "flows", {200: "FlowRun"}, body="TaskResolve", errors=(400, 404, 409, 422)),
     Operation("get", "/api/v1/audit", "Audit events, newest first", "audit",
               {200: "AuditPage"}, query=(
                   {"name": "installation", "in": "query", "required": False,
@@ -125,12 +185,16 @@ PATH_PARAMETERS = {
     "source": "A source name (`rpc_…`).",
     "run_id": "A run id (`run_…`).",
     "name": "A mini-app name.",
+    "key": "A flow's key.",
+    "flow_run_id": "A flow run id (`frn_…`).",
+    "task": "A task's key in the flow.",
 }
 ERROR_TEXT = {400: "Malformed JSON, a body that is not JSON, or a request that cannot be "
                    "served as sent",
               401: "No valid API token or login session",
               404: "No such object in your workspace",
-              409: "The installation is not connected",
+              409: "The installation is not connected, or the object is not in a state "
+                   "that allows this",
               413: f"The body is larger than {MAX_BODY_BYTES // 1024} KB",
               422: "Invalid values, with per-field `errors`",
               429: "Too many requests; see `Retry-After`",
@@ -211,7 +275,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": "meta"}, {"name": "catalog"}, {"name": "installations"},
-                 {"name": "runs"}, {"name": "audit"}],
+                 {"name": "runs"}, {"name": "flows"}, {"name": "audit"}],
         "security": [{"bearerToken": []}, {"sessionCookie": []}],
         "paths": paths,
         "components": {

@@ -96,6 +96,12 @@ def get_user(db: Session, email: str) -> User:
     return user
 
 
+def list_emails(db: Session, limit: int = 50) -> list[str]:
+    """The active people's emails, oldest account first."""
+    return list(db.scalars(select(User.email).where(User.is_active)
+                           .order_by(User.created_at).limit(limit)))
+
+
 def personal_workspace(db: Session, user: User) -> str:
     workspace_id = db.scalar(
         select(Membership.workspace_id).join(Workspace, Workspace.id == Membership.workspace_id)
@@ -226,6 +232,20 @@ def create_token(db: Session, user: User, name: str, actor: str) -> tuple[ApiTok
     return token, secret
 
 
+def create_flow_token(db: Session, principal: Principal, flow_id: str, flow_key: str
+                      ) -> tuple[ApiToken, str]:
+    """A token that may only start one flow (its endpoint's caller: a program, a form
+    on a website); the secret is returned once, never stored."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=principal.user.id, workspace_id=principal.workspace_id,
+                     name=f"flow {flow_key}", token_hash=hash_secret(secret), flow_id=flow_id)
+    db.add(token)
+    db.flush()
+    audit.record(db, "token_created", actor=principal.actor, workspace_id=token.workspace_id,
+                 detail={"token": token.id, "name": token.name, "flow": flow_key})
+    return token, secret
+
+
 def list_tokens(db: Session, user: User) -> list[ApiToken]:
     return list(db.scalars(select(ApiToken).where(
         ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
@@ -245,7 +265,7 @@ def revoke_token(db: Session, token_id: str, actor: str, user: User | None = Non
 
 
 _TOKEN_QUERY = (  # built once: it runs on every API call
-    select(User, ApiToken.id, ApiToken.workspace_id, ApiToken.last_used_at)
+    select(User, ApiToken.id, ApiToken.workspace_id, ApiToken.last_used_at, ApiToken.flow_id)
     .join(ApiToken, ApiToken.user_id == User.id)
     .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
            User.is_active)
@@ -293,6 +313,11 @@ def _forget_principals() -> None:
     _generation[0] += 1
 
 
+def forget_principals() -> None:
+    """Make this process look every token up again (after revoking some in bulk)."""
+    _forget_principals()
+
+
 def principal_for_token(db: Session, secret: str,
                         cache: PrincipalCache | None = None) -> Principal | None:
     """The caller of an API token: a join on every API call, unless ``cache`` knows
@@ -307,9 +332,9 @@ def principal_for_token(db: Session, secret: str,
         found = db.execute(_TOKEN_QUERY, {"token_hash": token_hash}).first()
         if found is None:
             return None
-        user, token_id, workspace_id, last_used = found
+        user, token_id, workspace_id, last_used, flow_id = found
         db.expunge(user)  # shared by the requests the cache serves; never written through
-        principal = Principal(user, workspace_id, f"token:{token_id}")
+        principal = Principal(user, workspace_id, f"token:{token_id}", flow_id)
     now = utcnow()
     if last_used is None or (now - last_used).total_seconds() > 60:
         token_id = principal.via.removeprefix("token:")

@@ -32,6 +32,8 @@ from ..auth.registration import register, unregister
 from ..db import (
     ActionUsage,
     Database,
+    Flow,
+    FlowVersion,
     Installation,
     Prepared,
     User,
@@ -245,7 +247,7 @@ def manifest_of(app: Flask, db: Session, installation: Installation) -> Manifest
 
 
 def usage(db: Session, installation: Installation) -> dict[str, Any]:
-    """What uses this connection: actions run (count, last) and flows (none yet).
+    """What uses this connection: actions run (count, last), and the flows that name it.
 
     The counts are kept as runs are recorded (``ActionUsage``), for the installation's
     lifetime: runs purged after ``RUN_RETENTION_DAYS`` still count."""
@@ -256,8 +258,32 @@ def usage(db: Session, installation: Installation) -> dict[str, Any]:
     return {
         "actions": [{"action": name, "count": count, "lastRunAt": last.isoformat()}
                     for name, count, last in rows],
-        "flows": [],
+        "flows": flows_using(db, installation),
     }
+
+
+def flows_using(db: Session, installation: Installation) -> list[dict[str, Any]]:
+    """The workspace's flows whose current version names this installation, with the
+    tasks that do (the reverse-dependency view): what a rename or an uninstall
+    would break."""
+    if not installation.name:
+        return []
+    rows = db.execute(
+        select(Flow.key, Flow.title, Flow.enabled, FlowVersion.document)
+        .join(FlowVersion, (FlowVersion.flow_id == Flow.id)
+              & (FlowVersion.version == Flow.version))
+        .where(Flow.workspace_id == installation.workspace_id).order_by(Flow.key)).all()
+    found = []
+    for key, title, enabled, document in rows:
+        tasks = []
+        for task_key, task in (document.get("tasks") or {}).items():
+            inner = (task.get("forEach") or {}).get("task") or {}
+            if installation.name in (task.get("connection"), inner.get("connection")):
+                action = task.get("action") or inner.get("action")
+                tasks.append({"task": task_key, "action": action})
+        if tasks:
+            found.append({"flow": key, "title": title, "enabled": enabled, "tasks": tasks})
+    return found
 
 
 # -- installing --------------------------------------------------------------------------

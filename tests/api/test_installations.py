@@ -232,3 +232,26 @@ def test_put_credentials_tests_them_before_storing(hosted):
     assert kinds.index("connected") < kinds.index("connect_failed")
     assert hosted.api("PUT", path, hosted.bob_token,
                       json={"credentials": {"apiKey": "key-good-123"}}).status_code == 404
+
+
+def test_sign_in_for_a_token(hosted):
+    answer = hosted.api("POST", "/api/v1/auth/token",
+                        json={"email": "alice@example.com", "password": "correct horse",
+                              "name": "backup script"})
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert set(body) == {"token", "id", "name"} and body["name"] == "backup script"
+    assert hosted.api("GET", "/api/v1/installations", body["token"]).status_code == 200
+    wrong = hosted.api("POST", "/api/v1/auth/token",
+                       json={"email": "alice@example.com", "password": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.get_json()["detail"] == (
+        "the email or password is wrong, or the account is disabled")
+    for _ in range(4):
+        hosted.api("POST", "/api/v1/auth/token",
+                   json={"email": "alice@example.com", "password": "nope"})
+    limited = hosted.api("POST", "/api/v1/auth/token",
+                         json={"email": "alice@example.com", "password": "correct horse"})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    missing = hosted.api("POST", "/api/v1/auth/token", json={"email": "alice@example.com"})
+    assert missing.status_code == 422

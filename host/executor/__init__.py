@@ -1,0 +1,215 @@
+"""The executor (FLOWS.md §8): claims of ready work in the database, and the
+in-process pool that runs them.
+
+Work lives in the database, never in this process: a task run is ``ready`` with a
+``ready_at``, and whoever claims it first — by compare-and-set on its status and
+attempt — runs that attempt. So any number of host processes can poll the same
+database, a duplicate wake-up finds nothing to claim, and a process that holds no
+claim can be killed at any moment. What to do with a claimed task, and the timers
+(expired claims, deadlines), are given by the services layer (:func:`configure`);
+a later Celery executor sends the same claims to workers instead of this pool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db import TaskRun, changed, get_database, new_id, utcnow
+from ..processes import holder
+
+__all__ = ["Claim", "Executor", "configure", "get_executor", "wake"]
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25  # how soon a task another process made ready is seen here
+TIMER_SECONDS = 2.0  # how often expired claims and deadlines are looked for
+LEASE_MARGIN = 10.0  # seconds past an attempt's own deadline before its claim expires
+BATCH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claimed attempt: the task run, its attempt number and the id its action
+    run row will have."""
+
+    task_run_id: str
+    attempt: int
+    run_id: str
+
+
+Handler = Callable[[Flask, Claim], None]
+Timer = Callable[[Flask], None]
+LeaseFor = Callable[[Flask, str], float]
+
+
+def claim(app: Flask, task_run_id: str, attempt: int, lease_seconds: float) -> Claim | None:
+    """Take a ready task run: ``running``, the next attempt, this process as holder.
+    None when another process (or a cancel) got there first."""
+    now = utcnow()
+    run_id = new_id("run")
+    with get_database(app).transaction() as db:
+        taken = changed(db.execute(
+            update(TaskRun)
+            .where(TaskRun.id == task_run_id, TaskRun.status == "ready",
+                   TaskRun.attempt == attempt)
+            .values(status="running", attempt=attempt + 1, holder=holder(),
+                    lease_expires_at=now + timedelta(seconds=lease_seconds + LEASE_MARGIN),
+                    started_at=now, current_run=run_id)))
+    return Claim(task_run_id, attempt + 1, run_id) if taken else None
+
+
+class Executor:
+    """A dispatcher thread that polls for ready task runs, and a pool of
+    ``FLOW_WORKERS`` threads that run the claimed attempts."""
+
+    def __init__(self, app: Flask, workers: int, handler: Handler, lease_for: LeaseFor,
+                 timers: list[Timer]) -> None:
+        self.app = app
+        self.workers = workers
+        self.handler = handler
+        self.lease_for = lease_for
+        self.timers = timers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minihost-flow")
+        self.busy = 0
+        self.lock = threading.Lock()
+        self.wakeup = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="minihost-executor", daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def stop(self, wait: bool = True) -> None:
+        self.stopping.set()
+        self.wakeup.set()
+        if wait and self.thread is not threading.current_thread():
+            self.thread.join(timeout=10)
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _loop(self) -> None:
+        with self.app.app_context():
+            self._poll()
+
+    def _poll(self) -> None:
+        last_timers = 0.0
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if now - last_timers >= TIMER_SECONDS:
+                last_timers = now
+                for timer in self.timers:
+                    self._guarded(timer)
+            try:
+                found = self._dispatch()
+            except SQLAlchemyError:
+                logger.exception("the executor could not read its work; trying again")
+                found = 0
+            if found == 0 or self.busy >= self.workers:
+                self.wakeup.wait(POLL_SECONDS)
+                self.wakeup.clear()
+
+    def _guarded(self, timer: Timer) -> None:
+        try:
+            timer(self.app)
+        except Exception:
+            logger.exception("a flow timer failed; it runs again shortly")
+
+    def _dispatch(self) -> int:
+        free = self.workers - self.busy
+        if free <= 0:
+            return 0
+        with get_database(self.app).sessions() as db:
+            rows = db.execute(
+                select(TaskRun.id, TaskRun.attempt)
+                .where(TaskRun.status == "ready", TaskRun.ready_at <= utcnow())
+                .order_by(TaskRun.ready_at).limit(min(free, BATCH))).all()
+        started = 0
+        for task_run_id, attempt in rows:
+            lease = self.lease_for(self.app, task_run_id)
+            claimed = claim(self.app, task_run_id, attempt, lease)
+            if claimed is None:
+                continue
+            with self.lock:
+                self.busy += 1
+            started += 1
+            try:
+                self.pool.submit(self._run, claimed)
+            except RuntimeError:  # shutting down: the claim expires and is taken again
+                with self.lock:
+                    self.busy -= 1
+        return started
+
+    def _run(self, claimed: Claim) -> None:
+        try:
+            with self.app.app_context():
+                self.handler(self.app, claimed)
+        except Exception:
+            logger.exception("task run %s stopped on an unexpected error", claimed.task_run_id)
+        finally:
+            with self.lock:
+                self.busy -= 1
+            self.wakeup.set()
+
+
+_KEY = "minihost.executor"
+_SETUP = "minihost.executor_setup"
+_ALL: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def configure(app: Flask, handler: Handler, lease_for: LeaseFor, timers: list[Timer]) -> None:
+    """What the executor does with a claim, how long a claim lasts, and its timers."""
+    app.extensions[_SETUP] = (handler, lease_for, timers)
+
+
+def get_executor(app: Flask) -> Executor | None:
+    """This process's executor, started on first use; None when ``FLOW_WORKERS`` is 0
+    (this process runs no flow work) or nothing is configured."""
+    found: Executor | None = app.extensions.get(_KEY)
+    if found is not None or int(app.config.get("FLOW_WORKERS", 0)) <= 0:
+        return found
+    setup = app.extensions.get(_SETUP)
+    if setup is None:
+        return None
+    with _START_LOCK:
+        found = app.extensions.get(_KEY)
+        if found is None:
+            handler, lease_for, timers = setup
+            real = app._get_current_object() if hasattr(app, "_get_current_object") else app
+            found = Executor(real, int(app.config["FLOW_WORKERS"]), handler, lease_for, timers)
+            app.extensions[_KEY] = found
+            _ALL.add(found)
+    return found
+
+
+def stop(app: Flask) -> None:
+    found: Executor | None = app.extensions.pop(_KEY, None)
+    if found is not None:
+        found.stop()
+
+
+def wake(app: Flask) -> None:
+    """Look for ready work now (after a commit made some ready)."""
+    found = get_executor(app)
+    if found is not None:
+        found.wake()
+
+
+_START_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for executor in list(_ALL):
+        executor.stop(wait=False)

@@ -1,0 +1,890 @@
+"""Flow runs (FLOWS.md §3): starting one, running its task attempts, and the control
+a person has over it (cancel, retry, resolve).
+
+The database is the runtime's memory. A run and all its task runs are committed in
+one transaction before any task starts; an attempt is claimed by compare-and-set
+(:mod:`host.executor`); its outcome, the successors it makes ready or skipped and,
+when nothing is left, the run's own outcome commit together. Every transaction
+that decides a run's tasks first writes the run's row, which makes concurrent
+deciders of one run (threads, processes) take turns. An attempt is an ordinary
+action run (:func:`host.execution.run_step`): trace, redaction, audit.
+
+After a crash, a claim whose holder is gone is looked at: when the attempt's action
+run row does not exist, no request was sent and the task is simply ready again;
+when it exists and the action may be repeated (all ``GET``, ``idempotent``, or an
+idempotency key), it is retried; otherwise the task becomes ``unknown`` and the run
+waits for a person to resolve it — a side effect is never repeated silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import jsonschema
+from flask import Flask
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import audit, executor
+from ..auth.refresh import Keeper
+from ..db import Flow, FlowRun, Run, TaskRun, changed, get_database, new_id, utcnow
+from ..errors import (
+    Conflict,
+    ConnectFailed,
+    FieldError,
+    MinihostError,
+    NotFound,
+    RateLimited,
+    RequestFailed,
+    UpstreamFailed,
+    ValidationError,
+    run_error,
+)
+from ..execution import Step, run_step
+from ..executor import Claim
+from ..flows import MISSING, TERMINAL, TemplateError, advance, outcome, render
+from ..flows import Flow as CompiledFlow
+from ..flows.model import ActionCall, Task
+from ..forms import validate
+from ..principal import Principal
+from ..processes import holder_dead
+from . import flows as flow_service
+from .installations import by_name, manifest_of
+from .paging import Page, page_of
+
+__all__ = [
+    "MAX_OUTPUT_BYTES",
+    "cancel",
+    "flow_key",
+    "get_run",
+    "init_app",
+    "list_runs",
+    "resolve",
+    "retry_run",
+    "run_object",
+    "start",
+    "start_executor",
+    "wait_for",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_OUTPUT_BYTES = 256 * 1024
+IDEMPOTENCY_HOURS = 24
+SAFE_STATUSES = frozenset({429, 502, 503, 504})
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out")
+FINISHED_RUN = ("succeeded", "failed", "cancelled", "timed_out")
+ACTION_LEASE = 60.0
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _error(message: str, **extra: Any) -> dict[str, Any]:
+    return {"message": message, **extra}
+
+
+# -- starting ------------------------------------------------------------------------------
+
+
+def _validate_input(schema: Mapping[str, Any], body: Any) -> dict[str, Any]:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ValidationError([FieldError("input", "must be a JSON object")])
+    errors = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(body),
+                        key=lambda e: [str(p) for p in e.absolute_path]):
+        field = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            field = f"{field}.{missing}" if field else missing
+            message = "is required"
+        elif error.validator == "additionalProperties":
+            message = error.message.replace("Additional properties are not allowed",
+                                            "unknown field(s)")
+        else:
+            message = error.message
+        errors.append(FieldError(field or "input", message))
+    if errors:
+        raise ValidationError(errors)
+    return body
+
+
+def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, *,
+          sandbox: bool = False, idempotency_key: str | None = None,
+          trigger: Mapping[str, Any] | None = None) -> tuple[FlowRun, bool]:
+    """Start a run of ``flow``'s current version: the input checked against its input
+    schema (nothing started when it fails), the run and its task runs committed in one
+    transaction, the first tasks ready. Returns the run and whether it is new (false:
+    the same ``idempotency_key`` started it within 24 hours)."""
+    if principal.flow_id is not None and principal.flow_id != flow.id:
+        raise NotFound(f"no flow {flow.key}")
+    if not flow.enabled:
+        raise Conflict(f"the flow {flow.key} is disabled; enable it to start runs "
+                       f"(POST /api/v1/flows/{flow.key}/enable)")
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 255:
+            raise ValidationError([FieldError("Idempotency-Key", "must be 1 to 255 characters")])
+        found = _by_idempotency_key(db, flow.id, idempotency_key)
+        if found is not None:
+            return found, False
+    version = flow_service.current_version(db, flow)
+    compiled = flow_service.compiled(app, db, principal.workspace_id, version)
+    values = _validate_input(compiled.input_schema, body)
+    now = utcnow()
+    run = FlowRun(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
+                  version=version.version, status="running",
+                  trigger=dict(trigger or {"type": "api"}), input=values, sandbox=sandbox,
+                  idempotency_key=idempotency_key, actor_id=principal.user.id, created_at=now,
+                  started_at=now, updated_at=now,
+                  deadline=now + timedelta(seconds=compiled.budget_seconds))
+    db.commit()  # the caller's reads end here; the run's writes are one transaction
+    try:
+        with get_database(app).transaction() as tx:
+            tx.add(run)
+            rows = {key: TaskRun(id=new_id("tsk"), flow_run_id=run.id, key=key, item=-1,
+                                 status="pending", attempt=0, runs=[],
+                                 idempotency_key=new_id("idk").lower())
+                    for key in compiled.order}
+            tx.add_all(rows.values())
+            _decide(tx, run, compiled, rows, now)
+            tx.flush()
+            tx.expunge_all()
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        found = _by_idempotency_key(db, flow.id, idempotency_key)
+        if found is None:
+            raise
+        return found, False
+    executor.wake(app)
+    return run, True
+
+
+def _by_idempotency_key(db: Session, flow_id: str, key: str) -> FlowRun | None:
+    since = utcnow() - timedelta(hours=IDEMPOTENCY_HOURS)
+    return db.execute(select(FlowRun).where(FlowRun.flow_id == flow_id,
+                                            FlowRun.idempotency_key == key,
+                                            FlowRun.created_at > since)).scalar_one_or_none()
+
+
+# -- deciding the tasks --------------------------------------------------------------------
+
+
+def _scope(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun]) -> dict[str, Any]:
+    return {
+        "input": run.input or {},
+        "tasks": {key: {"output": row.output, "status": row.status,
+                        "error": (row.error or {}).get("message")}
+                  for key, row in rows.items()},
+        "run": {"id": run.id, "startedAt": (run.started_at or run.created_at).isoformat()},
+        "flow": {"key": compiled.key, "title": compiled.title},
+    }
+
+
+def _finish_row(row: TaskRun, status: str, now: datetime, output: Any = None,
+                error: dict[str, Any] | None = None) -> None:
+    row.status, row.output, row.error = status, output, error
+    row.finished_at = now
+    row.holder, row.lease_expires_at = None, None
+
+
+def _check_output(output: Any) -> dict[str, Any] | None:
+    size = _json_size(output)
+    if size > MAX_OUTPUT_BYTES:
+        return _error(f"the task's output is {size // 1024} KB, over the limit of "
+                      f"{MAX_OUTPUT_BYTES // 1024} KB a task may keep; map fewer fields "
+                      "into it, or page the list")
+    return None
+
+
+def _decide(db: Session, run: FlowRun, compiled: CompiledFlow, rows: dict[str, TaskRun],
+            now: datetime) -> None:
+    """Make every task whose needs now decide it ready or skipped (maps and forEach
+    expansions happen here, at once), then finish the run when nothing is left."""
+    while run.status == "running":
+        statuses = {key: row.status for key, row in rows.items()}
+        decided = advance(compiled, statuses, _scope(run, compiled, rows))
+        if not decided:
+            break
+        for key, state in decided.items():
+            row, task = rows[key], compiled.tasks[key]
+            if state == "skipped":
+                _finish_row(row, "skipped", now)
+            elif task.kind == "map":
+                _run_map(row, task.map, _scope(run, compiled, rows), now)
+            elif task.kind == "forEach":
+                _expand(db, run, compiled, task, row, rows, now)
+            elif task.kind == "wait":
+                row.status, row.ready_at = "ready", _wait_until(task, run, compiled, rows, now)
+            else:
+                row.status, row.ready_at = "ready", now
+    _conclude(run, compiled, rows, now)
+
+
+def _run_map(row: TaskRun, mapping: Any, scope: Mapping[str, Any], now: datetime) -> None:
+    row.started_at = now
+    try:
+        output = render(mapping, scope)
+    except TemplateError as error:
+        _finish_row(row, "failed", now, error=_error(f"the map could not be filled: {error}"))
+        return
+    problem = _check_output(output)
+    if problem is not None:
+        _finish_row(row, "failed", now, error=problem)
+    else:
+        _finish_row(row, "succeeded", now, output=output)
+
+
+def _wait_until(task: Task, run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
+                now: datetime) -> datetime:
+    if task.wait_seconds is not None:  # past the deadline: the run times out first
+        return now + timedelta(seconds=task.wait_seconds)
+    try:
+        value = render(task.wait_until, _scope(run, compiled, rows))
+        moment = datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=now.tzinfo)
+    except (TemplateError, ValueError):
+        return now  # an unreadable time does not hold the run up
+    return max(now, moment)
+
+
+def _expand(db: Session, run: FlowRun, compiled: CompiledFlow, task: Task, row: TaskRun,
+            rows: Mapping[str, TaskRun], now: datetime) -> None:
+    """A forEach task that became ready: its items rendered, then each item mapped at
+    once (a map) or made a task run of its own (an action), ``parallelism`` ready."""
+    each = task.for_each
+    assert each is not None
+    row.started_at = now
+    scope = _scope(run, compiled, rows)
+    try:
+        items = render(each.items, scope)
+    except TemplateError as error:
+        _finish_row(row, "failed", now, error=_error(f"the items could not be read: {error}"))
+        return
+    if items is None or items is MISSING:
+        items = []
+    if not isinstance(items, list):
+        _finish_row(row, "failed", now, error=_error(
+            f"forEach items must be a list, got {type(items).__name__}"))
+        return
+    if len(items) > each.max_items:
+        _finish_row(row, "failed", now, error=_error(
+            f"{len(items)} items are more than this forEach's maxItems of {each.max_items}"))
+        return
+    if each.map is not None:
+        outputs = []
+        for index, item in enumerate(items):
+            try:
+                outputs.append(render(each.map, {**scope, each.name: item, "index": index}))
+            except TemplateError as error:
+                _finish_row(row, "failed", now, error=_error(
+                    f"item {index}: the map could not be filled: {error}", index=index))
+                return
+        problem = _check_output(outputs)
+        _finish_row(row, "failed" if problem else "succeeded", now,
+                    output=None if problem else outputs, error=problem)
+        return
+    if not items:
+        _finish_row(row, "succeeded", now, output=[])
+        return
+    row.status = "running"
+    for index, item in enumerate(items):
+        db.add(TaskRun(id=new_id("tsk"), flow_run_id=run.id, key=row.key, item=index,
+                       status="ready" if index < each.parallelism else "pending",
+                       ready_at=now if index < each.parallelism else None,
+                       attempt=0, runs=[], input={"item": item},
+                       idempotency_key=f"{row.idempotency_key}-{index}"))
+
+
+def _conclude(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
+              now: datetime) -> None:
+    if run.status != "running":
+        return
+    decided = outcome(compiled, {key: row.status for key, row in rows.items()})
+    if decided is None:
+        return
+    status, failed_task = decided
+    run.status = status
+    run.finished_at = run.updated_at = now
+    if failed_task is not None:
+        error = rows[failed_task].error or {}
+        run.error = {"task": failed_task, "message": error.get("message", "the task failed")}
+    if compiled.output is not None:
+        try:
+            output = render(compiled.output, _scope(run, compiled, rows))
+        except TemplateError as error:
+            output = None
+            if run.status == "succeeded":
+                run.status = "failed"
+                run.error = {"task": None, "message": f"the flow's output could not be "
+                                                      f"filled: {error}"}
+        run.output = None if output is MISSING else output
+
+
+def _locked(db: Session, run_id: str) -> FlowRun | None:
+    """The run, after writing its row: concurrent deciders of one run take turns
+    (the row lock on PostgreSQL, the write lock on SQLite)."""
+    if not changed(db.execute(update(FlowRun).where(FlowRun.id == run_id)
+                              .values(updated_at=utcnow()))):
+        return None
+    return db.get(FlowRun, run_id)
+
+
+def _rows(db: Session, run_id: str) -> dict[str, TaskRun]:
+    return {row.key: row for row in db.execute(
+        select(TaskRun).where(TaskRun.flow_run_id == run_id, TaskRun.item == -1)).scalars()}
+
+
+def _compiled_for(app: Flask, db: Session, run: FlowRun) -> CompiledFlow:
+    version = flow_service.version_of(db, run.flow_id, run.version)
+    return flow_service.compiled(app, db, run.workspace_id, version)
+
+
+# -- an attempt ------------------------------------------------------------------------
+
+
+def _safe_to_repeat(error: MinihostError | None, call: ActionCall) -> bool:
+    """FLOWS.md §3: the connection was never made, the provider answered 429, 502, 503
+    or 504, or the action may be repeated whatever happened at the provider."""
+    if isinstance(error, ConnectFailed):
+        return True
+    if isinstance(error, RequestFailed) and error.http_status in SAFE_STATUSES:
+        return True
+    return call.repeatable and isinstance(error, UpstreamFailed)
+
+
+def run_attempt(app: Flask, claim: Claim) -> None:
+    """Run one claimed attempt and record what came of it."""
+    database = get_database(app)
+    with database.sessions() as db:
+        row = db.get(TaskRun, claim.task_run_id)
+        if row is None:
+            return
+        run = db.get(FlowRun, row.flow_run_id)
+        if run is None:
+            return
+        if run.status != "running":
+            _record(app, claim, "cancelled", None, _error("the run was stopped"), None)
+            return
+        try:
+            compiled = _compiled_for(app, db, run)
+        except MinihostError as error:
+            _record(app, claim, "failed", None, _error(
+                f"the flow no longer passes its checks: {error.detail}"), None)
+            return
+        task = compiled.tasks[row.key]
+        if task.kind == "wait":
+            _record(app, claim, "succeeded", None, None, None)
+            return
+        call = task.call if task.call is not None else (
+            task.for_each.call if task.for_each else None)
+        assert call is not None
+        scope = _scope(run, compiled, _rows(db, run.id))
+        if row.item >= 0 and task.for_each is not None:
+            scope = {**scope, task.for_each.name: (row.input or {}).get("item"),
+                     "index": row.item}
+        try:
+            parameters = _parameters(call, scope, run.input or {}, row.key)
+        except TemplateError as error:
+            _record(app, claim, "failed", None, _error(f"an input could not be filled: {error}"),
+                    None)
+            return
+        installation = by_name(db, run.workspace_id, call.connection)
+        if installation is None:
+            _record(app, claim, "failed", None, _error(
+                f"no installation is called {call.connection!r} in this workspace any more "
+                "(renamed or uninstalled?); name one so and retry the run"), None)
+            return
+        try:
+            manifest = manifest_of(app, db, installation)
+        except MinihostError as error:
+            _record(app, claim, "failed", None, _error(error.detail), None)
+            return
+        action = manifest.action(call.action)
+        if action is None:
+            _record(app, claim, "failed", None, _error(
+                f"{manifest.title} has no action {call.action!r} any more"), None)
+            return
+        problems = validate(action.form, parameters)
+        if problems:
+            _record(app, claim, "failed", None, _error(
+                "the inputs are not valid for " + action.title + ": " +
+                "; ".join(f"{p.field}: {p.message}" for p in problems),
+                fields=[{"field": p.field, "message": p.message} for p in problems]), None)
+            return
+        if installation.status != "active":
+            _record(app, claim, "failed", None, _error(
+                f"the installation {installation.name!r} is {installation.status}: "
+                f"{installation.error or 'connect it again'}"), None)
+            return
+        if row.item < 0:
+            _store_input(app, claim, parameters)
+        remaining = (run.deadline - utcnow()).total_seconds()
+        deadline = time.monotonic() + max(0.0, min(call.timeout, remaining))
+        db.expunge(installation)
+        actor = f"flow:{compiled.key}/{row.key}"
+        run_id, idempotency_key, sandbox = claim.run_id, row.idempotency_key, run.sandbox
+        actor_id, retry, attempt = run.actor_id, call.retry, claim.attempt
+    result, record = run_step(app, Step(
+        installation=installation, manifest=manifest, requests=action.requests, kind="action",
+        name=action.name, actor=actor, actor_id=actor_id, parameters=parameters,
+        sandbox=sandbox, deadline=deadline, idempotency_key=idempotency_key, run_id=run_id,
+        keeper=Keeper(app, installation, manifest, actor=actor, reason="flow task")))
+    if result.ok:
+        output = record.output if record is not None else result.values
+        problem = _check_output(output)
+        if problem is None:
+            _record(app, claim, "succeeded", output, None, None)
+        else:
+            _record(app, claim, "failed", None, problem, None)
+        return
+    failure = result.error
+    recorded = run_error(failure) if failure is not None else _error("the task failed")
+    delay = None
+    if retry is not None and attempt < retry.attempts and _safe_to_repeat(failure, call):
+        delay = retry.delay(attempt)
+        if isinstance(failure, RateLimited) and failure.retry_after:
+            delay = max(delay, float(failure.retry_after))
+    _record(app, claim, "failed", None, recorded, delay)
+
+
+def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[str, Any],
+                key: str) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for name, compiled in call.inputs:
+        value = render(compiled, scope)
+        if value is not MISSING:
+            parameters[name] = value
+    given = (run_input.get("tasks") or {}).get(key) or {}
+    for name in call.blanks:
+        if name in given and given[name] is not None:
+            parameters[name] = given[name]
+    return parameters
+
+
+def _store_input(app: Flask, claim: Claim, parameters: dict[str, Any]) -> None:
+    with get_database(app).transaction() as db:
+        db.execute(update(TaskRun).where(TaskRun.id == claim.task_run_id,
+                                         TaskRun.attempt == claim.attempt)
+                   .values(input=parameters))
+
+
+def _record(app: Flask, claim: Claim, status: str, output: Any, error: dict[str, Any] | None,
+            retry_in: float | None) -> None:
+    """An attempt's outcome, and what it decides, in one transaction. Nothing is
+    written when the claim is no longer this attempt's (a sweep or a cancel took it)."""
+    now = utcnow()
+    with get_database(app).transaction() as db:
+        found = db.execute(select(TaskRun.flow_run_id).where(
+            TaskRun.id == claim.task_run_id)).first()
+        if found is None:
+            return
+        run = _locked(db, found[0])
+        row = db.get(TaskRun, claim.task_run_id)
+        if run is None or row is None or row.status != "running" \
+                or row.attempt != claim.attempt:
+            return
+        row.runs = [*(row.runs or []), claim.run_id] if status != "cancelled" or \
+            _run_exists(db, claim.run_id) else list(row.runs or [])
+        if retry_in is not None and run.status == "running":
+            row.status, row.error = "ready", error
+            row.ready_at = min(now + timedelta(seconds=retry_in), run.deadline)
+            row.holder = row.lease_expires_at = None
+        else:
+            _finish_row(row, status, now, output=output, error=error)
+        if row.item >= 0:
+            _item_done(app, db, run, row, now)
+        elif run.status == "running" and row.status in TERMINAL:
+            compiled = _compiled_for(app, db, run)
+            _decide(db, run, compiled, _rows(db, run.id), now)
+    executor.wake(app)
+
+
+def _run_exists(db: Session, run_id: str) -> bool:
+    return db.execute(select(Run.id).where(Run.id == run_id)).first() is not None
+
+
+def _item_done(app: Flask, db: Session, run: FlowRun, item_row: TaskRun, now: datetime) -> None:
+    """One forEach item ended (or waits for a retry): start the next waiting item, and
+    when every item has ended, end the forEach task with the outputs in order."""
+    if item_row.status not in TERMINAL:
+        return
+    items = list(db.execute(select(TaskRun).where(
+        TaskRun.flow_run_id == run.id, TaskRun.key == item_row.key, TaskRun.item >= 0)
+        .order_by(TaskRun.item)).scalars())
+    waiting = [row for row in items if row.status == "pending"]
+    if waiting and run.status == "running":
+        waiting[0].status, waiting[0].ready_at = "ready", now
+    if any(row.status not in TERMINAL for row in items):
+        return
+    parent = db.execute(select(TaskRun).where(
+        TaskRun.flow_run_id == run.id, TaskRun.key == item_row.key, TaskRun.item == -1)
+    ).scalar_one()
+    failed = [row for row in items if row.status != "succeeded"]
+    if failed:
+        first = failed[0]
+        message = (first.error or {}).get("message", first.status)
+        _finish_row(parent, "failed", now, error=_error(f"item {first.item}: {message}",
+                                                        index=first.item))
+    else:
+        outputs = [row.output for row in items]
+        problem = _check_output(outputs)
+        _finish_row(parent, "failed" if problem else "succeeded", now,
+                    output=None if problem else outputs, error=problem)
+    if run.status == "running":
+        _decide(db, run, _compiled_for(app, db, run), _rows(db, run.id), now)
+
+
+# -- timers: claims whose holder is gone, deadlines, old idempotency keys ------------------
+
+
+def sweep(app: Flask) -> None:
+    """Claims whose process is gone (its lease ran out, or it is a dead process on this
+    machine), runs past their deadline, idempotency keys past 24 hours."""
+    now = utcnow()
+    database = get_database(app)
+    with database.sessions() as db:
+        stale = [(task_id, attempt) for task_id, attempt, name, until in db.execute(
+            select(TaskRun.id, TaskRun.attempt, TaskRun.holder, TaskRun.lease_expires_at)
+            .where(TaskRun.status == "running", TaskRun.holder.is_not(None))).all()
+            if (until is not None and until < now) or (name and holder_dead(name))]
+        late = list(db.execute(select(FlowRun.id).where(
+            FlowRun.status == "running", FlowRun.deadline < now)).scalars())
+    for task_id, attempt in stale:
+        _recover(app, task_id, attempt, now)
+    for run_id in late:
+        _time_out(app, run_id, now)
+    with database.transaction() as db:
+        db.execute(update(FlowRun).where(
+            FlowRun.idempotency_key.is_not(None),
+            FlowRun.created_at < now - timedelta(hours=IDEMPOTENCY_HOURS))
+            .values(idempotency_key=None))
+    prune(app, now)
+
+
+PRUNE_EVERY = 600.0  # seconds between two looks for flow runs past their retention
+PRUNE_BATCH = 200
+_PRUNED = "minihost.flow_runs_pruned"
+
+
+def prune(app: Flask, now: datetime | None = None, force: bool = False) -> int:
+    """Delete finished flow runs (with their task runs) that ended more than
+    ``FLOW_RUN_RETENTION_DAYS`` ago, a batch at a time; unfinished runs never. At most
+    every ten minutes per process unless ``force``. Returns how many went."""
+    days = int(app.config["FLOW_RUN_RETENTION_DAYS"])
+    clock = time.monotonic()
+    if days == 0 or (not force and clock - app.extensions.get(_PRUNED, float("-inf"))
+                     < PRUNE_EVERY):
+        return 0
+    app.extensions[_PRUNED] = clock
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    removed = 0
+    while True:
+        with get_database(app).transaction() as db:
+            ids = list(db.execute(select(FlowRun.id).where(
+                FlowRun.status.in_(FINISHED_RUN), FlowRun.finished_at < cutoff)
+                .limit(PRUNE_BATCH)).scalars())
+            if not ids:
+                return removed
+            db.execute(delete(TaskRun).where(TaskRun.flow_run_id.in_(ids)))
+            db.execute(delete(FlowRun).where(FlowRun.id.in_(ids)))
+        removed += len(ids)
+
+
+def _recover(app: Flask, task_id: str, attempt: int, now: datetime) -> None:
+    with get_database(app).transaction() as db:
+        found = db.execute(select(TaskRun.flow_run_id).where(TaskRun.id == task_id)).first()
+        if found is None:
+            return
+        run = _locked(db, found[0])
+        row = db.get(TaskRun, task_id)
+        if run is None or row is None or row.status != "running" or row.attempt != attempt:
+            return
+        current = row.current_run
+        sent = current is not None and _run_exists(db, current)
+        repeatable = False
+        if sent and current is not None:
+            try:
+                compiled = _compiled_for(app, db, run)
+                task = compiled.tasks[row.key]
+                call = task.call or (task.for_each.call if task.for_each else None)
+                repeatable = call is not None and call.repeatable
+            except MinihostError:
+                repeatable = False
+            row.runs = [*(row.runs or []), current]
+        if not sent or repeatable:
+            row.status, row.ready_at = "ready", now
+            row.holder = row.lease_expires_at = None
+            if not sent:
+                row.attempt = attempt - 1  # no request left: the attempt did not happen
+        else:
+            row.status = "unknown"
+            row.holder = row.lease_expires_at = None
+            row.error = _error(
+                "the process running this task stopped after a request may have reached the "
+                "provider; check there whether it happened, then mark the task succeeded or "
+                "failed, or retry it")
+        audit.record(db, "flow_task_recovered", actor="system", app=app,
+                     workspace_id=run.workspace_id,
+                     detail={"run": run.id, "task": row.key, "item": row.item,
+                             "became": row.status})
+    executor.wake(app)
+
+
+def _time_out(app: Flask, run_id: str, now: datetime) -> None:
+    with get_database(app).transaction() as db:
+        run = _locked(db, run_id)
+        if run is None or run.status != "running" or run.deadline >= now:
+            return
+        run.status, run.finished_at = "timed_out", now
+        seconds = int((run.deadline - (run.started_at or run.created_at)).total_seconds())
+        run.error = {"task": None, "message": f"the run passed its budget of {seconds} s"}
+        for row in db.execute(select(TaskRun).where(TaskRun.flow_run_id == run_id)).scalars():
+            if row.status not in TERMINAL:
+                _finish_row(row, "cancelled", now, error=_error("the run passed its budget"))
+
+
+# -- control ------------------------------------------------------------------------------
+
+
+def get_run(db: Session, principal: Principal, run_id: str) -> FlowRun:
+    run = db.get(FlowRun, run_id)
+    if run is None or run.workspace_id != principal.workspace_id:
+        raise NotFound(f"no flow run {run_id}")
+    return run
+
+
+def cancel(app: Flask, db: Session, principal: Principal, run: FlowRun) -> FlowRun:
+    """Stop a run: tasks not yet running are cancelled; a running attempt ends its
+    chain (60 s at most) and its result is kept, but starts nothing after it."""
+    run_id = run.id
+    db.commit()
+    with get_database(app).transaction() as tx:
+        locked = _locked(tx, run_id)
+        if locked is None:
+            raise NotFound(f"no flow run {run_id}")
+        if locked.status not in ("queued", "running"):
+            raise Conflict(f"the run is {locked.status} already")
+        now = utcnow()
+        locked.status, locked.finished_at = "cancelled", now
+        locked.error = {"task": None, "message": f"cancelled by {principal.user.email}"}
+        for row in tx.execute(select(TaskRun).where(TaskRun.flow_run_id == run_id)).scalars():
+            if row.status in ("pending", "ready", "unknown"):
+                _finish_row(row, "cancelled", now)
+            elif row.status == "running" and row.holder is None:  # a forEach's own row
+                _finish_row(row, "cancelled", now)
+        audit.record(tx, "flow_run_cancelled", actor=principal.actor, app=app,
+                     workspace_id=locked.workspace_id, detail={"run": run_id})
+    db.expire_all()
+    return get_run(db, principal, run_id)
+
+
+def retry_run(app: Flask, db: Session, principal: Principal, run: FlowRun) -> FlowRun:
+    """Run a finished run's failed, cancelled and unknown tasks again, with what
+    depends on them; tasks that succeeded keep their outputs."""
+    run_id = run.id
+    db.commit()
+    with get_database(app).transaction() as tx:
+        locked = _locked(tx, run_id)
+        if locked is None:
+            raise NotFound(f"no flow run {run_id}")
+        if locked.status in ("queued", "running"):
+            raise Conflict("the run is still running; cancel it first or wait for it to end")
+        compiled = _compiled_for(app, tx, locked)
+        rows = _rows(tx, run_id)
+        redo = {key for key, row in rows.items()
+                if row.status in ("failed", "cancelled", "unknown")}
+        todo = list(redo)
+        while todo:
+            for after in compiled.downstream.get(todo.pop(), ()):
+                if after not in redo:
+                    redo.add(after)
+                    todo.append(after)
+        if not redo:
+            raise Conflict("nothing to retry: every task succeeded or was skipped")
+        now = utcnow()
+        tx.execute(delete(TaskRun).where(TaskRun.flow_run_id == run_id, TaskRun.item >= 0,
+                                         TaskRun.key.in_(redo)))
+        for key in redo:
+            row = rows[key]
+            keep_key = row.status == "unknown"  # its request may have happened: same key
+            row.status, row.output, row.error = "pending", None, None
+            row.ready_at = row.started_at = row.finished_at = None
+            row.holder = row.lease_expires_at = row.current_run = None
+            row.attempt = 0
+            if not keep_key:
+                row.idempotency_key = new_id("idk").lower()
+        locked.status, locked.finished_at, locked.error, locked.output = "running", None, None, None
+        locked.deadline = now + timedelta(seconds=compiled.budget_seconds)
+        audit.record(tx, "flow_run_retried", actor=principal.actor, app=app,
+                     workspace_id=locked.workspace_id,
+                     detail={"run": run_id, "tasks": sorted(redo)})
+        _decide(tx, locked, compiled, rows, now)
+    executor.wake(app)
+    db.expire_all()
+    return get_run(db, principal, run_id)
+
+
+def resolve(app: Flask, db: Session, principal: Principal, run: FlowRun, task_key: str,
+            body: Any) -> FlowRun:
+    """A person's answer for an ``unknown`` task: it ``succeeded`` (with the output they
+    saw at the provider), ``failed``, or should be tried again (same idempotency key)."""
+    if not isinstance(body, dict) or body.get("as") not in ("succeeded", "failed", "retry"):
+        raise ValidationError([FieldError("as", "must be succeeded, failed or retry")])
+    answer = body["as"]
+    output = body.get("output")
+    if answer == "succeeded" and _check_output(output) is not None:
+        raise ValidationError([FieldError("output", "is larger than 256 KB")])
+    run_id = run.id
+    db.commit()
+    with get_database(app).transaction() as tx:
+        locked = _locked(tx, run_id)
+        if locked is None:
+            raise NotFound(f"no flow run {run_id}")
+        rows = list(tx.execute(select(TaskRun).where(
+            TaskRun.flow_run_id == run_id, TaskRun.key == task_key,
+            TaskRun.status == "unknown")).scalars())
+        if not rows:
+            raise Conflict(f"the task {task_key!r} of this run is not waiting to be resolved")
+        row = rows[0]
+        now = utcnow()
+        if answer == "retry":
+            row.status, row.ready_at, row.error = "ready", now, None
+        elif answer == "succeeded":
+            _finish_row(row, "succeeded", now, output=output)
+        else:
+            _finish_row(row, "failed", now, error=_error(
+                f"marked failed by {principal.user.email} after an unknown outcome"))
+        audit.record(tx, "flow_task_resolved", actor=principal.actor, app=app,
+                     workspace_id=locked.workspace_id,
+                     detail={"run": run_id, "task": task_key, "item": row.item, "as": answer})
+        if locked.status == "running" and row.status in TERMINAL:
+            if row.item >= 0:
+                _item_done(app, tx, locked, row, now)
+            else:
+                _decide(tx, locked, _compiled_for(app, tx, locked), _rows(tx, run_id), now)
+    executor.wake(app)
+    db.expire_all()
+    return get_run(db, principal, run_id)
+
+
+def wait_for(app: Flask, run_id: str, seconds: float) -> bool:
+    """Wait up to ``seconds`` for a run to end (``Prefer: wait``); True when it did."""
+    end = time.monotonic() + seconds
+    pause = 0.01
+    while True:
+        with get_database(app).sessions() as db:
+            status = db.execute(select(FlowRun.status).where(FlowRun.id == run_id)).scalar()
+        if status not in ("queued", "running"):
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(min(pause, max(0.0, end - time.monotonic())))
+        pause = min(pause * 2, 0.2)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+class FlowRunFilter:
+    __slots__ = ("flow_id", "status")
+
+    def __init__(self, flow_id: str | None = None, status: str | None = None) -> None:
+        if status is not None and status not in RUN_STATUSES:
+            raise ValidationError([FieldError("status", "must be one of " +
+                                              ", ".join(RUN_STATUSES))])
+        self.flow_id, self.status = flow_id, status
+
+
+def list_runs(db: Session, principal: Principal, where: FlowRunFilter,
+              page: Page | None = None) -> tuple[list[FlowRun], str | None]:
+    query = select(FlowRun).where(FlowRun.workspace_id == principal.workspace_id)
+    if where.flow_id is not None:
+        query = query.where(FlowRun.flow_id == where.flow_id)
+    if where.status is not None:
+        query = query.where(FlowRun.status == where.status)
+    return page_of(db, query, FlowRun.id, page)
+
+
+def flow_key(db: Session, flow_id: str) -> str:
+    return db.execute(select(Flow.key).where(Flow.id == flow_id)).scalar() or ""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _task_object(row: TaskRun, items: list[TaskRun]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": row.key, "status": row.status, "attempts": row.attempt,
+        "startedAt": _iso(row.started_at), "finishedAt": _iso(row.finished_at),
+        "input": row.input, "output": row.output, "error": row.error,
+        "runs": list(row.runs or []),
+    }
+    if row.status == "ready" and row.ready_at is not None:
+        body["readyAt"] = row.ready_at.isoformat()
+    if items:
+        body["items"] = [{"index": item.item, "status": item.status, "output": item.output,
+                          "error": item.error, "runs": list(item.runs or []),
+                          "attempts": item.attempt} for item in items]
+    return body
+
+
+def run_object(db: Session, run: FlowRun, key: str | None = None,
+               with_tasks: bool = True) -> dict[str, Any]:
+    """The Flow run object of FLOWS.md §10 (``key``: the flow's, when the caller knows
+    it)."""
+    if key is None:
+        key = flow_key(db, run.flow_id)
+    body: dict[str, Any] = {
+        "id": run.id, "flow": key, "version": run.version, "status": run.status,
+        "trigger": run.trigger, "input": run.input, "output": run.output, "error": run.error,
+        "sandbox": run.sandbox, "createdAt": run.created_at.isoformat(),
+        "startedAt": _iso(run.started_at), "finishedAt": _iso(run.finished_at),
+        "deadline": run.deadline.isoformat(), "scheduledFor": _iso(run.scheduled_for),
+        "idempotencyKey": run.idempotency_key,
+        "links": {"self": f"/api/v1/flow-runs/{run.id}"},
+    }
+    if with_tasks:
+        rows = list(db.execute(select(TaskRun).where(TaskRun.flow_run_id == run.id)
+                               .order_by(TaskRun.id)).scalars())
+        items: dict[str, list[TaskRun]] = {}
+        for row in rows:
+            if row.item >= 0:
+                items.setdefault(row.key, []).append(row)
+        body["tasks"] = [_task_object(row, sorted(items.get(row.key, []), key=lambda r: r.item))
+                         for row in rows if row.item < 0]
+    return body
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+
+def start_executor(app: Flask) -> None:
+    """Run flow work in this process now (``FLOW_WORKERS`` threads; none when 0): what
+    ``minihost serve`` does at start, so a restart resumes every unfinished run."""
+    executor.get_executor(app)
+
+
+def init_app(app: Flask) -> None:
+    """Give the executor its work. A serving process starts it with its first request
+    (``minihost serve`` at once); a command starts it only when it starts a run, so a
+    short command never holds a claim when it exits."""
+    executor.configure(app, run_attempt, lambda app, task_run_id: ACTION_LEASE, [sweep])
+    if app.testing:
+        return
+
+    @app.before_request
+    def _start_executor() -> None:
+        if "minihost.executor" not in app.extensions:
+            executor.get_executor(app)

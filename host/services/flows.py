@@ -1,0 +1,291 @@
+"""Flows: saving documents as versions, listing, enabling, deleting, flow tokens.
+
+A document is linted against the saving workspace's installations (by name) and
+compiled (:mod:`host.flows`); saving one that differs from the current version
+makes a new version, and runs record the version they ran. The compiled form of a
+version is kept per process, checked against the installations its connections
+name, so starting a run does not lint the document again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from flask import Flask
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..db import ApiToken, Flow, FlowRun, FlowVersion, Installation, utcnow
+from ..errors import Conflict, FlowInvalid, FlowProblem, NotFound
+from ..flows import Flow as CompiledFlow
+from ..flows import compile_flow
+from ..manifest import Manifest
+from ..principal import Principal
+from . import accounts, catalog
+from .paging import Page, page_of
+
+__all__ = [
+    "Saved",
+    "compiled",
+    "create_token",
+    "delete_flow",
+    "flow_object",
+    "get_flow",
+    "list_flows",
+    "parse_document",
+    "save",
+    "set_enabled",
+]
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+def parse_document(body: Any) -> Any:
+    """A document given as JSON text, YAML text, or already parsed JSON."""
+    if not isinstance(body, (str, bytes)):
+        return body
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if len(text.encode()) > MAX_DOCUMENT_BYTES:
+        raise FlowInvalid([FlowProblem("", "the document is larger than 1 MB")])
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise FlowInvalid([FlowProblem("", f"not valid JSON or YAML{where}",
+                                       "check the document's syntax")]) from None
+
+
+def _digest(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def connections_of(app: Flask, db: Session, workspace_id: str,
+                   names: Any = None) -> tuple[dict[str, Manifest | None],
+                                               dict[str, Installation]]:
+    """The workspace's installations by name (only ``names`` when given), and the
+    manifest each runs (None when the catalog no longer has its version)."""
+    query = select(Installation).where(Installation.workspace_id == workspace_id,
+                                       Installation.deleted_at.is_(None))
+    if names is not None:
+        query = query.where(Installation.name.in_(list(names)))
+    rows = {row.name: row for row in db.execute(query).scalars() if row.name}
+    snapshot = catalog.get_catalog(app).snapshot(db)
+    return ({name: snapshot.get(row.miniapp, row.miniapp_version)
+             for name, row in rows.items()}, rows)
+
+
+def _max_budget(app: Flask) -> int:
+    return int(app.config["FLOW_TIMEOUT"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    flow: CompiledFlow
+    signature: tuple[tuple[str, str, str], ...]
+
+
+_CACHE_SIZE = 256
+_cache: OrderedDict[str, _Cached] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _signature(rows: dict[str, Installation], names: tuple[str, ...]
+               ) -> tuple[tuple[str, str, str], ...]:
+    return tuple((name, rows[name].id, rows[name].miniapp_version) if name in rows
+                 else (name, "", "") for name in names)
+
+
+def compiled(app: Flask, db: Session, workspace_id: str, version: FlowVersion) -> CompiledFlow:
+    """The compiled flow of ``version`` for the workspace as it is now: from this
+    process's cache while the installations it names are the same ones, else linted
+    and compiled again (raises :class:`FlowInvalid` when it no longer passes: an
+    installation it names was renamed or removed, say)."""
+    with _cache_lock:
+        found = _cache.get(version.id)
+        if found is not None:
+            _cache.move_to_end(version.id)
+    if found is not None:
+        _, rows = connections_of(app, db, workspace_id, found.flow.connections)
+        if _signature(rows, found.flow.connections) == found.signature:
+            return found.flow
+    connections, rows = connections_of(app, db, workspace_id)
+    flow = compile_flow(version.document, connections, max_budget=_max_budget(app))
+    entry = _Cached(flow, _signature(rows, flow.connections))
+    with _cache_lock:
+        _cache[version.id] = entry
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return flow
+
+
+def check(app: Flask, connections: dict[str, Manifest | None], body: Any) -> CompiledFlow:
+    """Lint and compile a document without saving it (raises :class:`FlowInvalid`)."""
+    return compile_flow(parse_document(body), connections, max_budget=_max_budget(app))
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    flow: Flow
+    version: FlowVersion
+    compiled: CompiledFlow
+    created: bool
+    changed: bool
+
+
+def save(app: Flask, db: Session, principal: Principal, body: Any,
+         key: str | None = None) -> Saved:
+    """Create a flow, or save a new version of it when the document changed. With
+    ``key`` (an update of that flow), the document's key must be that key or absent.
+    Nothing is stored when the lint finds a problem."""
+    doc = parse_document(body)
+    if key is not None and isinstance(doc, dict):
+        if "key" not in doc:
+            doc = {"key": key, **doc}
+        elif doc["key"] != key:
+            raise FlowInvalid([FlowProblem("/key", f"this is the flow {key!r}; the document "
+                                                   f"says {doc['key']!r}",
+                                           "keep the key, or create a new flow")])
+    connections, _ = connections_of(app, db, principal.workspace_id)
+    flow_compiled = compile_flow(doc, connections, max_budget=_max_budget(app))
+    digest = _digest(doc)
+    now = utcnow()
+    flow = db.execute(select(Flow).where(Flow.workspace_id == principal.workspace_id,
+                                         Flow.key == flow_compiled.key)).scalar_one_or_none()
+    if flow is None and key is not None:
+        raise NotFound(f"no flow {key}")
+    if flow is not None:
+        current = _version(db, flow, flow.version)
+        if current.digest == digest:
+            return Saved(flow, current, flow_compiled, created=False, changed=False)
+        flow.version += 1
+        flow.title = flow_compiled.title
+        flow.updated_at = now
+        if "enabled" in doc:
+            flow.enabled = flow_compiled.enabled
+        created = False
+    else:
+        flow = Flow(workspace_id=principal.workspace_id, key=flow_compiled.key,
+                    title=flow_compiled.title, enabled=flow_compiled.enabled, version=1,
+                    created_by=principal.user.id, created_at=now, updated_at=now)
+        db.add(flow)
+        db.flush()
+        created = True
+    version = FlowVersion(flow_id=flow.id, version=flow.version, document=doc, digest=digest,
+                          created_by=principal.user.id, created_at=now)
+    db.add(version)
+    audit.record(db, "flow_created" if created else "flow_changed", actor=principal.actor,
+                 workspace_id=principal.workspace_id,
+                 detail={"flow": flow.key, "version": flow.version})
+    try:
+        db.commit()
+    except IntegrityError:  # the same key saved by another request at the same moment
+        db.rollback()
+        raise Conflict(f"the flow {flow_compiled.key!r} was saved by another request at the "
+                       "same moment; load it and save again") from None
+    return Saved(flow, version, flow_compiled, created=created, changed=True)
+
+
+def _version(db: Session, flow: Flow, number: int) -> FlowVersion:
+    version = db.execute(select(FlowVersion).where(FlowVersion.flow_id == flow.id,
+                                                   FlowVersion.version == number)
+                         ).scalar_one_or_none()
+    if version is None:
+        raise NotFound(f"flow {flow.key} has no version {number}")
+    return version
+
+
+def current_version(db: Session, flow: Flow) -> FlowVersion:
+    return _version(db, flow, flow.version)
+
+
+def version_of(db: Session, flow_id: str, number: int) -> FlowVersion:
+    version = db.execute(select(FlowVersion).where(FlowVersion.flow_id == flow_id,
+                                                   FlowVersion.version == number)
+                         ).scalar_one_or_none()
+    if version is None:
+        raise NotFound(f"no version {number} of that flow")
+    return version
+
+
+def get_flow(db: Session, principal: Principal, key: str) -> Flow:
+    """One of the workspace's flows, by key (another workspace's answers 404)."""
+    flow = db.execute(select(Flow).where(Flow.workspace_id == principal.workspace_id,
+                                         Flow.key == key)).scalar_one_or_none()
+    if flow is None:
+        raise NotFound(f"no flow {key}")
+    return flow
+
+
+def list_flows(db: Session, principal: Principal,
+               page: Page | None = None) -> tuple[list[Flow], str | None]:
+    query = select(Flow).where(Flow.workspace_id == principal.workspace_id)
+    return page_of(db, query, Flow.id, page)
+
+
+def set_enabled(db: Session, principal: Principal, flow: Flow, enabled: bool) -> Flow:
+    if flow.enabled != enabled:
+        flow.enabled = enabled
+        flow.updated_at = utcnow()
+        audit.record(db, "flow_enabled" if enabled else "flow_disabled", actor=principal.actor,
+                     workspace_id=principal.workspace_id, detail={"flow": flow.key})
+        db.commit()
+    return flow
+
+
+def delete_flow(db: Session, principal: Principal, flow: Flow) -> None:
+    """Delete a flow with its versions, runs and tokens. Refused while a run of it is
+    unfinished: cancel those first (nothing is stopped behind the user's back)."""
+    unfinished = db.execute(select(FlowRun.id).where(
+        FlowRun.flow_id == flow.id, FlowRun.status.in_(("queued", "running"))).limit(1)).first()
+    if unfinished is not None:
+        raise Conflict(f"a run of {flow.key} is unfinished ({unfinished[0]}); cancel it or "
+                       "wait for it to end, then delete the flow")
+    db.execute(update(ApiToken).where(ApiToken.flow_id == flow.id)
+               .values(revoked_at=utcnow()))
+    accounts.forget_principals()
+    db.execute(delete(Flow).where(Flow.id == flow.id))
+    audit.record(db, "flow_deleted", actor=principal.actor, workspace_id=principal.workspace_id,
+                 detail={"flow": flow.key})
+    db.commit()
+
+
+def create_token(db: Session, principal: Principal, flow: Flow) -> str:
+    """A token that may only start ``flow``; shown once."""
+    _, secret = accounts.create_flow_token(db, principal, flow.id, flow.key)
+    db.commit()
+    return secret
+
+
+def flow_object(app: Flask, flow: Flow, version: FlowVersion,
+                flow_compiled: CompiledFlow | None) -> dict[str, Any]:
+    """The Flow object of FLOWS.md §10. ``inputSchema`` needs the compiled form; a
+    flow that no longer lints shows ``problems`` instead."""
+    base = app.config["PUBLIC_URL"]
+    body: dict[str, Any] = {
+        "key": flow.key,
+        "title": flow.title,
+        "description": version.document.get("description", ""),
+        "version": flow.version,
+        "enabled": flow.enabled,
+        "document": version.document,
+        "inputSchema": dict(flow_compiled.input_schema) if flow_compiled else None,
+        "triggers": list(version.document.get("triggers") or [{"type": "api"}]),
+        "endpoint": {"url": f"{base}/api/v1/flows/{flow.key}/runs", "method": "POST"},
+        "createdAt": flow.created_at.isoformat(),
+        "updatedAt": flow.updated_at.isoformat(),
+    }
+    return body
