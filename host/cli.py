@@ -639,9 +639,8 @@ def flows_run(key: str, inputs: tuple[str, ...], wait: bool, sandbox: bool,
     with get_database(app).sessions() as db:
         principal = _principal(db, email)
         flow = flows_service.get_flow(db, principal, key)
-        run, _ = flow_runs.start(app, db, principal, flow, _input_values(inputs),
-                                 sandbox=sandbox, trigger={"type": "cli"})
-        run_id = run.id
+        run_id = flow_runs.start(app, db, principal, flow, _input_values(inputs),
+                                 sandbox=sandbox, trigger={"type": "cli"}).run.id
     if not wait:
         click.echo(run_id)
         return

@@ -685,6 +685,21 @@ class Database:
         return changed
 
 
+    def read_rows(self, statement: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of a read on the driver's cursor (see :class:`Prepared`)."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(statement.sql, statement.parameters(values))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+            connection.rollback()  # a read: end the transaction the driver may have begun
+        finally:
+            connection.close()
+        return [tuple(row) for row in rows]
+
     def read_raw(self, statement: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a one-row read on the driver's cursor (see :class:`Prepared`),
         its values as the driver gives them."""

@@ -23,7 +23,7 @@ def _object(flow: Any) -> dict[str, Any]:
     db = db_session()
     version = flows.current_version(db, flow)
     try:
-        compiled = flows.compiled(current_app, db, flow.workspace_id, version)
+        compiled = flows.compiled(current_app, db, flow.workspace_id, flow.id, flow.version)
         answer = flows.flow_object(current_app, flow, version, compiled)
     except FlowInvalid as error:
         answer = flows.flow_object(current_app, flow, version, None)
@@ -111,17 +111,19 @@ def start(key: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     body: Any = {}
     if request.get_data(cache=True).strip():
         body = json_object()
-    run, _ = flow_runs.start(current_app, db, principal, flow, body, sandbox=_sandbox_flag(),
-                             idempotency_key=request.headers.get("Idempotency-Key"))
+    started = flow_runs.start(current_app, db, principal, flow, body, sandbox=_sandbox_flag(),
+                              idempotency_key=request.headers.get("Idempotency-Key"))
+    run = started.run
     headers = {"Location": f"/api/v1/flow-runs/{run.id}"}
     wait = _wait_seconds()
-    status = 202
     if wait and flow_runs.wait_for(current_app, run.id, wait):
-        status = 200
         headers["Preference-Applied"] = f"wait={wait}"
-    db.expire_all()
-    fresh = flow_runs.get_run(db, principal, run.id)
-    return flow_runs.run_object(db, fresh, flow.key), status, headers
+        db.expire_all()
+        fresh = flow_runs.get_run(db, principal, run.id)
+        return flow_runs.run_object(db, fresh, flow.key), 200, headers
+    if started.tasks is None:  # an Idempotency-Key's earlier run: as it is now
+        return flow_runs.run_object(db, run, flow.key), 202, headers
+    return flow_runs.run_object(db, run, flow.key, tasks=started.tasks), 202, headers
 
 
 def list_runs() -> dict[str, Any]:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import TaskRun, changed, get_database, new_id, utcnow
+from ..db import Prepared, TaskRun, get_database, new_id, utcnow
 from ..processes import holder
 
 __all__ = ["Claim", "Executor", "configure", "get_executor", "wake"]
@@ -54,19 +54,57 @@ Timer = Callable[[Flask], None]
 LeaseFor = Callable[[Flask, str], float]
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The two statements every claim runs, rendered once per database: they run for
+    every task attempt, and building them through the ORM cost more than the work."""
+
+    ready: Prepared
+    claim: Prepared
+
+
+def _statements(app: Flask) -> _Statements:
+    found: _Statements | None = app.extensions.get("minihost.executor_statements")
+    if found is None:
+        dialect = get_database(app).engine.dialect
+        moment = TaskRun.__table__.c.ready_at.type
+        found = _Statements(
+            ready=Prepared(
+                select(TaskRun.id, TaskRun.attempt)
+                .where(TaskRun.status == bindparam("ready"), TaskRun.ready_at <= bindparam("now"))
+                .order_by(TaskRun.ready_at).limit(bindparam("limit"))
+                .offset(bindparam("offset")),
+                dialect, (), {"now": moment}),
+            claim=Prepared(
+                update(TaskRun)
+                .where(TaskRun.id == bindparam("task"), TaskRun.status == bindparam("ready"),
+                       TaskRun.attempt == bindparam("previous"))
+                .values(status=bindparam("running"), attempt=bindparam("next"),
+                        holder=bindparam("holder"), lease_expires_at=bindparam("lease"),
+                        started_at=bindparam("now"), current_run=bindparam("run")),
+                dialect, (), {"lease": moment, "now": moment}))
+        app.extensions["minihost.executor_statements"] = found
+    return found
+
+
+def ready(app: Flask, limit: int) -> list[tuple[str, int]]:
+    """Up to ``limit`` task runs ready now, the longest-waiting first: (id, attempt)."""
+    rows = get_database(app).read_rows(_statements(app).ready, {"ready": "ready",
+                                                                "now": utcnow(),
+                                                                "limit": BATCH, "offset": 0})
+    return [(str(task), int(attempt)) for task, attempt in rows[:limit]]
+
+
 def claim(app: Flask, task_run_id: str, attempt: int, lease_seconds: float) -> Claim | None:
     """Take a ready task run: ``running``, the next attempt, this process as holder.
     None when another process (or a cancel) got there first."""
     now = utcnow()
     run_id = new_id("run")
-    with get_database(app).transaction() as db:
-        taken = changed(db.execute(
-            update(TaskRun)
-            .where(TaskRun.id == task_run_id, TaskRun.status == "ready",
-                   TaskRun.attempt == attempt)
-            .values(status="running", attempt=attempt + 1, holder=holder(),
-                    lease_expires_at=now + timedelta(seconds=lease_seconds + LEASE_MARGIN),
-                    started_at=now, current_run=run_id)))
+    taken = get_database(app).execute_raw(_statements(app).claim, {
+        "task": task_run_id, "ready": "ready", "previous": attempt, "running": "running",
+        "next": attempt + 1, "holder": holder(),
+        "lease": now + timedelta(seconds=lease_seconds + LEASE_MARGIN), "now": now,
+        "run": run_id})
     return Claim(task_run_id, attempt + 1, run_id) if taken else None
 
 
@@ -130,11 +168,7 @@ class Executor:
         free = self.workers - self.busy
         if free <= 0:
             return 0
-        with get_database(self.app).sessions() as db:
-            rows = db.execute(
-                select(TaskRun.id, TaskRun.attempt)
-                .where(TaskRun.status == "ready", TaskRun.ready_at <= utcnow())
-                .order_by(TaskRun.ready_at).limit(min(free, BATCH))).all()
+        rows = ready(self.app, min(free, BATCH))
         started = 0
         for task_run_id, attempt in rows:
             lease = self.lease_for(self.app, task_run_id)

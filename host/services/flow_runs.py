@@ -22,12 +22,14 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import jsonschema
 from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,6 +62,7 @@ from .paging import Page, page_of
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
+    "Started",
     "cancel",
     "flow_key",
     "get_run",
@@ -120,11 +123,12 @@ def _validate_input(schema: Mapping[str, Any], body: Any) -> dict[str, Any]:
 
 def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, *,
           sandbox: bool = False, idempotency_key: str | None = None,
-          trigger: Mapping[str, Any] | None = None) -> tuple[FlowRun, bool]:
+          trigger: Mapping[str, Any] | None = None) -> Started:
     """Start a run of ``flow``'s current version: the input checked against its input
     schema (nothing started when it fails), the run and its task runs committed in one
-    transaction, the first tasks ready. Returns the run and whether it is new (false:
-    the same ``idempotency_key`` started it within 24 hours)."""
+    transaction, the first tasks ready. Returns the run, its task runs as committed
+    (None when it is not new: the same ``idempotency_key`` started it within 24
+    hours)."""
     if principal.flow_id is not None and principal.flow_id != flow.id:
         raise NotFound(f"no flow {flow.key}")
     if not flow.enabled:
@@ -135,13 +139,12 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
             raise ValidationError([FieldError("Idempotency-Key", "must be 1 to 255 characters")])
         found = _by_idempotency_key(db, flow.id, idempotency_key)
         if found is not None:
-            return found, False
-    version = flow_service.current_version(db, flow)
-    compiled = flow_service.compiled(app, db, principal.workspace_id, version)
+            return Started(found, None)
+    compiled = flow_service.compiled(app, db, principal.workspace_id, flow.id, flow.version)
     values = _validate_input(compiled.input_schema, body)
     now = utcnow()
     run = FlowRun(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
-                  version=version.version, status="running",
+                  version=flow.version, status="running",
                   trigger=dict(trigger or {"type": "api"}), input=values, sandbox=sandbox,
                   idempotency_key=idempotency_key, actor_id=principal.user.id, created_at=now,
                   started_at=now, updated_at=now,
@@ -156,6 +159,7 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
                     for key in compiled.order}
             tx.add_all(rows.values())
             _decide(tx, run, compiled, rows, now)
+            created = [obj for obj in tx.new if isinstance(obj, TaskRun)]
             tx.flush()
             tx.expunge_all()
     except IntegrityError:
@@ -164,9 +168,15 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
         found = _by_idempotency_key(db, flow.id, idempotency_key)
         if found is None:
             raise
-        return found, False
+        return Started(found, None)
     executor.wake(app)
-    return run, True
+    return Started(run, sorted(created, key=lambda row: row.id))
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    run: FlowRun
+    tasks: list[TaskRun] | None  # as committed; None for a run started before
 
 
 def _by_idempotency_key(db: Session, flow_id: str, key: str) -> FlowRun | None:
@@ -331,23 +341,28 @@ def _conclude(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
         run.output = None if output is MISSING else output
 
 
+# Built once: every attempt runs them (building a statement costs more than SQLite's work).
+_TOUCH = update(FlowRun).where(FlowRun.id == bindparam("run")).values(
+    updated_at=bindparam("now"))
+_TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"), TaskRun.item == -1)
+_ALL_TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"))
+
+
 def _locked(db: Session, run_id: str) -> FlowRun | None:
     """The run, after writing its row: concurrent deciders of one run take turns
     (the row lock on PostgreSQL, the write lock on SQLite)."""
-    if not changed(db.execute(update(FlowRun).where(FlowRun.id == run_id)
-                              .values(updated_at=utcnow()))):
+    if not changed(db.execute(_TOUCH, {"run": run_id, "now": utcnow()})):
         return None
     return db.get(FlowRun, run_id)
 
 
 def _rows(db: Session, run_id: str) -> dict[str, TaskRun]:
-    return {row.key: row for row in db.execute(
-        select(TaskRun).where(TaskRun.flow_run_id == run_id, TaskRun.item == -1)).scalars()}
+    return {row.key: row for row in db.execute(_TASKS, {"run": run_id}).scalars()}
 
 
 def _compiled_for(app: Flask, db: Session, run: FlowRun) -> CompiledFlow:
-    version = flow_service.version_of(db, run.flow_id, run.version)
-    return flow_service.compiled(app, db, run.workspace_id, version)
+    return flow_service.compiled(app, db, run.workspace_id, run.flow_id, run.version,
+                                 check=False)
 
 
 # -- an attempt ------------------------------------------------------------------------
@@ -373,18 +388,19 @@ def run_attempt(app: Flask, claim: Claim) -> None:
         run = db.get(FlowRun, row.flow_run_id)
         if run is None:
             return
+        record = partial(_record, app, claim, run_id=run.id)
         if run.status != "running":
-            _record(app, claim, "cancelled", None, _error("the run was stopped"), None)
+            record("cancelled", None, _error("the run was stopped"), None)
             return
         try:
             compiled = _compiled_for(app, db, run)
         except MinihostError as error:
-            _record(app, claim, "failed", None, _error(
+            record("failed", None, _error(
                 f"the flow no longer passes its checks: {error.detail}"), None)
             return
         task = compiled.tasks[row.key]
         if task.kind == "wait":
-            _record(app, claim, "succeeded", None, None, None)
+            record("succeeded", None, None, None)
             return
         call = task.call if task.call is not None else (
             task.for_each.call if task.for_each else None)
@@ -396,57 +412,55 @@ def run_attempt(app: Flask, claim: Claim) -> None:
         try:
             parameters = _parameters(call, scope, run.input or {}, row.key)
         except TemplateError as error:
-            _record(app, claim, "failed", None, _error(f"an input could not be filled: {error}"),
+            record("failed", None, _error(f"an input could not be filled: {error}"),
                     None)
             return
         installation = by_name(db, run.workspace_id, call.connection)
         if installation is None:
-            _record(app, claim, "failed", None, _error(
+            record("failed", None, _error(
                 f"no installation is called {call.connection!r} in this workspace any more "
                 "(renamed or uninstalled?); name one so and retry the run"), None)
             return
         try:
             manifest = manifest_of(app, db, installation)
         except MinihostError as error:
-            _record(app, claim, "failed", None, _error(error.detail), None)
+            record("failed", None, _error(error.detail), None)
             return
         action = manifest.action(call.action)
         if action is None:
-            _record(app, claim, "failed", None, _error(
+            record("failed", None, _error(
                 f"{manifest.title} has no action {call.action!r} any more"), None)
             return
         problems = validate(action.form, parameters)
         if problems:
-            _record(app, claim, "failed", None, _error(
+            record("failed", None, _error(
                 "the inputs are not valid for " + action.title + ": " +
                 "; ".join(f"{p.field}: {p.message}" for p in problems),
                 fields=[{"field": p.field, "message": p.message} for p in problems]), None)
             return
         if installation.status != "active":
-            _record(app, claim, "failed", None, _error(
+            record("failed", None, _error(
                 f"the installation {installation.name!r} is {installation.status}: "
                 f"{installation.error or 'connect it again'}"), None)
             return
-        if row.item < 0:
-            _store_input(app, claim, parameters)
         remaining = (run.deadline - utcnow()).total_seconds()
         deadline = time.monotonic() + max(0.0, min(call.timeout, remaining))
         db.expunge(installation)
         actor = f"flow:{compiled.key}/{row.key}"
         run_id, idempotency_key, sandbox = claim.run_id, row.idempotency_key, run.sandbox
         actor_id, retry, attempt = run.actor_id, call.retry, claim.attempt
-    result, record = run_step(app, Step(
+    result, action_run = run_step(app, Step(
         installation=installation, manifest=manifest, requests=action.requests, kind="action",
         name=action.name, actor=actor, actor_id=actor_id, parameters=parameters,
         sandbox=sandbox, deadline=deadline, idempotency_key=idempotency_key, run_id=run_id,
         keeper=Keeper(app, installation, manifest, actor=actor, reason="flow task")))
     if result.ok:
-        output = record.output if record is not None else result.values
+        output = action_run.output if action_run is not None else result.values
         problem = _check_output(output)
         if problem is None:
-            _record(app, claim, "succeeded", output, None, None)
+            record("succeeded", output, None, None, parameters)
         else:
-            _record(app, claim, "failed", None, problem, None)
+            record("failed", None, problem, None, parameters)
         return
     failure = result.error
     recorded = run_error(failure) if failure is not None else _error("the task failed")
@@ -455,7 +469,7 @@ def run_attempt(app: Flask, claim: Claim) -> None:
         delay = retry.delay(attempt)
         if isinstance(failure, RateLimited) and failure.retry_after:
             delay = max(delay, float(failure.retry_after))
-    _record(app, claim, "failed", None, recorded, delay)
+    record("failed", None, recorded, delay, parameters)
 
 
 def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[str, Any],
@@ -472,30 +486,29 @@ def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[s
     return parameters
 
 
-def _store_input(app: Flask, claim: Claim, parameters: dict[str, Any]) -> None:
-    with get_database(app).transaction() as db:
-        db.execute(update(TaskRun).where(TaskRun.id == claim.task_run_id,
-                                         TaskRun.attempt == claim.attempt)
-                   .values(input=parameters))
-
-
 def _record(app: Flask, claim: Claim, status: str, output: Any, error: dict[str, Any] | None,
-            retry_in: float | None) -> None:
+            retry_in: float | None, parameters: dict[str, Any] | None = None,
+            run_id: str | None = None) -> None:
     """An attempt's outcome, and what it decides, in one transaction. Nothing is
     written when the claim is no longer this attempt's (a sweep or a cancel took it)."""
     now = utcnow()
     with get_database(app).transaction() as db:
-        found = db.execute(select(TaskRun.flow_run_id).where(
-            TaskRun.id == claim.task_run_id)).first()
-        if found is None:
+        if run_id is None:
+            run_id = db.execute(select(TaskRun.flow_run_id).where(
+                TaskRun.id == claim.task_run_id)).scalar()
+            if run_id is None:
+                return
+        run = _locked(db, run_id)
+        if run is None:
             return
-        run = _locked(db, found[0])
-        row = db.get(TaskRun, claim.task_run_id)
-        if run is None or row is None or row.status != "running" \
-                or row.attempt != claim.attempt:
+        every = list(db.execute(_ALL_TASKS, {"run": run_id}).scalars())
+        row = next((r for r in every if r.id == claim.task_run_id), None)
+        if row is None or row.status != "running" or row.attempt != claim.attempt:
             return
         row.runs = [*(row.runs or []), claim.run_id] if status != "cancelled" or \
             _run_exists(db, claim.run_id) else list(row.runs or [])
+        if parameters is not None and row.item < 0:
+            row.input = parameters
         if retry_in is not None and run.status == "running":
             row.status, row.error = "ready", error
             row.ready_at = min(now + timedelta(seconds=retry_in), run.deadline)
@@ -506,7 +519,7 @@ def _record(app: Flask, claim: Claim, status: str, output: Any, error: dict[str,
             _item_done(app, db, run, row, now)
         elif run.status == "running" and row.status in TERMINAL:
             compiled = _compiled_for(app, db, run)
-            _decide(db, run, compiled, _rows(db, run.id), now)
+            _decide(db, run, compiled, {r.key: r for r in every if r.item < 0}, now)
     executor.wake(app)
 
 
@@ -841,9 +854,9 @@ def _task_object(row: TaskRun, items: list[TaskRun]) -> dict[str, Any]:
 
 
 def run_object(db: Session, run: FlowRun, key: str | None = None,
-               with_tasks: bool = True) -> dict[str, Any]:
+               with_tasks: bool = True, tasks: list[TaskRun] | None = None) -> dict[str, Any]:
     """The Flow run object of FLOWS.md §10 (``key``: the flow's, when the caller knows
-    it)."""
+    it; ``tasks``: its task runs, when the caller has them)."""
     if key is None:
         key = flow_key(db, run.flow_id)
     body: dict[str, Any] = {
@@ -856,8 +869,8 @@ def run_object(db: Session, run: FlowRun, key: str | None = None,
         "links": {"self": f"/api/v1/flow-runs/{run.id}"},
     }
     if with_tasks:
-        rows = list(db.execute(select(TaskRun).where(TaskRun.flow_run_id == run.id)
-                               .order_by(TaskRun.id)).scalars())
+        rows = tasks if tasks is not None else list(db.execute(
+            select(TaskRun).where(TaskRun.flow_run_id == run.id).order_by(TaskRun.id)).scalars())
         items: dict[str, list[TaskRun]] = {}
         for row in rows:
             if row.item >= 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -92,14 +93,16 @@ def _max_budget(app: Flask) -> int:
     return int(app.config["FLOW_TIMEOUT"])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Cached:
     flow: CompiledFlow
     signature: tuple[tuple[str, str, str], ...]
+    checked_at: float
 
 
 _CACHE_SIZE = 256
-_cache: OrderedDict[str, _Cached] = OrderedDict()
+CHECK_SECONDS = 1.0  # how long a start trusts the installations a version was compiled for
+_cache: OrderedDict[tuple[str, int], _Cached] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -109,24 +112,34 @@ def _signature(rows: dict[str, Installation], names: tuple[str, ...]
                  else (name, "", "") for name in names)
 
 
-def compiled(app: Flask, db: Session, workspace_id: str, version: FlowVersion) -> CompiledFlow:
-    """The compiled flow of ``version`` for the workspace as it is now: from this
-    process's cache while the installations it names are the same ones, else linted
-    and compiled again (raises :class:`FlowInvalid` when it no longer passes: an
-    installation it names was renamed or removed, say)."""
+def compiled(app: Flask, db: Session, workspace_id: str, flow_id: str, number: int, *,
+             check: bool = True) -> CompiledFlow:
+    """The compiled version ``number`` of a flow, kept per process.
+
+    With ``check`` (a start, a page), a compiled form older than a second is checked
+    against the installations its connections name and compiled again when one was
+    renamed, removed or changed version — raising :class:`FlowInvalid` when the
+    document no longer passes. The executor reads without the check: a task looks
+    its installation up by name as it runs, and fails with that name when it is gone."""
+    key = (flow_id, number)
+    now = time.monotonic()
     with _cache_lock:
-        found = _cache.get(version.id)
+        found = _cache.get(key)
         if found is not None:
-            _cache.move_to_end(version.id)
+            _cache.move_to_end(key)
     if found is not None:
+        if not check or now - found.checked_at < CHECK_SECONDS:
+            return found.flow
         _, rows = connections_of(app, db, workspace_id, found.flow.connections)
         if _signature(rows, found.flow.connections) == found.signature:
+            found.checked_at = now
             return found.flow
+    version = version_of(db, flow_id, number)
     connections, rows = connections_of(app, db, workspace_id)
     flow = compile_flow(version.document, connections, max_budget=_max_budget(app))
-    entry = _Cached(flow, _signature(rows, flow.connections))
+    entry = _Cached(flow, _signature(rows, flow.connections), now)
     with _cache_lock:
-        _cache[version.id] = entry
+        _cache[key] = entry
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return flow
