@@ -62,6 +62,7 @@ __all__ = [
     "DatabaseUnavailable",
     "EgressDenied",
     "Conflict",
+    "Stopped",
     "FieldError",
     "FlowInvalid",
     "FlowProblem",
@@ -507,6 +508,15 @@ class Interrupted(MinihostError):
     status = 500
     slug = "interrupted"
     title = "Run interrupted"
+
+
+class Stopped(MinihostError):
+    """A chain was stopped between two requests because its flow run was cancelled or
+    timed out; the requests before were sent, the rest were not."""
+
+    status = 409
+    slug = "stopped"
+    title = "Run stopped"
 
 
 class PluginFailed(MinihostError):

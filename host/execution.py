@@ -123,6 +123,8 @@ class Step:
     # have been sent).
     idempotency_key: str | None = None
     run_id: str | None = None
+    # Asked between requests: a reason to stop there (a cancelled flow run), or None.
+    stop: Callable[[], str | None] | None = None
 
 
 def run_step(app: Flask, step: Step) -> tuple[ChainResult, RunRecord | None]:
@@ -183,6 +185,7 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
             step.requests, ctx, client_for(app, sandbox), allowed_hosts=manifest.allowed_hosts,
             deadline=deadline, persist=step.persist, follow_redirects=step.follow_redirects,
             refresh=renew, refresh_on=manifest.auth.refresh_on, extra_secrets=secrets,
+            stop=step.stop,
             hooks=hooks_for(app, manifest.name, recorded_id, lambda: secret_values(
                 ctx.credentials, ctx.client.get("clientSecret"),
                 ctx.client.get("clientBasicAuth"), *secrets)))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ..errors import MinihostError, RequestFailed, RequestTimedOut, ResponseTooDeep
+from ..errors import MinihostError, RequestFailed, RequestTimedOut, ResponseTooDeep, Stopped
 from . import jsonlimits
 from .client import Client, Response
 from .jsonlimits import TooDeep
@@ -214,6 +214,7 @@ def run_chain(
     clock: Callable[[], float] = time.time,
     refresh: Callable[[], Mapping[str, Any]] | None = None,
     refresh_on: Any = None,
+    stop: Callable[[], str | None] | None = None,
 ) -> ChainResult:
     """Run ``requests`` (compiled ``Request`` objects) in order.
 
@@ -224,6 +225,9 @@ def run_chain(
     ``refresh``, when given, is called at most once per chain when a request is
     answered 401 (or matches ``refresh_on``, an ``Expect``); it returns fresh
     credentials and that request is sent once more with them.
+
+    ``stop``, when given, is asked before every request after the first: a reason
+    (a flow run was cancelled) ends the chain there, with the requests before it sent.
     """
     hooks = hooks or NoHooks()
     secrets = [*extra_secrets]
@@ -231,7 +235,13 @@ def run_chain(
     result = ChainResult(ok=True)
     started = time.monotonic()
     refreshed = False
-    for request in requests:
+    for position, request in enumerate(requests):
+        if position and stop is not None:
+            reason = stop()
+            if reason is not None:
+                result.ok = False
+                result.error = Stopped(f"request {request.pointer} was not sent: {reason}")
+                break
         entry: dict[str, Any] = {"request": request.pointer, "method": request.method}
         result.trace.append(entry)
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import random
 import threading
 import time
 import weakref
@@ -168,9 +169,13 @@ class Executor:
         free = self.workers - self.busy
         if free <= 0:
             return 0
-        rows = ready(self.app, min(free, BATCH))
+        # The longest-waiting first, but this process takes them in its own order from
+        # those: processes polling together then rarely race for the same task (a lost
+        # race costs a write that changes nothing).
+        rows = ready(self.app, BATCH)
+        random.shuffle(rows)
         started = 0
-        for task_run_id, attempt in rows:
+        for task_run_id, attempt in rows[:free]:
             lease = self.lease_for(self.app, task_run_id)
             claimed = claim(self.app, task_run_id, attempt, lease)
             if claimed is None:

@@ -484,16 +484,22 @@ def _order(tasks: Mapping[str, Task]) -> tuple[str, ...]:
 def _call(spec: dict[str, Any], action: Action) -> ActionCall:
     inputs = spec.get("inputs") or {}
     retry = spec.get("retry")
+    compiled_inputs = tuple((name, compile_value(value)) for name, value in inputs.items()
+                            if value is not None)
+    reads_tasks = any(placeholder.root == "tasks"
+                      for _, value in compiled_inputs
+                      for template in walk_templates(value)
+                      for placeholder in template.placeholders)
     return ActionCall(
         connection=spec["connection"], action=spec["action"],
-        inputs=tuple((name, compile_value(value)) for name, value in inputs.items()
-                     if value is not None),
+        inputs=compiled_inputs,
         blanks=tuple(name for name, value in inputs.items() if value is None),
         timeout=float(spec.get("timeoutSeconds", ACTION_TIMEOUT)),
         retry=Retry(int(retry["attempts"]), float(retry.get("initialSeconds", 1)),
                     float(retry.get("factor", 2)), float(retry.get("maxSeconds", 300)))
         if retry else None,
         repeatable=action.repeatable,
+        reads_tasks=reads_tasks,
     )
 
 

@@ -51,6 +51,7 @@ class ActionCall:
     timeout: float
     retry: Retry | None
     repeatable: bool
+    reads_tasks: bool = True  # whether an input names tasks.… (their results are read)
 
 
 @dataclass(frozen=True, slots=True)

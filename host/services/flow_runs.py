@@ -35,7 +35,17 @@ from sqlalchemy.orm import Session
 
 from .. import audit, executor
 from ..auth.refresh import Keeper
-from ..db import Flow, FlowRun, Run, TaskRun, changed, get_database, new_id, utcnow
+from ..db import (
+    Flow,
+    FlowRun,
+    Prepared,
+    Run,
+    TaskRun,
+    changed,
+    get_database,
+    new_id,
+    utcnow,
+)
 from ..errors import (
     Conflict,
     ConnectFailed,
@@ -57,7 +67,7 @@ from ..forms import validate
 from ..principal import Principal
 from ..processes import holder_dead
 from . import flows as flow_service
-from .installations import by_name, manifest_of
+from .installations import for_task, manifest_of
 from .paging import Page, page_of
 
 __all__ = [
@@ -346,12 +356,26 @@ _TOUCH = update(FlowRun).where(FlowRun.id == bindparam("run")).values(
     updated_at=bindparam("now"))
 _TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"), TaskRun.item == -1)
 _ALL_TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"))
+_ATTEMPT = (select(TaskRun, FlowRun).join(FlowRun, FlowRun.id == TaskRun.flow_run_id)
+            .where(TaskRun.id == bindparam("task")))
+
+
+_STATUS = select(FlowRun.status).where(FlowRun.id == bindparam("run"))
+
+
+def _status_read(app: Flask) -> Prepared:
+    """The run-status read a chain makes between its requests, rendered once."""
+    found: Prepared | None = app.extensions.get("minihost.flow_run_status")
+    if found is None:
+        found = app.extensions.setdefault("minihost.flow_run_status", Prepared(
+            _STATUS, get_database(app).engine.dialect, (), {}))
+    return found
 
 
 def _locked(db: Session, run_id: str) -> FlowRun | None:
     """The run, after writing its row: concurrent deciders of one run take turns
     (the row lock on PostgreSQL, the write lock on SQLite)."""
-    if not changed(db.execute(_TOUCH, {"run": run_id, "now": utcnow()})):
+    if not changed(db.connection().execute(_TOUCH, {"run": run_id, "now": utcnow()})):
         return None
     return db.get(FlowRun, run_id)
 
@@ -382,12 +406,10 @@ def run_attempt(app: Flask, claim: Claim) -> None:
     """Run one claimed attempt and record what came of it."""
     database = get_database(app)
     with database.sessions() as db:
-        row = db.get(TaskRun, claim.task_run_id)
-        if row is None:
+        found = db.execute(_ATTEMPT, {"task": claim.task_run_id}).first()
+        if found is None:
             return
-        run = db.get(FlowRun, row.flow_run_id)
-        if run is None:
-            return
+        row, run = found
         record = partial(_record, app, claim, run_id=run.id)
         if run.status != "running":
             record("cancelled", None, _error("the run was stopped"), None)
@@ -405,7 +427,7 @@ def run_attempt(app: Flask, claim: Claim) -> None:
         call = task.call if task.call is not None else (
             task.for_each.call if task.for_each else None)
         assert call is not None
-        scope = _scope(run, compiled, _rows(db, run.id))
+        scope = _scope(run, compiled, _rows(db, run.id) if call.reads_tasks else {})
         if row.item >= 0 and task.for_each is not None:
             scope = {**scope, task.for_each.name: (row.input or {}).get("item"),
                      "index": row.item}
@@ -415,7 +437,7 @@ def run_attempt(app: Flask, claim: Claim) -> None:
             record("failed", None, _error(f"an input could not be filled: {error}"),
                     None)
             return
-        installation = by_name(db, run.workspace_id, call.connection)
+        installation = for_task(app, db, run.workspace_id, call.connection)
         if installation is None:
             record("failed", None, _error(
                 f"no installation is called {call.connection!r} in this workspace any more "
@@ -445,14 +467,21 @@ def run_attempt(app: Flask, claim: Claim) -> None:
             return
         remaining = (run.deadline - utcnow()).total_seconds()
         deadline = time.monotonic() + max(0.0, min(call.timeout, remaining))
-        db.expunge(installation)
         actor = f"flow:{compiled.key}/{row.key}"
         run_id, idempotency_key, sandbox = claim.run_id, row.idempotency_key, run.sandbox
         actor_id, retry, attempt = run.actor_id, call.retry, claim.attempt
+        flow_run_id = run.id
+    def stop() -> str | None:
+        status = get_database(app).read_raw(_status_read(app), {"run": flow_run_id})
+        if status is None or status[0] == "running":
+            return None
+        return f"the flow run is {status[0]}"
+
     result, action_run = run_step(app, Step(
         installation=installation, manifest=manifest, requests=action.requests, kind="action",
         name=action.name, actor=actor, actor_id=actor_id, parameters=parameters,
         sandbox=sandbox, deadline=deadline, idempotency_key=idempotency_key, run_id=run_id,
+        stop=stop if len(action.requests) > 1 else None,
         keeper=Keeper(app, installation, manifest, actor=actor, reason="flow task")))
     if result.ok:
         output = action_run.output if action_run is not None else result.values
@@ -678,8 +707,8 @@ def get_run(db: Session, principal: Principal, run_id: str) -> FlowRun:
 
 
 def cancel(app: Flask, db: Session, principal: Principal, run: FlowRun) -> FlowRun:
-    """Stop a run: tasks not yet running are cancelled; a running attempt ends its
-    chain (60 s at most) and its result is kept, but starts nothing after it."""
+    """Stop a run: tasks not yet running are cancelled; a running attempt stops before
+    its next request (its chain asks between requests) and starts nothing after it."""
     run_id = run.id
     db.commit()
     with get_database(app).transaction() as tx:

@@ -63,6 +63,7 @@ __all__ = [
     "install",
     "list_installations",
     "by_name",
+    "for_task",
     "check_name",
     "manifest_of",
     "names_in",
@@ -119,8 +120,11 @@ class InstallationCache:
         self._lock = threading.Lock()
 
     def get(self, db: Session, principal: Principal, installation_id: str) -> Installation:
+        return self.get_in(db, principal.workspace_id, installation_id)
+
+    def get_in(self, db: Session, workspace_id: str, installation_id: str) -> Installation:
         row = self.database.read_raw(self.stamp, {"id": installation_id})
-        if row is None or row[1] is not None or row[0] != principal.workspace_id:
+        if row is None or row[1] is not None or row[0] != workspace_id:
             raise NotFound(f"no installation {installation_id}")
         stamp = row[2:]
         with self._lock:
@@ -128,7 +132,10 @@ class InstallationCache:
             if entry is not None and entry[0] == stamp:
                 self._entries.move_to_end(installation_id)
                 return entry[1]
-        installation = get_installation(db, principal, installation_id)
+        installation = db.execute(_BY_ID, {"id": installation_id}).scalar_one_or_none()
+        if installation is None or installation.deleted_at is not None \
+                or installation.workspace_id != workspace_id:
+            raise NotFound(f"no installation {installation_id}")
         db.expunge(installation)
         with self._lock:
             self._entries[installation_id] = (stamp, installation)
@@ -137,15 +144,41 @@ class InstallationCache:
         return installation
 
 
-def for_run(app: Flask, db: Session, principal: Principal,
-            installation_id: str) -> Installation:
-    """The installation an action run or a dropdown load reads (see
-    :class:`InstallationCache`); pages and changes use :func:`get_installation`."""
+def _cache(app: Flask) -> InstallationCache:
     cache: InstallationCache | None = app.extensions.get("minihost.installations")
     if cache is None:
         cache = app.extensions.setdefault("minihost.installations",
                                           InstallationCache(get_database(app)))
-    return cache.get(db, principal, installation_id)
+    return cache
+
+
+def for_run(app: Flask, db: Session, principal: Principal,
+            installation_id: str) -> Installation:
+    """The installation an action run or a dropdown load reads (see
+    :class:`InstallationCache`); pages and changes use :func:`get_installation`."""
+    return _cache(app).get(db, principal, installation_id)
+
+
+_ID_BY_NAME = (select(Installation.id)
+               .where(Installation.workspace_id == bindparam("workspace"),
+                      Installation.name == bindparam("name"),
+                      Installation.deleted_at.is_(None)))
+
+
+def for_task(app: Flask, db: Session, workspace_id: str, name: str) -> Installation | None:
+    """The installation a flow task names, as runs read it (see
+    :class:`InstallationCache`): its id by name, then the cached installation."""
+    statement = app.extensions.get("minihost.installation_by_name")
+    if statement is None:
+        statement = app.extensions.setdefault("minihost.installation_by_name", Prepared(
+            _ID_BY_NAME, get_database(app).engine.dialect, (), {}))
+    row = get_database(app).read_raw(statement, {"workspace": workspace_id, "name": name})
+    if row is None:
+        return None
+    try:
+        return _cache(app).get_in(db, workspace_id, str(row[0]))
+    except NotFound:
+        return None
 
 
 def list_installations(db: Session, principal: Principal,

@@ -42,6 +42,16 @@ def tracker(base: str = "http://127.0.0.1:9") -> dict[str, Any]:
              "output": {"type": "object", "properties": {
                  "items": {"type": "array", "items": {"type": "object", "properties": {
                      "id": {"type": "string"}, "title": {"type": "string"}}}}}}},
+            {"name": "fileAndLabel", "title": "File and label",
+             "parameters": {"type": "object", "required": ["title"], "properties": {
+                 "title": {"type": "string"}}},
+             "requests": [{"url": base + "/slow-issues", "method": "POST",
+                           "headers": {"X-Api-Key": "[[apiKey]]"},
+                           "body": {"title": "{{title}}"}, "mapping": {"id": "$.id"}},
+                          {"url": base + "/issues/{{id}}/labels", "method": "POST",
+                           "headers": {"X-Api-Key": "[[apiKey]]"},
+                           "body": {"label": "bug"}, "mapping": {"label": "$.label"}}],
+             "output": {"type": "object", "properties": {"label": {"type": "string"}}}},
             {"name": "comment", "title": "Comment",
              "parameters": {"type": "object", "required": ["issue", "text"], "properties": {
                  "issue": {"type": "string"}, "text": {"type": "string"}}},

@@ -465,3 +465,41 @@ def test_usage_lists_the_flows_and_tasks_that_name_an_installation(flowhost):
     flowhost.login(client, "alice@example.com")
     page = client.get(f"/installations/{linear['id']}").get_data(as_text=True)
     assert "Bug intake <code>bug-intake</code>: <code>issue</code> (createIssue)" in page
+
+
+def test_cancel_stops_a_running_chain_before_its_next_request(flowhost):
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(request):
+        entered.set()
+        release.wait(10)
+        return Response('{"id": "ISS-5"}', status=201, mimetype="application/json")
+
+    flowhost.provider.route("/slow-issues", slow)
+    flowhost.provider.route("/issues/ISS-5/labels", lambda r: Response(
+        '{"label": "bug"}', mimetype="application/json"))
+    create(flowhost, {"key": "two", "title": "Two requests", "tasks": {
+        "file": {"connection": "linear", "action": "fileAndLabel",
+                 "inputs": {"title": "x"}}}})
+    run = start(flowhost, "two", headers={}).get_json()
+    assert entered.wait(10)
+    cancelled = flowhost.api("POST", f"/api/v1/flow-runs/{run['id']}/cancel",
+                             flowhost.alice_token).get_json()
+    assert cancelled["status"] == "cancelled"
+    release.set()
+    deadline = time.monotonic() + 10
+    task = {}
+    while time.monotonic() < deadline:
+        body = flowhost.api("GET", f"/api/v1/flow-runs/{run['id']}",
+                            flowhost.alice_token).get_json()
+        task = tasks(body)["file"]
+        if task["status"] != "running":
+            break
+        time.sleep(0.05)
+    assert task["status"] == "failed"
+    assert task["error"]["message"] == (
+        "request /actions/2/requests/1 was not sent: the flow run is cancelled")
+    assert [r.path for r in flowhost.provider.received
+            if "issues" in r.path] == ["/slow-issues"]
