@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -234,10 +234,14 @@ def version_of(db: Session, flow_id: str, number: int) -> FlowVersion:
     return version
 
 
+_BY_KEY = select(Flow).where(Flow.workspace_id == bindparam("workspace"),
+                             Flow.key == bindparam("key"))  # built once: every start reads it
+
+
 def get_flow(db: Session, principal: Principal, key: str) -> Flow:
     """One of the workspace's flows, by key (another workspace's answers 404)."""
-    flow = db.execute(select(Flow).where(Flow.workspace_id == principal.workspace_id,
-                                         Flow.key == key)).scalar_one_or_none()
+    flow = db.execute(_BY_KEY, {"workspace": principal.workspace_id, "key": key}
+                      ).scalar_one_or_none()
     if flow is None:
         raise NotFound(f"no flow {key}")
     return flow
