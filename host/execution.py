@@ -59,6 +59,7 @@ __all__ = [
     "Credentials",
     "Step",
     "context_for",
+    "finish_write",
     "run_step",
     "system_values",
 ]
@@ -125,6 +126,9 @@ class Step:
     run_id: str | None = None
     # Asked between requests: a reason to stop there (a cancelled flow run), or None.
     stop: Callable[[], str | None] | None = None
+    # The caller writes the run row's outcome in its own transaction (a flow task, with
+    # the task's outcome: one commit fewer); ``finish_write`` gives it the write.
+    defer_finish: bool = False
 
 
 def run_step(app: Flask, step: Step) -> tuple[ChainResult, RunRecord | None]:
@@ -199,7 +203,9 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
             "the run stopped on an internal error, which was logged for the operator; "
             "try again, and tell the operator if it happens again"))
     if run is not None:
-        _finish(app, database, run, result, step.persist)
+        _settle(run, result, step.persist)
+        if not step.defer_finish:
+            database.execute_raw(*finish_write(app, run))
     return result, run
 
 
@@ -244,18 +250,22 @@ def _count_use(statements: _RunStatements,
                                     "action": run.name, "at": run.started_at}),)
 
 
-def _finish(app: Flask, database: Database, run: RunRecord, result: ChainResult,
-            persist: Persist) -> None:
+def _settle(run: RunRecord, result: ChainResult, persist: Persist) -> None:
     run.status = "succeeded" if result.ok else "failed"
     run.output = _output(result, persist)
     run.error = run_error(result.error) if result.error is not None else None
     run.trace = {"requests": result.trace}
     run.finished_at = utcnow()
     run.duration_ms = result.duration_ms
-    database.execute_raw(_statements(app, database).finish, {
+
+
+def finish_write(app: Flask, run: RunRecord) -> tuple[Prepared, dict[str, Any]]:
+    """The write that records a finished run's outcome, for :meth:`Database.execute_raw`
+    or the caller's own transaction (``Step.defer_finish``)."""
+    return _statements(app, get_database(app)).finish, {
         "run_id": run.id, "status": run.status, "output": run.output, "error": run.error,
         "trace": run.trace, "finished_at": run.finished_at, "duration_ms": run.duration_ms,
-        "holder": None, "lease_expires_at": None})
+        "holder": None, "lease_expires_at": None}
 
 
 def _output(result: ChainResult, persist: Persist) -> Any:

@@ -208,6 +208,9 @@ def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "VAULT_KEYS": [Fernet.generate_key().decode()],
         "MINIAPPS_DIRS": [str(FIXTURES / "miniapps")],
         "PLUGINS_DIRS": [],
+        # No background purge thread: one outliving its test would open connections
+        # after the test disposed the engine (tests of retention turn it on).
+        "RUN_RETENTION_DAYS": 0,
     }
     config.update(overrides)
     return config

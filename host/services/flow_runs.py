@@ -58,7 +58,7 @@ from ..errors import (
     ValidationError,
     run_error,
 )
-from ..execution import Step, run_step
+from ..execution import Step, finish_write, run_step
 from ..executor import Claim
 from ..flows import MISSING, TERMINAL, TemplateError, advance, outcome, render
 from ..flows import Flow as CompiledFlow
@@ -481,8 +481,10 @@ def run_attempt(app: Flask, claim: Claim) -> None:
         installation=installation, manifest=manifest, requests=action.requests, kind="action",
         name=action.name, actor=actor, actor_id=actor_id, parameters=parameters,
         sandbox=sandbox, deadline=deadline, idempotency_key=idempotency_key, run_id=run_id,
-        stop=stop if len(action.requests) > 1 else None,
+        stop=stop if len(action.requests) > 1 else None, defer_finish=True,
         keeper=Keeper(app, installation, manifest, actor=actor, reason="flow task")))
+    if action_run is not None and action_run.status != "running":
+        record = partial(record, finish=finish_write(app, action_run))
     if result.ok:
         output = action_run.output if action_run is not None else result.values
         problem = _check_output(output)
@@ -517,11 +519,20 @@ def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[s
 
 def _record(app: Flask, claim: Claim, status: str, output: Any, error: dict[str, Any] | None,
             retry_in: float | None, parameters: dict[str, Any] | None = None,
-            run_id: str | None = None) -> None:
-    """An attempt's outcome, and what it decides, in one transaction. Nothing is
-    written when the claim is no longer this attempt's (a sweep or a cancel took it)."""
+            run_id: str | None = None,
+            finish: tuple[Prepared, dict[str, Any]] | None = None) -> None:
+    """An attempt's outcome, and what it decides, in one transaction — with ``finish``,
+    the attempt's action run row's outcome too. Nothing else is written when the claim
+    is no longer this attempt's (a sweep or a cancel took it)."""
     now = utcnow()
     with get_database(app).transaction() as db:
+        if finish is not None:
+            statement, values = finish
+            cursor = db.connection().connection.cursor()
+            try:
+                cursor.execute(statement.sql, statement.parameters(values))
+            finally:
+                cursor.close()
         if run_id is None:
             run_id = db.execute(select(TaskRun.flow_run_id).where(
                 TaskRun.id == claim.task_run_id)).scalar()
