@@ -464,6 +464,7 @@ def compile_flow(doc: Any, connections: Mapping[str, Manifest | None], *,
         triggers=tuple(doc.get("triggers") or ({"type": "api"},)),
         document=MappingProxyType(copy.deepcopy(doc)),
         connections=tuple(connections_used),
+        input_validator=Draft202012Validator(copy.deepcopy(input_schema)),
     )
 
 

@@ -108,3 +108,5 @@ class Flow:
     triggers: tuple[Mapping[str, Any], ...]
     document: Mapping[str, Any]
     connections: tuple[str, ...]
+    # The input schema's validator, built once: every start checks its body with it.
+    input_validator: Any = None

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-import jsonschema
 from flask import Flask
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -107,13 +106,13 @@ def _error(message: str, **extra: Any) -> dict[str, Any]:
 # -- starting ------------------------------------------------------------------------------
 
 
-def _validate_input(schema: Mapping[str, Any], body: Any) -> dict[str, Any]:
+def _validate_input(validator: Any, body: Any) -> dict[str, Any]:
     if body is None:
         body = {}
     if not isinstance(body, dict):
         raise ValidationError([FieldError("input", "must be a JSON object")])
     errors = []
-    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(body),
+    for error in sorted(validator.iter_errors(body),
                         key=lambda e: [str(p) for p in e.absolute_path]):
         field = ".".join(str(p) for p in error.absolute_path)
         if error.validator == "required":
@@ -151,7 +150,7 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
         if found is not None:
             return Started(found, None)
     compiled = flow_service.compiled(app, db, principal.workspace_id, flow.id, flow.version)
-    values = _validate_input(compiled.input_schema, body)
+    values = _validate_input(compiled.input_validator, body)
     now = utcnow()
     run = FlowRun(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
                   version=flow.version, status="running",
