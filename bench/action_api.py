@@ -167,8 +167,11 @@ def start(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Pope
                             stderr=subprocess.STDOUT, text=True)
 
 
-def bench_database(database: str, url_of_database: str, args: argparse.Namespace,
-                   upstream: str, work: Path) -> None:
+def prepare_instance(database: str, url_of_database: str, upstream: str, work: Path,
+                     **settings: str) -> tuple[dict[str, str], str]:
+    """An initialised instance on ``url_of_database`` whose only mini-app, ``bench``,
+    GETs ``upstream``, with one person and their token: the environment to start the
+    host with (``settings`` become ``MINIHOST_*``), and the token."""
     apps = work / "apps" / "bench"
     apps.mkdir(parents=True, exist_ok=True)
     port = upstream.rsplit(":", 1)[1]
@@ -178,7 +181,8 @@ def bench_database(database: str, url_of_database: str, args: argparse.Namespace
         "actions": [{"name": "get", "title": "Get", "parameters": {
             "type": "object", "properties": {"q": {"type": "string"}}},
             "requests": [{"url": upstream + "/items", "method": "GET",
-                          "queryParams": {"q": "{{q}}"}, "mapping": {"value": "$.id"}}]}],
+                          "queryParams": {"q": "{{q}}"}, "mapping": {"value": "$.id"}}],
+            "output": {"type": "object", "properties": {"value": {"type": "integer"}}}}],
     }))
     instance = work / f"instance-{database}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
@@ -187,13 +191,20 @@ def bench_database(database: str, url_of_database: str, args: argparse.Namespace
                 "MINIHOST_DATABASE_URL": url_of_database,
                 "MINIHOST_EGRESS_ALLOW_PRIVATE": "true",
                 # One token makes every call here: measure the run, not the limiter.
-                "MINIHOST_API_RATE_LIMIT": "0"})
+                "MINIHOST_API_RATE_LIMIT": "0",
+                **{f"MINIHOST_{key}": value for key, value in settings.items()}})
     minihost = [str(BIN / "minihost")]
     subprocess.run([*minihost, "init"], env=env, check=True, capture_output=True)
     subprocess.run([*minihost, "users", "create", "bench@example.com", "--password",
                     "bench-password"], env=env, check=True, capture_output=True)
     token = subprocess.run([*minihost, "tokens", "create", "bench@example.com"], env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
+    return env, token
+
+
+def bench_database(database: str, url_of_database: str, args: argparse.Namespace,
+                   upstream: str, work: Path) -> None:
+    env, token = prepare_instance(database, url_of_database, upstream, work)
     installation = None
     for workers in args.workers:
         host_port, floor_port = free_port(), free_port()

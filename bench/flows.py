@@ -18,7 +18,6 @@ Goals: ≥ 10,000 flow runs per minute; a flow task ≤ 1.3× an action run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -39,6 +38,7 @@ from action_api import (
     cpu_seconds,
     free_port,
     postgres_database,
+    prepare_instance,
     start,
     tree,
     wait,
@@ -99,31 +99,8 @@ def finished(database: str) -> tuple[int, int, datetime | None, datetime | None,
 
 def bench(database: str, url: str, args: argparse.Namespace, upstream: str,
           work: Path) -> None:
-    apps = work / "apps" / "bench"
-    apps.mkdir(parents=True, exist_ok=True)
-    port = upstream.rsplit(":", 1)[1]
-    (apps / "manifest.json").write_text(json.dumps({
-        "name": "bench", "version": "1.0.0", "title": "Bench", "description": "d",
-        "allowedHosts": [f"127.0.0.1:{port}"],
-        "actions": [{"name": "get", "title": "Get", "parameters": {
-            "type": "object", "properties": {"q": {"type": "string"}}},
-            "requests": [{"url": upstream + "/items", "method": "GET",
-                          "queryParams": {"q": "{{q}}"}, "mapping": {"value": "$.id"}}],
-            "output": {"type": "object", "properties": {"value": {"type": "integer"}}}}],
-    }))
-    instance = work / f"instance-{database}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
-    env.update({"MINIHOST_INSTANCE_PATH": str(instance),
-                "MINIHOST_MINIAPPS_DIRS": str(work / "apps"),
-                "MINIHOST_DATABASE_URL": url, "MINIHOST_EGRESS_ALLOW_PRIVATE": "true",
-                "MINIHOST_API_RATE_LIMIT": "0",
-                "MINIHOST_FLOW_WORKERS": str(args.flow_workers)})
-    minihost = [str(BIN / "minihost")]
-    subprocess.run([*minihost, "init"], env=env, check=True, capture_output=True)
-    subprocess.run([*minihost, "users", "create", "bench@example.com", "--password",
-                    "bench-password"], env=env, check=True, capture_output=True)
-    token = subprocess.run([*minihost, "tokens", "create", "bench@example.com"], env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
+    env, token = prepare_instance(database, url, upstream, work,
+                                  FLOW_WORKERS=str(args.flow_workers))
     host_port = free_port()
     host = start([str(BIN / "gunicorn"), *WORKERS["gthread"], "--log-level", "warning",
                   "--bind", f"127.0.0.1:{host_port}", "host:create_app()"], env, HERE.parent)

@@ -703,18 +703,8 @@ class Database:
     def read_raw(self, statement: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a one-row read on the driver's cursor (see :class:`Prepared`),
         its values as the driver gives them."""
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(statement.sql, statement.parameters(values))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-            connection.rollback()  # a read: end the transaction the driver may have begun
-        finally:
-            connection.close()
-        return tuple(row) if row is not None else None
+        rows = self.read_rows(statement, values)
+        return rows[0] if rows else None
 
 
 class Prepared:

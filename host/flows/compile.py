@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +20,7 @@ from jsonschema.exceptions import SchemaError
 from ..engine.template import Placeholder, compile_value, malformed_placeholders, walk_templates
 from ..errors import FlowInvalid, FlowProblem
 from ..manifest import Action, Manifest
+from ..manifest.lint import iter_strings
 from .model import ActionCall, Condition, Flow, ForEach, Retry, Task
 from .schema import FLOW_SCHEMA
 
@@ -40,17 +41,6 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def _strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield pointer, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{pointer}/{_escape(str(key))}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{pointer}/{index}")
-
-
 def _names(values: Any, limit: int = 12) -> str:
     names = sorted(values)
     shown = ", ".join(names[:limit])
@@ -59,7 +49,7 @@ def _names(values: Any, limit: int = 12) -> str:
 
 def _is_fixed(value: Any) -> bool:
     """Whether a value holds no placeholder at all."""
-    return not any(True for _, text in _strings(value, "") if "{{" in text)
+    return not any(True for _, text in iter_strings(value, "") if "{{" in text)
 
 
 class _Lint:
@@ -139,7 +129,7 @@ class _Lint:
                 self.add(pointer, error.message)
 
     def _secrets(self) -> None:
-        for pointer, text in _strings(self.doc, ""):
+        for pointer, text in iter_strings(self.doc, ""):
             if _SECRET.search(text):
                 self.add(pointer, "[[…]] is refused in flows: credentials never pass through "
                                   "a flow", "remove it; the action's own requests read the "
@@ -317,7 +307,7 @@ class _Lint:
         """Every placeholder in ``value`` names something the task can see: the run's
         input, an upstream task's output/status/error, ``item``/``index`` inside a
         forEach's task, ``run`` and ``flow``."""
-        for where, text in _strings(value, pointer):
+        for where, text in iter_strings(value, pointer):
             compiled = compile_value(text)
             for template in walk_templates(compiled):
                 for placeholder in template.placeholders:
@@ -544,7 +534,7 @@ def _derive_input(doc: dict[str, Any], tasks: Mapping[str, Task],
             required.append(name)
 
     def scan(value: Any, param_schema: Any = None, param_required: bool = False) -> None:
-        for _, text in _strings(value, ""):
+        for _, text in iter_strings(value, ""):
             compiled = compile_value(text)
             for template in walk_templates(compiled):
                 whole = template.whole

@@ -116,7 +116,7 @@ def disable_user(db: Session, email: str, actor: str = "cli") -> User:
     """The user can no longer sign in; their sessions and tokens stop at once."""
     user = get_user(db, email)
     user.is_active = False
-    _forget_principals()
+    forget_principals()
     now = utcnow()
     for row in db.scalars(select(LoginSession).where(LoginSession.user_id == user.id,
                                                      LoginSession.revoked_at.is_(None))):
@@ -258,7 +258,7 @@ def revoke_token(db: Session, token_id: str, actor: str, user: User | None = Non
         raise NotFound(f"no token {token_id}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        _forget_principals()
+        forget_principals()
         audit.record(db, "token_revoked", actor=actor, workspace_id=token.workspace_id,
                      detail={"token": token.id, "name": token.name})
     return token
@@ -309,13 +309,9 @@ MAX_CACHED_PRINCIPALS = 10_000
 _generation = [0]  # bumped when this process revokes a token or disables a user
 
 
-def _forget_principals() -> None:
-    _generation[0] += 1
-
-
 def forget_principals() -> None:
-    """Make this process look every token up again (after revoking some in bulk)."""
-    _forget_principals()
+    """Make this process look every token up again (after revoking some)."""
+    _generation[0] += 1
 
 
 def principal_for_token(db: Session, secret: str,

@@ -181,7 +181,7 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
     if flow is None and key is not None:
         raise NotFound(f"no flow {key}")
     if flow is not None:
-        current = _version(db, flow, flow.version)
+        current = current_version(db, flow)
         if current.digest == digest:
             return Saved(flow, current, flow_compiled, created=False, changed=False)
         flow.version += 1
@@ -212,17 +212,8 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
     return Saved(flow, version, flow_compiled, created=created, changed=True)
 
 
-def _version(db: Session, flow: Flow, number: int) -> FlowVersion:
-    version = db.execute(select(FlowVersion).where(FlowVersion.flow_id == flow.id,
-                                                   FlowVersion.version == number)
-                         ).scalar_one_or_none()
-    if version is None:
-        raise NotFound(f"flow {flow.key} has no version {number}")
-    return version
-
-
 def current_version(db: Session, flow: Flow) -> FlowVersion:
-    return _version(db, flow, flow.version)
+    return version_of(db, flow.id, flow.version)
 
 
 def version_of(db: Session, flow_id: str, number: int) -> FlowVersion:

@@ -66,7 +66,6 @@ __all__ = [
     "for_task",
     "check_name",
     "manifest_of",
-    "names_in",
     "rename",
     "uninstall",
     "usage",
@@ -207,14 +206,6 @@ def by_name(db: Session, workspace_id: str, name: str) -> Installation | None:
     return db.execute(select(Installation).where(
         Installation.workspace_id == workspace_id, Installation.name == name,
         Installation.deleted_at.is_(None))).scalar_one_or_none()
-
-
-def names_in(db: Session, workspace_id: str) -> dict[str, Installation]:
-    """Every installation of the workspace by name: what a flow's connections resolve
-    against."""
-    rows = db.execute(select(Installation).where(
-        Installation.workspace_id == workspace_id, Installation.deleted_at.is_(None))).scalars()
-    return {row.name: row for row in rows if row.name}
 
 
 def check_name(name: Any) -> str:

@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 
+def _api_key(base: str) -> dict[str, Any]:
+    return {"type": "apiKey",
+            "fields": {"type": "object", "required": ["apiKey"], "properties": {
+                "apiKey": {"type": "string", "title": "API key"}}},
+            "test": {"url": base + "/me", "method": "GET",
+                     "headers": {"X-Api-Key": "[[apiKey]]"}}}
+
+
 def tracker(base: str = "http://127.0.0.1:9") -> dict[str, Any]:
     host = base.split("//", 1)[1]
     return {
         "name": "tracker", "version": "1.0.0", "title": "Tracker",
         "description": "Issues on a local test server.", "allowedHosts": [host],
-        "auth": {"type": "apiKey",
-                 "fields": {"type": "object", "required": ["apiKey"], "properties": {
-                     "apiKey": {"type": "string", "title": "API key"}}},
-                 "test": {"url": base + "/me", "method": "GET",
-                          "headers": {"X-Api-Key": "[[apiKey]]"}}},
+        "auth": _api_key(base),
         "actions": [
             {"name": "createIssue", "title": "Create issue",
              "idempotency": {"header": "Idempotency-Key"},
@@ -70,11 +74,7 @@ def mailer(base: str = "http://127.0.0.1:9") -> dict[str, Any]:
     return {
         "name": "mailer", "version": "1.0.0", "title": "Mailer",
         "description": "Mail on a local test server.", "allowedHosts": [host],
-        "auth": {"type": "apiKey",
-                 "fields": {"type": "object", "required": ["apiKey"], "properties": {
-                     "apiKey": {"type": "string", "title": "API key"}}},
-                 "test": {"url": base + "/me", "method": "GET",
-                          "headers": {"X-Api-Key": "[[apiKey]]"}}},
+        "auth": _api_key(base),
         "actions": [
             {"name": "send", "title": "Send email",
              "parameters": {"type": "object", "required": ["to", "subject"], "properties": {

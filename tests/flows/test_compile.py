@@ -5,11 +5,13 @@ import copy
 import json
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from host.errors import FlowInvalid
 from host.flows import FLOW_SCHEMA, compile_flow, lint_flow
 from host.manifest import compile_manifest
 
+from ..conftest import REPO
 from .manifests import mailer, tracker
 
 CONNECTIONS = {"linear": compile_manifest(tracker(), allow_private=True),
@@ -182,4 +184,13 @@ def test_forEach_inner_task_sees_item_and_index_and_lists_have_indexes():
 
 def test_the_published_schema_is_draft_2020_12_and_accepts_the_spec_example():
     assert FLOW_SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    json.dumps(FLOW_SCHEMA)
+    Draft202012Validator.check_schema(FLOW_SCHEMA)
+    spec = (REPO.parent / "shared" / "spec" / "FLOWS.md")
+    if not spec.exists():
+        pytest.skip("the spec is not beside this checkout")
+    text = spec.read_text()
+    example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+    assert list(Draft202012Validator(FLOW_SCHEMA).iter_errors(example)) == []
+    broken = {**example, "tasks": {"x": {"wait": {"seconds": 1, "until": "2027-01-01"}}}}
+    assert [e.validator for e in Draft202012Validator(FLOW_SCHEMA).iter_errors(broken)] == [
+        "oneOf"]

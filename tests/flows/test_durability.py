@@ -89,6 +89,24 @@ def setup_host(tmp_path: Path, upstream, database: str) -> tuple[dict, object, s
     return config, app, token
 
 
+def start_then_kill(config, instance, client, headers, key, calls) -> str:
+    """Start a run of ``key`` in a host process, and ``kill -9`` that process once the
+    upstream has seen a call it holds open (``calls`` fills up)."""
+    first = host_process(config, instance)
+    try:
+        run_id = client.post(f"/api/v1/flows/{key}/runs", json={},
+                             headers=headers).get_json()["id"]
+        deadline = time.monotonic() + 20
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert calls, "the task never reached the upstream"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        stop(first)
+    return run_id
+
+
 def wait_all(app, token, run_ids, seconds=60):
     client = app.test_client()
     deadline = time.monotonic() + seconds
@@ -128,18 +146,7 @@ def test_kill_9_mid_run_then_restart_finishes_without_repeating_an_effect(tmp_pa
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     assert client.post("/api/v1/flows", json=doc, headers=headers).status_code == 201
-    first = host_process(config, tmp_path)
-    try:
-        run_id = client.post("/api/v1/flows/two-step/runs", json={},
-                             headers=headers).get_json()["id"]
-        deadline = time.monotonic() + 20
-        while not slow_calls and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert slow_calls, "the second task never reached the upstream"
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    finally:
-        stop(first)
+    run_id = start_then_kill(config, tmp_path, client, headers, "two-step", slow_calls)
     released.set()
     second = host_process(config, tmp_path)
     try:
@@ -214,18 +221,7 @@ def test_kill_9_during_a_side_effect_leaves_it_unknown_until_resolved(tmp_path, 
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     client.post("/api/v1/flows", json=doc, headers=headers)
-    first = host_process(config, tmp_path)
-    try:
-        run_id = client.post("/api/v1/flows/notify/runs", json={},
-                             headers=headers).get_json()["id"]
-        deadline = time.monotonic() + 20
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert calls
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    finally:
-        stop(first)
+    run_id = start_then_kill(config, tmp_path, client, headers, "notify", calls)
     released.set()
     second = host_process(config, tmp_path)
     try:
