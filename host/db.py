@@ -659,21 +659,16 @@ class Database:
         with self.write_lock, self.engine.begin() as connection:
             yield connection
 
-    def execute_raw(self, statement: Prepared, values: Mapping[str, Any],
-                    *also: tuple[Prepared, Mapping[str, Any]]) -> int:
-        """One write on the driver's own cursor, committed: for the statements every
-        run makes (see :class:`Prepared`). Returns the rows it changed. Writes in
-        ``also`` follow it in the same transaction (a run's usage count)."""
-        parameters = statement.parameters(values)
+    @contextmanager
+    def raw(self) -> Iterator[RawCursor]:
+        """A transaction on the driver's own cursor, committed on success: for the
+        writes every run or flow task makes (see :class:`Prepared`)."""
         with self.write_lock:
             connection = self.engine.raw_connection()
             try:
                 cursor = connection.cursor()
                 try:
-                    cursor.execute(statement.sql, parameters)
-                    changed = int(cursor.rowcount)
-                    for following, more in also:
-                        cursor.execute(following.sql, following.parameters(more))
+                    yield RawCursor(cursor)
                 finally:
                     cursor.close()
                 connection.commit()
@@ -682,29 +677,72 @@ class Database:
                 raise
             finally:
                 connection.close()  # back to the pool
+
+    def execute_raw(self, statement: Prepared, values: Mapping[str, Any],
+                    *also: tuple[Prepared, Mapping[str, Any]]) -> int:
+        """One write on the driver's own cursor, committed: for the statements every
+        run makes (see :class:`Prepared`). Returns the rows it changed. Writes in
+        ``also`` follow it in the same transaction (a run's usage count)."""
+        with self.raw() as cursor:
+            changed = cursor.execute(statement, values)
+            for following, more in also:
+                cursor.execute(following, more)
         return changed
 
-
-    def read_rows(self, statement: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Every row of a read on the driver's cursor (see :class:`Prepared`)."""
+    @contextmanager
+    def reading(self) -> Iterator[RawCursor]:
+        """Reads on the driver's own cursor (see :class:`Prepared`), in one snapshot."""
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(statement.sql, statement.parameters(values))
-                rows = cursor.fetchall()
+                yield RawCursor(cursor)
             finally:
                 cursor.close()
             connection.rollback()  # a read: end the transaction the driver may have begun
         finally:
             connection.close()
-        return [tuple(row) for row in rows]
+
+    def read_rows(self, statement: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of a read on the driver's cursor (see :class:`Prepared`)."""
+        with self.reading() as cursor:
+            return cursor.rows(statement, values)
 
     def read_raw(self, statement: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row of a one-row read on the driver's cursor (see :class:`Prepared`),
-        its values as the driver gives them."""
+        """The first row of a one-row read on the driver's cursor (see :class:`Prepared`)."""
         rows = self.read_rows(statement, values)
         return rows[0] if rows else None
+
+
+class RawCursor:
+    """The driver's cursor, fed :class:`Prepared` statements."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, statement: Prepared, values: Mapping[str, Any]) -> int:
+        """Run a write; the rows it changed."""
+        self.cursor.execute(statement.sql, statement.parameters(values))
+        return int(self.cursor.rowcount)
+
+    def execute_many(self, statement: Prepared, values: Iterable[Mapping[str, Any]]) -> None:
+        batch = [statement.parameters(one) for one in values]
+        if batch:
+            self.cursor.executemany(statement.sql, batch)
+
+    def rows(self, statement: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of a read, each value through its column type's result
+        processing when the statement was prepared with ``results``."""
+        self.cursor.execute(statement.sql, statement.parameters(values))
+        found = self.cursor.fetchall()
+        processors = statement.results
+        if not processors:
+            return [tuple(row) for row in found]
+        return [tuple(value if process is None or value is None else process(value)
+                      for process, value in zip(processors, row, strict=True))
+                for row in found]
 
 
 class Prepared:
@@ -717,13 +755,18 @@ class Prepared:
     own bind processing (JSON, the UTC timestamps), taken from SQLAlchemy."""
 
     def __init__(self, statement: Any, dialect: Any, columns: Iterable[str],
-                 types: Mapping[str, Any]) -> None:
+                 types: Mapping[str, Any], results: bool = False) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql: str = compiled.string
         self.order: tuple[str, ...] | None = (tuple(compiled.positiontup)
                                                if compiled.positional else None)
         self.processors = {name: kind.dialect_impl(dialect).bind_processor(dialect)
                            for name, kind in types.items()}
+        # With ``results``, a read's values come back as the ORM would give them (JSON
+        # decoded, timestamps aware); without, as the driver gives them.
+        self.results: tuple[Callable[[Any], Any] | None, ...] = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns) if results else ()
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         converted = {}

@@ -8,6 +8,16 @@ database, a duplicate wake-up finds nothing to claim, and a process that holds n
 claim can be killed at any moment. What to do with a claimed task, and the timers
 (expired claims, deadlines), are given by the services layer (:func:`configure`);
 a later Celery executor sends the same claims to workers instead of this pool.
+
+Work that one attempt makes ready need not wait for a poll: the transaction that
+records an attempt's outcome (or starts a run) may claim the tasks it makes ready,
+as many as it reserved here (:func:`reserve`), and hand them over with what it
+already read (:class:`Claim` ``context``). The thread that ran the attempt goes on
+with the first of them itself. A process holds at most ``2 × FLOW_WORKERS`` claims
+(those beyond its threads wait in its queue for the next free thread, a task's
+length at most); polling claims only for idle threads, so work it cannot take soon
+stays ready for other processes. A claim handed over is an ordinary claim in the
+database: if this process dies, it expires and is recovered like any other.
 """
 
 from __future__ import annotations
@@ -20,8 +30,9 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import bindparam, select, update
@@ -30,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..db import Prepared, TaskRun, get_database, new_id, utcnow
 from ..processes import holder
 
-__all__ = ["Claim", "Executor", "configure", "get_executor", "wake"]
+__all__ = ["Claim", "Executor", "configure", "get_executor", "lease_until", "reserve", "wake"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +59,13 @@ class Claim:
     task_run_id: str
     attempt: int
     run_id: str
+    # What the claimer already read (the run and its tasks), so the attempt need not
+    # read it again; None for a claim taken by polling.
+    context: Any = field(default=None, compare=False, repr=False)
 
 
-Handler = Callable[[Flask, Claim], None]
+# Runs a claim; returns the claims to go on with in the same thread (at most one).
+Handler = Callable[[Flask, Claim], "list[Claim] | None"]
 Timer = Callable[[Flask], None]
 LeaseFor = Callable[[Flask, str], float]
 
@@ -96,6 +111,11 @@ def ready(app: Flask, limit: int) -> list[tuple[str, int]]:
     return [(str(task), int(attempt)) for task, attempt in rows[:limit]]
 
 
+def lease_until(now: datetime, lease_seconds: float) -> datetime:
+    """When a claim taken ``now`` for an attempt of ``lease_seconds`` expires."""
+    return now + timedelta(seconds=lease_seconds + LEASE_MARGIN)
+
+
 def claim(app: Flask, task_run_id: str, attempt: int, lease_seconds: float) -> Claim | None:
     """Take a ready task run: ``running``, the next attempt, this process as holder.
     None when another process (or a cancel) got there first."""
@@ -104,7 +124,7 @@ def claim(app: Flask, task_run_id: str, attempt: int, lease_seconds: float) -> C
     taken = get_database(app).execute_raw(_statements(app).claim, {
         "task": task_run_id, "ready": "ready", "previous": attempt, "running": "running",
         "next": attempt + 1, "holder": holder(),
-        "lease": now + timedelta(seconds=lease_seconds + LEASE_MARGIN), "now": now,
+        "lease": lease_until(now, lease_seconds), "now": now,
         "run": run_id})
     return Claim(task_run_id, attempt + 1, run_id) if taken else None
 
@@ -121,7 +141,8 @@ class Executor:
         self.lease_for = lease_for
         self.timers = timers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minihost-flow")
-        self.busy = 0
+        self.busy = 0  # claims this process holds: running, or queued for a thread
+        self.limit = 2 * workers
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
@@ -130,6 +151,30 @@ class Executor:
 
     def wake(self) -> None:
         self.wakeup.set()
+
+    def reserve(self, wanted: int) -> int:
+        """Count up to ``wanted`` claims about to be handed over as held (at most
+        ``limit`` in all); how many it did."""
+        with self.lock:
+            taken = max(0, min(wanted, self.limit - self.busy))
+            self.busy += taken
+        return taken
+
+    def release(self, count: int) -> None:
+        """Give back reserved threads that got no claim."""
+        if count > 0:
+            with self.lock:
+                self.busy -= count
+            self.wakeup.set()
+
+    def hand_over(self, claims: list[Claim]) -> None:
+        """Run claims whose threads were reserved."""
+        for index, claimed in enumerate(claims):
+            try:
+                self.pool.submit(self._run, claimed)
+            except RuntimeError:  # shutting down: the claims expire and are taken again
+                self.release(len(claims) - index)
+                return
 
     def stop(self, wait: bool = True) -> None:
         self.stopping.set()
@@ -191,15 +236,25 @@ class Executor:
         return started
 
     def _run(self, claimed: Claim) -> None:
+        """Run a claim, then the claim its outcome gave back to go on with (the
+        handler hands any others over itself)."""
+        current: Claim | None = claimed
         try:
             with self.app.app_context():
-                self.handler(self.app, claimed)
-        except Exception:
-            logger.exception("task run %s stopped on an unexpected error", claimed.task_run_id)
+                while current is not None and not self.stopping.is_set():
+                    following = self._attempt(current)
+                    current = following[0] if following else None
         finally:
             with self.lock:
                 self.busy -= 1
             self.wakeup.set()
+
+    def _attempt(self, claimed: Claim) -> list[Claim]:
+        try:
+            return self.handler(self.app, claimed) or []
+        except Exception:
+            logger.exception("task run %s stopped on an unexpected error", claimed.task_run_id)
+            return []
 
 
 _KEY = "minihost.executor"
@@ -236,6 +291,15 @@ def stop(app: Flask) -> None:
     found: Executor | None = app.extensions.pop(_KEY, None)
     if found is not None:
         found.stop()
+
+
+def reserve(app: Flask, wanted: int) -> tuple[Executor | None, int]:
+    """Free threads of this process's executor for ``wanted`` claims about to be
+    taken by a transaction (:meth:`Executor.hand_over` them, or ``release``)."""
+    found = get_executor(app)
+    if found is None or wanted <= 0:
+        return found, 0
+    return found, found.reserve(wanted)
 
 
 def wake(app: Flask) -> None:

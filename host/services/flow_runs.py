@@ -29,7 +29,6 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit, executor
@@ -64,7 +63,8 @@ from ..flows import Flow as CompiledFlow
 from ..flows.model import ActionCall, Task
 from ..forms import validate
 from ..principal import Principal
-from ..processes import holder_dead
+from ..processes import holder, holder_dead
+from . import flow_rows
 from . import flows as flow_service
 from .installations import for_task, manifest_of
 from .paging import Page, page_of
@@ -154,32 +154,84 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
     now = utcnow()
     run = FlowRun(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
                   version=flow.version, status="running",
-                  trigger=dict(trigger or {"type": "api"}), input=values, sandbox=sandbox,
-                  idempotency_key=idempotency_key, actor_id=principal.user.id, created_at=now,
-                  started_at=now, updated_at=now,
+                  trigger=dict(trigger or {"type": "api"}), input=values, output=None,
+                  error=None, sandbox=sandbox, idempotency_key=idempotency_key,
+                  actor_id=principal.user.id, created_at=now, started_at=now,
+                  finished_at=None, updated_at=now, scheduled_for=None,
                   deadline=now + timedelta(seconds=compiled.budget_seconds))
+    tasks = [_new_task(run.id, key, new_id("idk").lower()) for key in compiled.order]
+    created: list[TaskRun] = []
+    _decide(run, compiled, {row.key: row for row in tasks}, now, created)
+    loaded = flow_rows.Loaded(run, tasks, new=True)
     db.commit()  # the caller's reads end here; the run's writes are one transaction
+    database = get_database(app)
+    pool, reserved = executor.reserve(app, _claimable(loaded, created, now))
+    claims: list[Claim] = []
     try:
-        with get_database(app).transaction() as tx:
-            tx.add(run)
-            rows = {key: TaskRun(id=new_id("tsk"), flow_run_id=run.id, key=key, item=-1,
-                                 status="pending", attempt=0, runs=[],
-                                 idempotency_key=new_id("idk").lower())
-                    for key in compiled.order}
-            tx.add_all(rows.values())
-            _decide(tx, run, compiled, rows, now)
-            created = [obj for obj in tx.new if isinstance(obj, TaskRun)]
-            tx.flush()
-            tx.expunge_all()
-    except IntegrityError:
+        with database.raw() as cursor:
+            taken = _claim(loaded, created, now, reserved)
+            flow_rows.write(cursor, flow_rows.statements(app), loaded, created)
+            loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
+        claims = taken  # committed: now they are this process's
+    except database.engine.dialect.loaded_dbapi.IntegrityError:
         if idempotency_key is None:
             raise
         found = _by_idempotency_key(db, flow.id, idempotency_key)
         if found is None:
             raise
         return Started(found, None)
-    executor.wake(app)
-    return Started(run, sorted(created, key=lambda row: row.id))
+    finally:
+        _hand_over(app, pool, reserved, claims, loaded, created)
+    return Started(run, sorted(loaded.tasks, key=lambda row: row.id))
+
+
+def _new_task(run_id: str, key: str, idempotency_key: str, item: int = -1,
+              status: str = "pending", ready_at: datetime | None = None,
+              input: Any = None) -> TaskRun:
+    """A task run as it is first written (every column given: it is inserted as is)."""
+    return TaskRun(id=new_id("tsk"), flow_run_id=run_id, key=key, item=item, status=status,
+                   attempt=0, ready_at=ready_at, started_at=None, finished_at=None,
+                   input=input, output=None, error=None, runs=[],
+                   idempotency_key=idempotency_key, holder=None, lease_expires_at=None,
+                   current_run=None)
+
+
+def _claimable(loaded: flow_rows.Loaded, created: list[TaskRun], now: datetime) -> int:
+    return sum(1 for row in (*loaded.tasks, *created)
+               if row.status == "ready" and row.ready_at is not None and row.ready_at <= now)
+
+
+def _claim(loaded: flow_rows.Loaded, created: list[TaskRun], now: datetime,
+           capacity: int) -> list[Claim]:
+    """Claim up to ``capacity`` of the tasks ready now, in the rows about to be written:
+    the transaction that made them ready takes them for this process."""
+    claims: list[Claim] = []
+    if capacity <= 0 or loaded.run.status != "running":
+        return claims
+    # A claim handed over may wait in this process's queue for one task's length first.
+    name, lease = holder(), executor.lease_until(now, 2 * ACTION_LEASE)
+    for row in (*loaded.tasks, *created):
+        if len(claims) >= capacity:
+            break
+        if row.status == "ready" and row.ready_at is not None and row.ready_at <= now:
+            row.status, row.attempt, row.holder = "running", row.attempt + 1, name
+            row.lease_expires_at, row.started_at = lease, now
+            row.current_run = new_id("run")
+            claims.append(Claim(row.id, row.attempt, row.current_run, context=loaded))
+    return claims
+
+
+def _hand_over(app: Flask, pool: executor.Executor | None, reserved: int, claims: list[Claim],
+               loaded: flow_rows.Loaded, created: list[TaskRun]) -> None:
+    """After the commit: the claims to the threads reserved for them (none when the
+    transaction failed), the rest of the reservation back, and a wake-up when work
+    is ready that no thread here took."""
+    if pool is not None:
+        pool.release(reserved - len(claims))
+        if claims:
+            pool.hand_over(claims)
+    if any(row.status == "ready" for row in (*loaded.tasks, *created)):
+        executor.wake(app)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +277,11 @@ def _check_output(output: Any) -> dict[str, Any] | None:
     return None
 
 
-def _decide(db: Session, run: FlowRun, compiled: CompiledFlow, rows: dict[str, TaskRun],
-            now: datetime) -> None:
+def _decide(run: FlowRun, compiled: CompiledFlow, rows: dict[str, TaskRun], now: datetime,
+            created: list[TaskRun]) -> None:
     """Make every task whose needs now decide it ready or skipped (maps and forEach
-    expansions happen here, at once), then finish the run when nothing is left."""
+    expansions happen here, at once; a forEach's item rows go into ``created``), then
+    finish the run when nothing is left."""
     while run.status == "running":
         statuses = {key: row.status for key, row in rows.items()}
         decided = advance(compiled, statuses, _scope(run, compiled, rows))
@@ -241,7 +294,7 @@ def _decide(db: Session, run: FlowRun, compiled: CompiledFlow, rows: dict[str, T
             elif task.kind == "map":
                 _run_map(row, task.map, _scope(run, compiled, rows), now)
             elif task.kind == "forEach":
-                _expand(db, run, compiled, task, row, rows, now)
+                _expand(run, compiled, task, row, rows, now, created)
             elif task.kind == "wait":
                 row.status, row.ready_at = "ready", _wait_until(task, run, compiled, rows, now)
             else:
@@ -277,8 +330,8 @@ def _wait_until(task: Task, run: FlowRun, compiled: CompiledFlow, rows: Mapping[
     return max(now, moment)
 
 
-def _expand(db: Session, run: FlowRun, compiled: CompiledFlow, task: Task, row: TaskRun,
-            rows: Mapping[str, TaskRun], now: datetime) -> None:
+def _expand(run: FlowRun, compiled: CompiledFlow, task: Task, row: TaskRun,
+            rows: Mapping[str, TaskRun], now: datetime, created: list[TaskRun]) -> None:
     """A forEach task that became ready: its items rendered, then each item mapped at
     once (a map) or made a task run of its own (an action), ``parallelism`` ready."""
     each = task.for_each
@@ -318,11 +371,10 @@ def _expand(db: Session, run: FlowRun, compiled: CompiledFlow, task: Task, row: 
         return
     row.status = "running"
     for index, item in enumerate(items):
-        db.add(TaskRun(id=new_id("tsk"), flow_run_id=run.id, key=row.key, item=index,
-                       status="ready" if index < each.parallelism else "pending",
-                       ready_at=now if index < each.parallelism else None,
-                       attempt=0, runs=[], input={"item": item},
-                       idempotency_key=f"{row.idempotency_key}-{index}"))
+        first = index < each.parallelism
+        created.append(_new_task(run.id, row.key, f"{row.idempotency_key}-{index}",
+                                 item=index, status="ready" if first else "pending",
+                                 ready_at=now if first else None, input={"item": item}))
 
 
 def _conclude(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
@@ -355,8 +407,6 @@ _TOUCH = update(FlowRun).where(FlowRun.id == bindparam("run")).values(
     updated_at=bindparam("now"))
 _TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"), TaskRun.item == -1)
 _ALL_TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"))
-_ATTEMPT = (select(TaskRun, FlowRun).join(FlowRun, FlowRun.id == TaskRun.flow_run_id)
-            .where(TaskRun.id == bindparam("task")))
 
 
 _STATUS = select(FlowRun.status).where(FlowRun.id == bindparam("run"))
@@ -401,75 +451,71 @@ def _safe_to_repeat(error: MinihostError | None, call: ActionCall) -> bool:
     return call.repeatable and isinstance(error, UpstreamFailed)
 
 
-def run_attempt(app: Flask, claim: Claim) -> None:
-    """Run one claimed attempt and record what came of it."""
-    database = get_database(app)
-    with database.sessions() as db:
-        found = db.execute(_ATTEMPT, {"task": claim.task_run_id}).first()
-        if found is None:
-            return
-        row, run = found
-        record = partial(_record, app, claim, run_id=run.id)
-        if run.status != "running":
-            record("cancelled", None, _error("the run was stopped"), None)
-            return
+def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
+    """Run one claimed attempt and record what came of it. Returns the claims its
+    outcome took for this process (the tasks it made ready)."""
+    loaded: flow_rows.Loaded | None = claim.context
+    if loaded is None:
+        loaded = _read(app, claim.task_run_id)
+        if loaded is None:
+            return []
+    row = next((r for r in loaded.tasks if r.id == claim.task_run_id), None)
+    if row is None:
+        return []
+    run = loaded.run
+    record = partial(_record, app, claim, run, row.key)
+    if run.status != "running":
+        return record("cancelled", None, _error("the run was stopped"), None)
+    with get_database(app).sessions() as db:
         try:
             compiled = _compiled_for(app, db, run)
         except MinihostError as error:
-            record("failed", None, _error(
+            return record("failed", None, _error(
                 f"the flow no longer passes its checks: {error.detail}"), None)
-            return
+        record = partial(record, compiled=compiled)
         task = compiled.tasks[row.key]
         if task.kind == "wait":
-            record("succeeded", None, None, None)
-            return
+            return record("succeeded", None, None, None)
         call = task.call if task.call is not None else (
             task.for_each.call if task.for_each else None)
         assert call is not None
-        scope = _scope(run, compiled, _rows(db, run.id) if call.reads_tasks else {})
+        scope = _scope(run, compiled, loaded.by_key() if call.reads_tasks else {})
         if row.item >= 0 and task.for_each is not None:
             scope = {**scope, task.for_each.name: (row.input or {}).get("item"),
                      "index": row.item}
         try:
             parameters = _parameters(call, scope, run.input or {}, row.key)
         except TemplateError as error:
-            record("failed", None, _error(f"an input could not be filled: {error}"),
-                    None)
-            return
+            return record("failed", None, _error(f"an input could not be filled: {error}"),
+                          None)
         installation = for_task(app, db, run.workspace_id, call.connection)
         if installation is None:
-            record("failed", None, _error(
+            return record("failed", None, _error(
                 f"no installation is called {call.connection!r} in this workspace any more "
                 "(renamed or uninstalled?); name one so and retry the run"), None)
-            return
         try:
             manifest = manifest_of(app, db, installation)
         except MinihostError as error:
-            record("failed", None, _error(error.detail), None)
-            return
-        action = manifest.action(call.action)
-        if action is None:
-            record("failed", None, _error(
-                f"{manifest.title} has no action {call.action!r} any more"), None)
-            return
-        problems = validate(action.form, parameters)
-        if problems:
-            record("failed", None, _error(
-                "the inputs are not valid for " + action.title + ": " +
-                "; ".join(f"{p.field}: {p.message}" for p in problems),
-                fields=[{"field": p.field, "message": p.message} for p in problems]), None)
-            return
-        if installation.status != "active":
-            record("failed", None, _error(
-                f"the installation {installation.name!r} is {installation.status}: "
-                f"{installation.error or 'connect it again'}"), None)
-            return
-        remaining = (run.deadline - utcnow()).total_seconds()
-        deadline = time.monotonic() + max(0.0, min(call.timeout, remaining))
-        actor = f"flow:{compiled.key}/{row.key}"
-        run_id, idempotency_key, sandbox = claim.run_id, row.idempotency_key, run.sandbox
-        actor_id, retry, attempt = run.actor_id, call.retry, claim.attempt
-        flow_run_id = run.id
+            return record("failed", None, _error(error.detail), None)
+    action = manifest.action(call.action)
+    if action is None:
+        return record("failed", None, _error(
+            f"{manifest.title} has no action {call.action!r} any more"), None)
+    problems = validate(action.form, parameters)
+    if problems:
+        return record("failed", None, _error(
+            "the inputs are not valid for " + action.title + ": " +
+            "; ".join(f"{p.field}: {p.message}" for p in problems),
+            fields=[{"field": p.field, "message": p.message} for p in problems]), None)
+    if installation.status != "active":
+        return record("failed", None, _error(
+            f"the installation {installation.name!r} is {installation.status}: "
+            f"{installation.error or 'connect it again'}"), None)
+    remaining = (run.deadline - utcnow()).total_seconds()
+    deadline = time.monotonic() + max(0.0, min(call.timeout, remaining))
+    actor = f"flow:{compiled.key}/{row.key}"
+    flow_run_id = run.id
+
     def stop() -> str | None:
         status = get_database(app).read_raw(_status_read(app), {"run": flow_run_id})
         if status is None or status[0] == "running":
@@ -478,9 +524,10 @@ def run_attempt(app: Flask, claim: Claim) -> None:
 
     result, action_run = run_step(app, Step(
         installation=installation, manifest=manifest, requests=action.requests, kind="action",
-        name=action.name, actor=actor, actor_id=actor_id, parameters=parameters,
-        sandbox=sandbox, deadline=deadline, idempotency_key=idempotency_key, run_id=run_id,
-        stop=stop if len(action.requests) > 1 else None, defer_finish=True,
+        name=action.name, actor=actor, actor_id=run.actor_id, parameters=parameters,
+        sandbox=run.sandbox, deadline=deadline, idempotency_key=row.idempotency_key,
+        run_id=claim.run_id, stop=stop if len(action.requests) > 1 else None,
+        defer_finish=True,
         keeper=Keeper(app, installation, manifest, actor=actor, reason="flow task")))
     if action_run is not None and action_run.status != "running":
         record = partial(record, finish=finish_write(app, action_run))
@@ -488,18 +535,25 @@ def run_attempt(app: Flask, claim: Claim) -> None:
         output = action_run.output if action_run is not None else result.values
         problem = _check_output(output)
         if problem is None:
-            record("succeeded", output, None, None, parameters)
-        else:
-            record("failed", None, problem, None, parameters)
-        return
+            return record("succeeded", output, None, None, parameters)
+        return record("failed", None, problem, None, parameters)
     failure = result.error
     recorded = run_error(failure) if failure is not None else _error("the task failed")
     delay = None
-    if retry is not None and attempt < retry.attempts and _safe_to_repeat(failure, call):
-        delay = retry.delay(attempt)
+    retry = call.retry
+    if retry is not None and claim.attempt < retry.attempts and _safe_to_repeat(failure, call):
+        delay = retry.delay(claim.attempt)
         if isinstance(failure, RateLimited) and failure.retry_after:
             delay = max(delay, float(failure.retry_after))
-    record("failed", None, recorded, delay, parameters)
+    return record("failed", None, recorded, delay, parameters)
+
+
+def _read(app: Flask, task_run_id: str) -> flow_rows.Loaded | None:
+    """A polled claim's run and tasks (a handed-over claim carries them)."""
+    found = flow_rows.statements(app)
+    with get_database(app).reading() as cursor:
+        owner = cursor.rows(found.task_owner, {"task_id": task_run_id})
+        return flow_rows.load(cursor, found, owner[0][0]) if owner else None
 
 
 def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[str, Any],
@@ -516,72 +570,78 @@ def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[s
     return parameters
 
 
-def _record(app: Flask, claim: Claim, status: str, output: Any, error: dict[str, Any] | None,
-            retry_in: float | None, parameters: dict[str, Any] | None = None,
-            run_id: str | None = None,
-            finish: tuple[Prepared, dict[str, Any]] | None = None) -> None:
+def _record(app: Flask, claim: Claim, run: FlowRun, key: str, status: str, output: Any,
+            error: dict[str, Any] | None, retry_in: float | None,
+            parameters: dict[str, Any] | None = None, *,
+            compiled: CompiledFlow | None = None,
+            finish: tuple[Prepared, dict[str, Any]] | None = None) -> list[Claim]:
     """An attempt's outcome, and what it decides, in one transaction — with ``finish``,
-    the attempt's action run row's outcome too. Nothing else is written when the claim
-    is no longer this attempt's (a sweep or a cancel took it)."""
-    now = utcnow()
-    with get_database(app).transaction() as db:
-        if finish is not None:
-            statement, values = finish
-            cursor = db.connection().connection.cursor()
-            try:
-                cursor.execute(statement.sql, statement.parameters(values))
-            finally:
-                cursor.close()
-        if run_id is None:
-            run_id = db.execute(select(TaskRun.flow_run_id).where(
-                TaskRun.id == claim.task_run_id)).scalar()
-            if run_id is None:
-                return
-        run = _locked(db, run_id)
-        if run is None:
-            return
-        every = list(db.execute(_ALL_TASKS, {"run": run_id}).scalars())
-        row = next((r for r in every if r.id == claim.task_run_id), None)
-        if row is None or row.status != "running" or row.attempt != claim.attempt:
-            return
-        row.runs = [*(row.runs or []), claim.run_id] if status != "cancelled" or \
-            _run_exists(db, claim.run_id) else list(row.runs or [])
-        if parameters is not None and row.item < 0:
-            row.input = parameters
-        if retry_in is not None and run.status == "running":
-            row.status, row.error = "ready", error
-            row.ready_at = min(now + timedelta(seconds=retry_in), run.deadline)
-            row.holder = row.lease_expires_at = None
-        else:
-            _finish_row(row, status, now, output=output, error=error)
-        if row.item >= 0:
-            _item_done(app, db, run, row, now)
-        elif run.status == "running" and row.status in TERMINAL:
+    the attempt's action run row's outcome too — and the tasks it makes ready claimed
+    for this process as far as it has threads free (this thread goes on with the first).
+    Nothing else is written when the claim is no longer this attempt's (a sweep or a
+    cancel took it)."""
+    if compiled is None:
+        with get_database(app).sessions() as db:
             compiled = _compiled_for(app, db, run)
-            _decide(db, run, compiled, {r.key: r for r in every if r.item < 0}, now)
-    executor.wake(app)
+    # This thread goes on with one task it makes ready; more need threads of their own.
+    pool, reserved = executor.reserve(app, len(compiled.downstream.get(key, ())) - 1)
+    claims: list[Claim] = []
+    loaded: flow_rows.Loaded | None = None
+    created: list[TaskRun] = []
+    found = flow_rows.statements(app)
+    now = utcnow()
+    try:
+        with get_database(app).raw() as cursor:
+            if finish is not None:
+                cursor.execute(*finish)
+            if not cursor.execute(found.touch, {"run_id": run.id, "updated_at": now}):
+                return []  # concurrent deciders of one run take turns from here
+            loaded = flow_rows.load(cursor, found, run.id)
+            assert loaded is not None
+            locked = loaded.run
+            row = next((r for r in loaded.tasks if r.id == claim.task_run_id), None)
+            if row is None or row.status != "running" or row.attempt != claim.attempt:
+                loaded = None
+                return []
+            if status != "cancelled" or cursor.rows(found.action_run, {"id": claim.run_id}):
+                row.runs = [*(row.runs or []), claim.run_id]
+            if parameters is not None and row.item < 0:
+                row.input = parameters
+            if retry_in is not None and locked.status == "running":
+                row.status, row.error = "ready", error
+                row.ready_at = min(now + timedelta(seconds=retry_in), locked.deadline)
+                row.holder = row.lease_expires_at = None
+            else:
+                _finish_row(row, status, now, output=output, error=error)
+            if row.item >= 0:
+                _item_done(locked, compiled, row, loaded.tasks, now, created)
+            elif locked.status == "running" and row.status in TERMINAL:
+                _decide(locked, compiled, loaded.by_key(), now, created)
+            taken = _claim(loaded, created, now, reserved + 1)
+            flow_rows.write(cursor, found, loaded, created)
+            loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
+        claims = taken  # committed: now they are this process's
+    finally:
+        first_here = 1 if claims else 0
+        _hand_over(app, pool, reserved, claims[first_here:],
+                   loaded or flow_rows.Loaded(run, []), created)
+    return claims[:1]
 
 
-def _run_exists(db: Session, run_id: str) -> bool:
-    return db.execute(select(Run.id).where(Run.id == run_id)).first() is not None
-
-
-def _item_done(app: Flask, db: Session, run: FlowRun, item_row: TaskRun, now: datetime) -> None:
+def _item_done(run: FlowRun, compiled: CompiledFlow, item_row: TaskRun, tasks: list[TaskRun],
+               now: datetime, created: list[TaskRun]) -> None:
     """One forEach item ended (or waits for a retry): start the next waiting item, and
     when every item has ended, end the forEach task with the outputs in order."""
     if item_row.status not in TERMINAL:
         return
-    items = list(db.execute(select(TaskRun).where(
-        TaskRun.flow_run_id == run.id, TaskRun.key == item_row.key, TaskRun.item >= 0)
-        .order_by(TaskRun.item)).scalars())
+    items = sorted((row for row in tasks if row.key == item_row.key and row.item >= 0),
+                   key=lambda row: row.item)
     waiting = [row for row in items if row.status == "pending"]
     if waiting and run.status == "running":
         waiting[0].status, waiting[0].ready_at = "ready", now
     if any(row.status not in TERMINAL for row in items):
         return
-    parent = db.execute(select(TaskRun).where(
-        TaskRun.flow_run_id == run.id, TaskRun.key == item_row.key, TaskRun.item == -1)
-    ).scalar_one()
+    parent = next(row for row in tasks if row.key == item_row.key and row.item < 0)
     failed = [row for row in items if row.status != "succeeded"]
     if failed:
         first = failed[0]
@@ -594,7 +654,11 @@ def _item_done(app: Flask, db: Session, run: FlowRun, item_row: TaskRun, now: da
         _finish_row(parent, "failed" if problem else "succeeded", now,
                     output=None if problem else outputs, error=problem)
     if run.status == "running":
-        _decide(db, run, _compiled_for(app, db, run), _rows(db, run.id), now)
+        _decide(run, compiled, {row.key: row for row in tasks if row.item < 0}, now, created)
+
+
+def _run_exists(db: Session, run_id: str) -> bool:
+    return db.execute(select(Run.id).where(Run.id == run_id)).first() is not None
 
 
 # -- timers: claims whose holder is gone, deadlines, old idempotency keys ------------------
@@ -781,7 +845,9 @@ def retry_run(app: Flask, db: Session, principal: Principal, run: FlowRun) -> Fl
         audit.record(tx, "flow_run_retried", actor=principal.actor, app=app,
                      workspace_id=locked.workspace_id,
                      detail={"run": run_id, "tasks": sorted(redo)})
-        _decide(tx, locked, compiled, rows, now)
+        created: list[TaskRun] = []
+        _decide(locked, compiled, rows, now, created)
+        tx.add_all(created)
     executor.wake(app)
     db.expire_all()
     return get_run(db, principal, run_id)
@@ -803,12 +869,11 @@ def resolve(app: Flask, db: Session, principal: Principal, run: FlowRun, task_ke
         locked = _locked(tx, run_id)
         if locked is None:
             raise NotFound(f"no flow run {run_id}")
-        rows = list(tx.execute(select(TaskRun).where(
-            TaskRun.flow_run_id == run_id, TaskRun.key == task_key,
-            TaskRun.status == "unknown")).scalars())
-        if not rows:
+        every = list(tx.execute(_ALL_TASKS, {"run": run_id}).scalars())
+        row = next((row for row in every if row.key == task_key and row.status == "unknown"),
+                   None)
+        if row is None:
             raise Conflict(f"the task {task_key!r} of this run is not waiting to be resolved")
-        row = rows[0]
         now = utcnow()
         if answer == "retry":
             row.status, row.ready_at, row.error = "ready", now, None
@@ -821,10 +886,14 @@ def resolve(app: Flask, db: Session, principal: Principal, run: FlowRun, task_ke
                      workspace_id=locked.workspace_id,
                      detail={"run": run_id, "task": task_key, "item": row.item, "as": answer})
         if locked.status == "running" and row.status in TERMINAL:
+            compiled = _compiled_for(app, tx, locked)
+            created: list[TaskRun] = []
             if row.item >= 0:
-                _item_done(app, tx, locked, row, now)
+                _item_done(locked, compiled, row, every, now, created)
             else:
-                _decide(tx, locked, _compiled_for(app, tx, locked), _rows(tx, run_id), now)
+                _decide(locked, compiled, {r.key: r for r in every if r.item < 0}, now,
+                        created)
+            tx.add_all(created)
     executor.wake(app)
     db.expire_all()
     return get_run(db, principal, run_id)
