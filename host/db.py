@@ -736,13 +736,7 @@ class RawCursor:
         """Every row of a read, each value through its column type's result
         processing when the statement was prepared with ``results``."""
         self.cursor.execute(statement.sql, statement.parameters(values))
-        found = self.cursor.fetchall()
-        processors = statement.results
-        if not processors:
-            return [tuple(row) for row in found]
-        return [tuple(value if process is None or value is None else process(value)
-                      for process, value in zip(processors, row, strict=True))
-                for row in found]
+        return statement.processed(self.cursor.fetchall())
 
 
 class Prepared:
@@ -766,16 +760,37 @@ class Prepared:
         # decoded, timestamps aware); without, as the driver gives them.
         self.results: tuple[Callable[[Any], Any] | None, ...] = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns) if results else ()
+            for column in (statement.selected_columns if hasattr(statement, "selected_columns")
+                           else statement.exported_columns)) if results else ()
+        self.converting = tuple((index, process) for index, process in enumerate(self.results)
+                                if process is not None)
+        # Positional parameters: each name with its bind processing, in order.
+        self.plan: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = (
+            None if self.order is None else
+            tuple((name, self.processors.get(name)) for name in self.order))
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        converted = {}
-        for name, value in values.items():
-            processor = self.processors.get(name)
-            converted[name] = processor(value) if processor is not None else value
-        if self.order is None:
-            return converted
-        return tuple(converted[name] for name in self.order)
+        if self.plan is None:
+            processors = self.processors
+            return {name: value if (process := processors.get(name)) is None
+                    else process(value) for name, value in values.items()}
+        return tuple(values[name] if process is None else process(values[name])
+                     for name, process in self.plan)
+
+    def processed(self, rows: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """``rows`` as read, each value through its column type's result processing
+        when prepared with ``results``."""
+        if not self.converting:
+            return [tuple(row) for row in rows]
+        converting = self.converting
+        out = []
+        for row in rows:
+            values = list(row)
+            for index, process in converting:
+                if values[index] is not None:
+                    values[index] = process(values[index])
+            out.append(tuple(values))
+        return out
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

@@ -107,7 +107,7 @@ def _sandbox_flag() -> bool:
 def start(key: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     principal = require_principal(flow_token=True)
     db = db_session()
-    flow = flows.get_flow(db, principal, key)
+    flow = flows.head(current_app, principal, key)
     body: Any = {}
     if request.get_data(cache=True).strip():
         body = json_object()

@@ -59,6 +59,7 @@ class Claim:
     task_run_id: str
     attempt: int
     run_id: str
+    flow_run_id: str | None = None
     # What the claimer already read (the run and its tasks), so the attempt need not
     # read it again; None for a claim taken by polling.
     context: Any = field(default=None, compare=False, repr=False)
@@ -86,7 +87,7 @@ def _statements(app: Flask) -> _Statements:
         moment = TaskRun.__table__.c.ready_at.type
         found = _Statements(
             ready=Prepared(
-                select(TaskRun.id, TaskRun.attempt)
+                select(TaskRun.id, TaskRun.attempt, TaskRun.flow_run_id)
                 .where(TaskRun.status == bindparam("ready"), TaskRun.ready_at <= bindparam("now"))
                 .order_by(TaskRun.ready_at).limit(bindparam("limit"))
                 .offset(bindparam("offset")),
@@ -103,12 +104,13 @@ def _statements(app: Flask) -> _Statements:
     return found
 
 
-def ready(app: Flask, limit: int) -> list[tuple[str, int]]:
-    """Up to ``limit`` task runs ready now, the longest-waiting first: (id, attempt)."""
+def ready(app: Flask, limit: int) -> list[tuple[str, int, str]]:
+    """Up to ``limit`` task runs ready now, the longest-waiting first: (id, attempt,
+    flow run)."""
     rows = get_database(app).read_rows(_statements(app).ready, {"ready": "ready",
                                                                 "now": utcnow(),
-                                                                "limit": BATCH, "offset": 0})
-    return [(str(task), int(attempt)) for task, attempt in rows[:limit]]
+                                                                "limit": limit, "offset": 0})
+    return [(str(task), int(attempt), str(run)) for task, attempt, run in rows]
 
 
 def lease_until(now: datetime, lease_seconds: float) -> datetime:
@@ -116,17 +118,25 @@ def lease_until(now: datetime, lease_seconds: float) -> datetime:
     return now + timedelta(seconds=lease_seconds + LEASE_MARGIN)
 
 
-def claim(app: Flask, task_run_id: str, attempt: int, lease_seconds: float) -> Claim | None:
-    """Take a ready task run: ``running``, the next attempt, this process as holder.
-    None when another process (or a cancel) got there first."""
+def claim(app: Flask, found: list[tuple[str, int, str]],
+          lease_for: LeaseFor) -> list[Claim]:
+    """Take ready task runs — each ``running``, its next attempt, this process as
+    holder — in one transaction (one commit for the lot). Those another process (or a
+    cancel) got to first are left out."""
     now = utcnow()
-    run_id = new_id("run")
-    taken = get_database(app).execute_raw(_statements(app).claim, {
-        "task": task_run_id, "ready": "ready", "previous": attempt, "running": "running",
-        "next": attempt + 1, "holder": holder(),
-        "lease": lease_until(now, lease_seconds), "now": now,
-        "run": run_id})
-    return Claim(task_run_id, attempt + 1, run_id) if taken else None
+    name = holder()
+    statement = _statements(app).claim
+    taken = []
+    with get_database(app).raw() as cursor:
+        for task_run_id, attempt, flow_run_id in found:
+            run_id = new_id("run")
+            if cursor.execute(statement, {
+                    "task": task_run_id, "ready": "ready", "previous": attempt,
+                    "running": "running", "next": attempt + 1, "holder": name,
+                    "lease": lease_until(now, lease_for(app, task_run_id)), "now": now,
+                    "run": run_id}):
+                taken.append(Claim(task_run_id, attempt + 1, run_id, flow_run_id))
+    return taken
 
 
 class Executor:
@@ -160,12 +170,13 @@ class Executor:
             self.busy += taken
         return taken
 
-    def release(self, count: int) -> None:
-        """Give back reserved threads that got no claim."""
+    def release(self, count: int, wake: bool = True) -> None:
+        """Give back reserved room that got no claim (and look for work with it)."""
         if count > 0:
             with self.lock:
                 self.busy -= count
-            self.wakeup.set()
+            if wake:
+                self.wakeup.set()
 
     def hand_over(self, claims: list[Claim]) -> None:
         """Run claims whose threads were reserved."""
@@ -219,21 +230,15 @@ class Executor:
         # race costs a write that changes nothing).
         rows = ready(self.app, BATCH)
         random.shuffle(rows)
-        started = 0
-        for task_run_id, attempt in rows[:free]:
-            lease = self.lease_for(self.app, task_run_id)
-            claimed = claim(self.app, task_run_id, attempt, lease)
-            if claimed is None:
-                continue
-            with self.lock:
-                self.busy += 1
-            started += 1
-            try:
-                self.pool.submit(self._run, claimed)
-            except RuntimeError:  # shutting down: the claim expires and is taken again
-                with self.lock:
-                    self.busy -= 1
-        return started
+        taken = self.reserve(min(free, len(rows)))
+        try:
+            claims = claim(self.app, rows[:taken], self.lease_for) if taken else []
+        except BaseException:
+            self.release(taken, wake=False)
+            raise
+        self.release(taken - len(claims), wake=False)
+        self.hand_over(claims)
+        return len(claims)
 
     def _run(self, claimed: Claim) -> None:
         """Run a claim, then the claim its outcome gave back to go on with (the

@@ -1,24 +1,31 @@
 """A flow run's rows on the driver's cursor: the reads and writes every task makes.
 
 Each task of a flow reads its run and the run's tasks and writes what its outcome
-decides. Through the ORM's unit of work that cost more than the action the task
-runs; here the statements are rendered once per database (:class:`host.db.Prepared`),
-rows are read into detached ``FlowRun``/``TaskRun`` objects (so the deciding code is
-the same whoever loads them), and only the rows that changed are written back.
+decides. Through the ORM's unit of work (and its instrumented attributes) that cost
+more than the action the task runs; here the statements are rendered once per
+database (:class:`host.db.Prepared`), rows are read into plain objects with the
+columns' names (:class:`RunState`, :class:`TaskState`), and only the rows that
+changed are written back. Every path that decides a run's tasks — a task's outcome,
+a start, a cancel, a retry, a person's answer, a recovery — goes through here, on
+its own cursor or on the cursor of the session it audits with (:func:`cursor_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any, cast
 
 from flask import Flask
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
 
 from ..db import FlowRun, Prepared, RawCursor, Run, TaskRun, get_database
 
-__all__ = ["Loaded", "load", "statements", "write"]
+__all__ = ["Loaded", "RunState", "TaskState", "cursor_of", "load", "lock", "statements",
+           "write"]
 
 _RUN = cast(Table, FlowRun.__table__)
 _TASK = cast(Table, TaskRun.__table__)
@@ -28,6 +35,57 @@ TASK_COLUMNS = tuple(column.key for column in _TASK.columns)
 RUN_CHANGING = ("status", "output", "error", "finished_at", "updated_at")
 TASK_CHANGING = ("status", "attempt", "ready_at", "started_at", "finished_at", "input",
                  "output", "error", "runs", "holder", "lease_expires_at", "current_run")
+
+
+@dataclass(slots=True, eq=False)
+class RunState:
+    """A ``flow_run`` row's values, in its columns' order."""
+
+    id: str
+    workspace_id: str
+    flow_id: str
+    version: int
+    status: str
+    trigger: dict[str, Any]
+    input: dict[str, Any]
+    output: Any
+    error: dict[str, Any] | None
+    sandbox: bool
+    idempotency_key: str | None
+    actor_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline: datetime
+    scheduled_for: datetime | None
+    updated_at: datetime
+
+
+@dataclass(slots=True, eq=False)
+class TaskState:
+    """A ``task_run`` row's values, in its columns' order."""
+
+    id: str
+    flow_run_id: str
+    key: str
+    item: int
+    status: str
+    attempt: int
+    ready_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    runs: list[str]
+    idempotency_key: str
+    holder: str | None
+    lease_expires_at: datetime | None
+    current_run: str | None
+
+
+assert tuple(f.name for f in fields(RunState)) == RUN_COLUMNS, "RunState ≠ flow_run"
+assert tuple(f.name for f in fields(TaskState)) == TASK_COLUMNS, "TaskState ≠ task_run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +109,9 @@ def statements(app: Flask) -> Statements:
         run_types = {column.key: column.type for column in _RUN.columns}
         task_types = {column.key: column.type for column in _TASK.columns}
         found = Statements(
-            touch=Prepared(update(_RUN).where(_RUN.c.id == bindparam("run_id")), dialect,
-                           ("updated_at",), run_types),
+            touch=Prepared(update(_RUN).where(_RUN.c.id == bindparam("run_id"))
+                           .returning(*(_RUN.c[name] for name in RUN_CHANGING)), dialect,
+                           ("updated_at",), run_types, results=True),
             run=Prepared(select(_RUN).where(_RUN.c.id == bindparam("run_id")), dialect, (), {},
                          results=True),
             tasks=Prepared(select(_TASK).where(_TASK.c.flow_run_id == bindparam("run_id"))
@@ -77,12 +136,17 @@ class Loaded:
 
     __slots__ = ("run", "tasks", "_run_was", "_tasks_were")
 
-    def __init__(self, run: FlowRun, tasks: list[TaskRun], new: bool = False) -> None:
+    def __init__(self, run: RunState, tasks: list[TaskState], new: bool = False) -> None:
         self.run, self.tasks = run, tasks
         self._run_was = None if new else _values(run, RUN_CHANGING)
         self._tasks_were = {} if new else {row.id: _values(row, TASK_CHANGING) for row in tasks}
 
-    def by_key(self) -> dict[str, TaskRun]:
+    def was_ready(self, row: TaskState) -> bool:
+        """Whether ``row`` was ready when read: any process may be claiming it."""
+        were = self._tasks_were.get(row.id)
+        return were is not None and were[0] == "ready"
+
+    def by_key(self) -> dict[str, TaskState]:
         """The tasks (not forEach items) by key."""
         return {row.key: row for row in self.tasks if row.item < 0}
 
@@ -91,18 +155,35 @@ def _values(row: Any, columns: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(getattr(row, name) for name in columns)
 
 
-def load(cursor: RawCursor, found: Statements, run_id: str) -> Loaded | None:
-    rows = cursor.rows(found.run, {"run_id": run_id})
-    if not rows:
+def lock(cursor: RawCursor, found: Statements, run_id: str, now: datetime,
+         run: RunState | None = None) -> Loaded | None:
+    """Write the run's row, so that concurrent deciders of one run take turns (the row
+    lock on PostgreSQL, the write lock on SQLite), then read the run and its tasks.
+    With ``run`` (as read earlier), only what may have changed since is read of it.
+    None: no such run."""
+    changing = cursor.rows(found.touch, {"run_id": run_id, "updated_at": now})
+    if not changing:
         return None
-    run = FlowRun(**dict(zip(RUN_COLUMNS, rows[0], strict=True)))
-    tasks = [TaskRun(**dict(zip(TASK_COLUMNS, row, strict=True)))
-             for row in cursor.rows(found.tasks, {"run_id": run_id})]
-    return Loaded(run, tasks)
+    if run is None:
+        run = RunState(*cursor.rows(found.run, {"run_id": run_id})[0])
+    else:
+        run = replace(run, **dict(zip(RUN_CHANGING, changing[0], strict=True)))
+    return load_tasks(cursor, found, run)
+
+
+def load(cursor: RawCursor, found: Statements, run_id: str) -> Loaded | None:
+    """The run and its tasks, as they are (no turn taken: for reading)."""
+    rows = cursor.rows(found.run, {"run_id": run_id})
+    return load_tasks(cursor, found, RunState(*rows[0])) if rows else None
+
+
+def load_tasks(cursor: RawCursor, found: Statements, run: RunState) -> Loaded:
+    return Loaded(run, [TaskState(*row) for row in cursor.rows(found.tasks,
+                                                                 {"run_id": run.id})])
 
 
 def write(cursor: RawCursor, found: Statements, loaded: Loaded,
-          created: Sequence[TaskRun] = ()) -> None:
+          created: Sequence[TaskState] = ()) -> None:
     """Insert a new run (loaded with ``new``) or write what changed, and insert
     ``created`` task runs."""
     run = loaded.run
@@ -121,3 +202,14 @@ def write(cursor: RawCursor, found: Statements, loaded: Loaded,
             and _values(row, TASK_CHANGING) != were[row.id]])
     cursor.execute_many(found.insert_task, [
         {name: getattr(row, name) for name in TASK_COLUMNS} for row in [*fresh, *created]])
+
+
+@contextmanager
+def cursor_of(db: Session) -> Iterator[RawCursor]:
+    """A cursor on the connection of ``db``'s transaction: rows written through it
+    commit (or roll back) with what the session writes (an audit event)."""
+    cursor = db.connection().connection.cursor()
+    try:
+        yield RawCursor(cursor)
+    finally:
+        cursor.close()

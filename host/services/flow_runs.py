@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -39,7 +40,6 @@ from ..db import (
     Prepared,
     Run,
     TaskRun,
-    changed,
     get_database,
     new_id,
     utcnow,
@@ -66,6 +66,8 @@ from ..principal import Principal
 from ..processes import holder, holder_dead
 from . import flow_rows
 from . import flows as flow_service
+from .flow_rows import RunState, TaskState
+from .flows import FlowHead
 from .installations import for_task, manifest_of
 from .paging import Page, page_of
 
@@ -130,7 +132,7 @@ def _validate_input(validator: Any, body: Any) -> dict[str, Any]:
     return body
 
 
-def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, *,
+def start(app: Flask, db: Session, principal: Principal, flow: Flow | FlowHead, body: Any, *,
           sandbox: bool = False, idempotency_key: str | None = None,
           trigger: Mapping[str, Any] | None = None) -> Started:
     """Start a run of ``flow``'s current version: the input checked against its input
@@ -152,7 +154,7 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
     compiled = flow_service.compiled(app, db, principal.workspace_id, flow.id, flow.version)
     values = _validate_input(compiled.input_validator, body)
     now = utcnow()
-    run = FlowRun(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
+    run = RunState(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
                   version=flow.version, status="running",
                   trigger=dict(trigger or {"type": "api"}), input=values, output=None,
                   error=None, sandbox=sandbox, idempotency_key=idempotency_key,
@@ -160,7 +162,7 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
                   finished_at=None, updated_at=now, scheduled_for=None,
                   deadline=now + timedelta(seconds=compiled.budget_seconds))
     tasks = [_new_task(run.id, key, new_id("idk").lower()) for key in compiled.order]
-    created: list[TaskRun] = []
+    created: list[TaskState] = []
     _decide(run, compiled, {row.key: row for row in tasks}, now, created)
     loaded = flow_rows.Loaded(run, tasks, new=True)
     db.commit()  # the caller's reads end here; the run's writes are one transaction
@@ -187,42 +189,48 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow, body: Any, 
 
 def _new_task(run_id: str, key: str, idempotency_key: str, item: int = -1,
               status: str = "pending", ready_at: datetime | None = None,
-              input: Any = None) -> TaskRun:
+              input: Any = None) -> TaskState:
     """A task run as it is first written (every column given: it is inserted as is)."""
-    return TaskRun(id=new_id("tsk"), flow_run_id=run_id, key=key, item=item, status=status,
+    return TaskState(id=new_id("tsk"), flow_run_id=run_id, key=key, item=item, status=status,
                    attempt=0, ready_at=ready_at, started_at=None, finished_at=None,
                    input=input, output=None, error=None, runs=[],
                    idempotency_key=idempotency_key, holder=None, lease_expires_at=None,
                    current_run=None)
 
 
-def _claimable(loaded: flow_rows.Loaded, created: list[TaskRun], now: datetime) -> int:
-    return sum(1 for row in (*loaded.tasks, *created)
-               if row.status == "ready" and row.ready_at is not None and row.ready_at <= now)
+def _made_ready(loaded: flow_rows.Loaded, created: list[TaskState],
+                now: datetime) -> list[TaskState]:
+    """The tasks this transaction made ready to run now. (Those ready before it may be
+    being claimed by another process, which takes no turn on the run's row: they are
+    left to the compare-and-set claim.)"""
+    return [row for row in (*loaded.tasks, *created)
+            if row.status == "ready" and row.ready_at is not None and row.ready_at <= now
+            and not loaded.was_ready(row)]
 
 
-def _claim(loaded: flow_rows.Loaded, created: list[TaskRun], now: datetime,
+def _claimable(loaded: flow_rows.Loaded, created: list[TaskState], now: datetime) -> int:
+    return len(_made_ready(loaded, created, now))
+
+
+def _claim(loaded: flow_rows.Loaded, created: list[TaskState], now: datetime,
            capacity: int) -> list[Claim]:
-    """Claim up to ``capacity`` of the tasks ready now, in the rows about to be written:
-    the transaction that made them ready takes them for this process."""
+    """Claim up to ``capacity`` of the tasks this transaction made ready, in the rows
+    it is about to write: no other process can have seen them."""
     claims: list[Claim] = []
     if capacity <= 0 or loaded.run.status != "running":
         return claims
     # A claim handed over may wait in this process's queue for one task's length first.
     name, lease = holder(), executor.lease_until(now, 2 * ACTION_LEASE)
-    for row in (*loaded.tasks, *created):
-        if len(claims) >= capacity:
-            break
-        if row.status == "ready" and row.ready_at is not None and row.ready_at <= now:
-            row.status, row.attempt, row.holder = "running", row.attempt + 1, name
-            row.lease_expires_at, row.started_at = lease, now
-            row.current_run = new_id("run")
-            claims.append(Claim(row.id, row.attempt, row.current_run, context=loaded))
+    for row in _made_ready(loaded, created, now)[:capacity]:
+        row.status, row.attempt, row.holder = "running", row.attempt + 1, name
+        row.lease_expires_at, row.started_at = lease, now
+        row.current_run = new_id("run")
+        claims.append(Claim(row.id, row.attempt, row.current_run, context=loaded))
     return claims
 
 
 def _hand_over(app: Flask, pool: executor.Executor | None, reserved: int, claims: list[Claim],
-               loaded: flow_rows.Loaded, created: list[TaskRun]) -> None:
+               loaded: flow_rows.Loaded, created: list[TaskState]) -> None:
     """After the commit: the claims to the threads reserved for them (none when the
     transaction failed), the rest of the reservation back, and a wake-up when work
     is ready that no thread here took."""
@@ -236,8 +244,8 @@ def _hand_over(app: Flask, pool: executor.Executor | None, reserved: int, claims
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    run: FlowRun
-    tasks: list[TaskRun] | None  # as committed; None for a run started before
+    run: FlowRun | RunState
+    tasks: list[TaskState] | None  # as committed; None for a run started before
 
 
 def _by_idempotency_key(db: Session, flow_id: str, key: str) -> FlowRun | None:
@@ -250,7 +258,7 @@ def _by_idempotency_key(db: Session, flow_id: str, key: str) -> FlowRun | None:
 # -- deciding the tasks --------------------------------------------------------------------
 
 
-def _scope(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun]) -> dict[str, Any]:
+def _scope(run: RunState, compiled: CompiledFlow, rows: Mapping[str, TaskState]) -> dict[str, Any]:
     return {
         "input": run.input or {},
         "tasks": {key: {"output": row.output, "status": row.status,
@@ -261,7 +269,7 @@ def _scope(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun]) ->
     }
 
 
-def _finish_row(row: TaskRun, status: str, now: datetime, output: Any = None,
+def _finish_row(row: TaskState, status: str, now: datetime, output: Any = None,
                 error: dict[str, Any] | None = None) -> None:
     row.status, row.output, row.error = status, output, error
     row.finished_at = now
@@ -277,8 +285,8 @@ def _check_output(output: Any) -> dict[str, Any] | None:
     return None
 
 
-def _decide(run: FlowRun, compiled: CompiledFlow, rows: dict[str, TaskRun], now: datetime,
-            created: list[TaskRun]) -> None:
+def _decide(run: RunState, compiled: CompiledFlow, rows: dict[str, TaskState], now: datetime,
+            created: list[TaskState]) -> None:
     """Make every task whose needs now decide it ready or skipped (maps and forEach
     expansions happen here, at once; a forEach's item rows go into ``created``), then
     finish the run when nothing is left."""
@@ -302,7 +310,7 @@ def _decide(run: FlowRun, compiled: CompiledFlow, rows: dict[str, TaskRun], now:
     _conclude(run, compiled, rows, now)
 
 
-def _run_map(row: TaskRun, mapping: Any, scope: Mapping[str, Any], now: datetime) -> None:
+def _run_map(row: TaskState, mapping: Any, scope: Mapping[str, Any], now: datetime) -> None:
     row.started_at = now
     try:
         output = render(mapping, scope)
@@ -316,7 +324,7 @@ def _run_map(row: TaskRun, mapping: Any, scope: Mapping[str, Any], now: datetime
         _finish_row(row, "succeeded", now, output=output)
 
 
-def _wait_until(task: Task, run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
+def _wait_until(task: Task, run: RunState, compiled: CompiledFlow, rows: Mapping[str, TaskState],
                 now: datetime) -> datetime:
     if task.wait_seconds is not None:  # past the deadline: the run times out first
         return now + timedelta(seconds=task.wait_seconds)
@@ -330,8 +338,8 @@ def _wait_until(task: Task, run: FlowRun, compiled: CompiledFlow, rows: Mapping[
     return max(now, moment)
 
 
-def _expand(run: FlowRun, compiled: CompiledFlow, task: Task, row: TaskRun,
-            rows: Mapping[str, TaskRun], now: datetime, created: list[TaskRun]) -> None:
+def _expand(run: RunState, compiled: CompiledFlow, task: Task, row: TaskState,
+            rows: Mapping[str, TaskState], now: datetime, created: list[TaskState]) -> None:
     """A forEach task that became ready: its items rendered, then each item mapped at
     once (a map) or made a task run of its own (an action), ``parallelism`` ready."""
     each = task.for_each
@@ -377,7 +385,7 @@ def _expand(run: FlowRun, compiled: CompiledFlow, task: Task, row: TaskRun,
                                  ready_at=now if first else None, input={"item": item}))
 
 
-def _conclude(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
+def _conclude(run: RunState, compiled: CompiledFlow, rows: Mapping[str, TaskState],
               now: datetime) -> None:
     if run.status != "running":
         return
@@ -402,13 +410,6 @@ def _conclude(run: FlowRun, compiled: CompiledFlow, rows: Mapping[str, TaskRun],
         run.output = None if output is MISSING else output
 
 
-# Built once: every attempt runs them (building a statement costs more than SQLite's work).
-_TOUCH = update(FlowRun).where(FlowRun.id == bindparam("run")).values(
-    updated_at=bindparam("now"))
-_TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"), TaskRun.item == -1)
-_ALL_TASKS = select(TaskRun).where(TaskRun.flow_run_id == bindparam("run"))
-
-
 _STATUS = select(FlowRun.status).where(FlowRun.id == bindparam("run"))
 
 
@@ -421,19 +422,25 @@ def _status_read(app: Flask) -> Prepared:
     return found
 
 
-def _locked(db: Session, run_id: str) -> FlowRun | None:
-    """The run, after writing its row: concurrent deciders of one run take turns
-    (the row lock on PostgreSQL, the write lock on SQLite)."""
-    if not changed(db.connection().execute(_TOUCH, {"run": run_id, "now": utcnow()})):
-        return None
-    return db.get(FlowRun, run_id)
+@contextmanager
+def _deciding(app: Flask, run_id: str) -> Iterator[tuple[Session, flow_rows.Loaded | None,
+                                                         list[TaskState]]]:
+    """A transaction deciding a run's tasks outside an attempt (a cancel, a retry, a
+    person's answer, a recovery, a deadline): the run's row written first, so
+    concurrent deciders of one run take turns (the row lock on PostgreSQL, the write
+    lock on SQLite); the run and its tasks read (None: no such run); on leaving,
+    what changed and the task runs put in the list written with what the session
+    wrote (its audit event)."""
+    found = flow_rows.statements(app)
+    created: list[TaskState] = []
+    with get_database(app).transaction() as tx, flow_rows.cursor_of(tx) as cursor:
+        loaded = flow_rows.lock(cursor, found, run_id, utcnow())
+        yield tx, loaded, created
+        if loaded is not None:
+            flow_rows.write(cursor, found, loaded, created)
 
 
-def _rows(db: Session, run_id: str) -> dict[str, TaskRun]:
-    return {row.key: row for row in db.execute(_TASKS, {"run": run_id}).scalars()}
-
-
-def _compiled_for(app: Flask, db: Session, run: FlowRun) -> CompiledFlow:
+def _compiled_for(app: Flask, db: Session, run: FlowRun | RunState) -> CompiledFlow:
     return flow_service.compiled(app, db, run.workspace_id, run.flow_id, run.version,
                                  check=False)
 
@@ -456,7 +463,7 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     outcome took for this process (the tasks it made ready)."""
     loaded: flow_rows.Loaded | None = claim.context
     if loaded is None:
-        loaded = _read(app, claim.task_run_id)
+        loaded = _read(app, claim)
         if loaded is None:
             return []
     row = next((r for r in loaded.tasks if r.id == claim.task_run_id), None)
@@ -548,12 +555,15 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     return record("failed", None, recorded, delay, parameters)
 
 
-def _read(app: Flask, task_run_id: str) -> flow_rows.Loaded | None:
+def _read(app: Flask, claim: Claim) -> flow_rows.Loaded | None:
     """A polled claim's run and tasks (a handed-over claim carries them)."""
     found = flow_rows.statements(app)
     with get_database(app).reading() as cursor:
-        owner = cursor.rows(found.task_owner, {"task_id": task_run_id})
-        return flow_rows.load(cursor, found, owner[0][0]) if owner else None
+        run_id = claim.flow_run_id
+        if run_id is None:
+            owner = cursor.rows(found.task_owner, {"task_id": claim.task_run_id})
+            run_id = owner[0][0] if owner else None
+        return flow_rows.load(cursor, found, run_id) if run_id else None
 
 
 def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[str, Any],
@@ -570,7 +580,7 @@ def _parameters(call: ActionCall, scope: Mapping[str, Any], run_input: Mapping[s
     return parameters
 
 
-def _record(app: Flask, claim: Claim, run: FlowRun, key: str, status: str, output: Any,
+def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, output: Any,
             error: dict[str, Any] | None, retry_in: float | None,
             parameters: dict[str, Any] | None = None, *,
             compiled: CompiledFlow | None = None,
@@ -587,17 +597,16 @@ def _record(app: Flask, claim: Claim, run: FlowRun, key: str, status: str, outpu
     pool, reserved = executor.reserve(app, len(compiled.downstream.get(key, ())) - 1)
     claims: list[Claim] = []
     loaded: flow_rows.Loaded | None = None
-    created: list[TaskRun] = []
+    created: list[TaskState] = []
     found = flow_rows.statements(app)
     now = utcnow()
     try:
         with get_database(app).raw() as cursor:
             if finish is not None:
                 cursor.execute(*finish)
-            if not cursor.execute(found.touch, {"run_id": run.id, "updated_at": now}):
-                return []  # concurrent deciders of one run take turns from here
-            loaded = flow_rows.load(cursor, found, run.id)
-            assert loaded is not None
+            loaded = flow_rows.lock(cursor, found, run.id, now, run)
+            if loaded is None:
+                return []
             locked = loaded.run
             row = next((r for r in loaded.tasks if r.id == claim.task_run_id), None)
             if row is None or row.status != "running" or row.attempt != claim.attempt:
@@ -628,8 +637,8 @@ def _record(app: Flask, claim: Claim, run: FlowRun, key: str, status: str, outpu
     return claims[:1]
 
 
-def _item_done(run: FlowRun, compiled: CompiledFlow, item_row: TaskRun, tasks: list[TaskRun],
-               now: datetime, created: list[TaskRun]) -> None:
+def _item_done(run: RunState, compiled: CompiledFlow, item_row: TaskState, tasks: list[TaskState],
+               now: datetime, created: list[TaskState]) -> None:
     """One forEach item ended (or waits for a retry): start the next waiting item, and
     when every item has ended, end the forEach task with the outputs in order."""
     if item_row.status not in TERMINAL:
@@ -718,14 +727,15 @@ def prune(app: Flask, now: datetime | None = None, force: bool = False) -> int:
 
 
 def _recover(app: Flask, task_id: str, attempt: int, now: datetime) -> None:
-    with get_database(app).transaction() as db:
-        found = db.execute(select(TaskRun.flow_run_id).where(TaskRun.id == task_id)).first()
-        if found is None:
+    owner = get_database(app).read_raw(flow_rows.statements(app).task_owner,
+                                       {"task_id": task_id})
+    if owner is None:
+        return
+    with _deciding(app, owner[0]) as (db, loaded, _):
+        row = next((r for r in loaded.tasks if r.id == task_id), None) if loaded else None
+        if loaded is None or row is None or row.status != "running" or row.attempt != attempt:
             return
-        run = _locked(db, found[0])
-        row = db.get(TaskRun, task_id)
-        if run is None or row is None or row.status != "running" or row.attempt != attempt:
-            return
+        run = loaded.run
         current = row.current_run
         sent = current is not None and _run_exists(db, current)
         repeatable = False
@@ -758,14 +768,14 @@ def _recover(app: Flask, task_id: str, attempt: int, now: datetime) -> None:
 
 
 def _time_out(app: Flask, run_id: str, now: datetime) -> None:
-    with get_database(app).transaction() as db:
-        run = _locked(db, run_id)
-        if run is None or run.status != "running" or run.deadline >= now:
+    with _deciding(app, run_id) as (_, loaded, _created):
+        if loaded is None or loaded.run.status != "running" or loaded.run.deadline >= now:
             return
+        run = loaded.run
         run.status, run.finished_at = "timed_out", now
         seconds = int((run.deadline - (run.started_at or run.created_at)).total_seconds())
         run.error = {"task": None, "message": f"the run passed its budget of {seconds} s"}
-        for row in db.execute(select(TaskRun).where(TaskRun.flow_run_id == run_id)).scalars():
+        for row in loaded.tasks:
             if row.status not in TERMINAL:
                 _finish_row(row, "cancelled", now, error=_error("the run passed its budget"))
 
@@ -785,16 +795,16 @@ def cancel(app: Flask, db: Session, principal: Principal, run: FlowRun) -> FlowR
     its next request (its chain asks between requests) and starts nothing after it."""
     run_id = run.id
     db.commit()
-    with get_database(app).transaction() as tx:
-        locked = _locked(tx, run_id)
-        if locked is None:
+    with _deciding(app, run_id) as (tx, loaded, _):
+        if loaded is None:
             raise NotFound(f"no flow run {run_id}")
+        locked = loaded.run
         if locked.status not in ("queued", "running"):
             raise Conflict(f"the run is {locked.status} already")
         now = utcnow()
         locked.status, locked.finished_at = "cancelled", now
         locked.error = {"task": None, "message": f"cancelled by {principal.user.email}"}
-        for row in tx.execute(select(TaskRun).where(TaskRun.flow_run_id == run_id)).scalars():
+        for row in loaded.tasks:
             if row.status in ("pending", "ready", "unknown"):
                 _finish_row(row, "cancelled", now)
             elif row.status == "running" and row.holder is None:  # a forEach's own row
@@ -810,14 +820,14 @@ def retry_run(app: Flask, db: Session, principal: Principal, run: FlowRun) -> Fl
     depends on them; tasks that succeeded keep their outputs."""
     run_id = run.id
     db.commit()
-    with get_database(app).transaction() as tx:
-        locked = _locked(tx, run_id)
-        if locked is None:
+    with _deciding(app, run_id) as (tx, loaded, created):
+        if loaded is None:
             raise NotFound(f"no flow run {run_id}")
+        locked = loaded.run
         if locked.status in ("queued", "running"):
             raise Conflict("the run is still running; cancel it first or wait for it to end")
         compiled = _compiled_for(app, tx, locked)
-        rows = _rows(tx, run_id)
+        rows = loaded.by_key()
         redo = {key for key, row in rows.items()
                 if row.status in ("failed", "cancelled", "unknown")}
         todo = list(redo)
@@ -831,6 +841,7 @@ def retry_run(app: Flask, db: Session, principal: Principal, run: FlowRun) -> Fl
         now = utcnow()
         tx.execute(delete(TaskRun).where(TaskRun.flow_run_id == run_id, TaskRun.item >= 0,
                                          TaskRun.key.in_(redo)))
+        loaded.tasks = [row for row in loaded.tasks if row.item < 0 or row.key not in redo]
         for key in redo:
             row = rows[key]
             keep_key = row.status == "unknown"  # its request may have happened: same key
@@ -845,9 +856,7 @@ def retry_run(app: Flask, db: Session, principal: Principal, run: FlowRun) -> Fl
         audit.record(tx, "flow_run_retried", actor=principal.actor, app=app,
                      workspace_id=locked.workspace_id,
                      detail={"run": run_id, "tasks": sorted(redo)})
-        created: list[TaskRun] = []
         _decide(locked, compiled, rows, now, created)
-        tx.add_all(created)
     executor.wake(app)
     db.expire_all()
     return get_run(db, principal, run_id)
@@ -865,11 +874,10 @@ def resolve(app: Flask, db: Session, principal: Principal, run: FlowRun, task_ke
         raise ValidationError([FieldError("output", "is larger than 256 KB")])
     run_id = run.id
     db.commit()
-    with get_database(app).transaction() as tx:
-        locked = _locked(tx, run_id)
-        if locked is None:
+    with _deciding(app, run_id) as (tx, loaded, created):
+        if loaded is None:
             raise NotFound(f"no flow run {run_id}")
-        every = list(tx.execute(_ALL_TASKS, {"run": run_id}).scalars())
+        locked, every = loaded.run, loaded.tasks
         row = next((row for row in every if row.key == task_key and row.status == "unknown"),
                    None)
         if row is None:
@@ -887,13 +895,10 @@ def resolve(app: Flask, db: Session, principal: Principal, run: FlowRun, task_ke
                      detail={"run": run_id, "task": task_key, "item": row.item, "as": answer})
         if locked.status == "running" and row.status in TERMINAL:
             compiled = _compiled_for(app, tx, locked)
-            created: list[TaskRun] = []
             if row.item >= 0:
                 _item_done(locked, compiled, row, every, now, created)
             else:
-                _decide(locked, compiled, {r.key: r for r in every if r.item < 0}, now,
-                        created)
-            tx.add_all(created)
+                _decide(locked, compiled, loaded.by_key(), now, created)
     executor.wake(app)
     db.expire_all()
     return get_run(db, principal, run_id)
@@ -945,7 +950,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _task_object(row: TaskRun, items: list[TaskRun]) -> dict[str, Any]:
+def _task_object(row: TaskRun | TaskState, items: list[TaskRun | TaskState]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "key": row.key, "status": row.status, "attempts": row.attempt,
         "startedAt": _iso(row.started_at), "finishedAt": _iso(row.finished_at),
@@ -961,8 +966,9 @@ def _task_object(row: TaskRun, items: list[TaskRun]) -> dict[str, Any]:
     return body
 
 
-def run_object(db: Session, run: FlowRun, key: str | None = None,
-               with_tasks: bool = True, tasks: list[TaskRun] | None = None) -> dict[str, Any]:
+def run_object(db: Session, run: FlowRun | RunState, key: str | None = None,
+               with_tasks: bool = True,
+               tasks: Sequence[TaskRun | TaskState] | None = None) -> dict[str, Any]:
     """The Flow run object of FLOWS.md §10 (``key``: the flow's, when the caller knows
     it; ``tasks``: its task runs, when the caller has them)."""
     if key is None:
@@ -979,7 +985,7 @@ def run_object(db: Session, run: FlowRun, key: str | None = None,
     if with_tasks:
         rows = tasks if tasks is not None else list(db.execute(
             select(TaskRun).where(TaskRun.flow_run_id == run.id).order_by(TaskRun.id)).scalars())
-        items: dict[str, list[TaskRun]] = {}
+        items: dict[str, list[TaskRun | TaskState]] = {}
         for row in rows:
             if row.item >= 0:
                 items.setdefault(row.key, []).append(row)
