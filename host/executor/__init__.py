@@ -38,10 +38,11 @@ from flask import Flask
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import Prepared, TaskRun, get_database, new_id, utcnow
+from ..db import Prepared, RawCursor, TaskRun, get_database, new_id, utcnow
 from ..processes import holder
 
-__all__ = ["Claim", "Executor", "configure", "get_executor", "lease_until", "reserve", "wake"]
+__all__ = ["Claim", "Executor", "configure", "get_executor", "lease_until", "reserve",
+           "take_ready", "wake"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,20 +124,40 @@ def claim(app: Flask, found: list[tuple[str, int, str]],
     """Take ready task runs — each ``running``, its next attempt, this process as
     holder — in one transaction (one commit for the lot). Those another process (or a
     cancel) got to first are left out."""
+    with get_database(app).raw() as cursor:
+        return claim_on(cursor, app, found, lease_for)
+
+
+def claim_on(cursor: RawCursor, app: Flask, found: list[tuple[str, int, str]],
+             lease_for: LeaseFor, wanted: int | None = None) -> list[Claim]:
+    """:func:`claim` in the caller's transaction, stopping at ``wanted`` claims."""
     now = utcnow()
     name = holder()
     statement = _statements(app).claim
-    taken = []
-    with get_database(app).raw() as cursor:
-        for task_run_id, attempt, flow_run_id in found:
-            run_id = new_id("run")
-            if cursor.execute(statement, {
-                    "task": task_run_id, "ready": "ready", "previous": attempt,
-                    "running": "running", "next": attempt + 1, "holder": name,
-                    "lease": lease_until(now, lease_for(app, task_run_id)), "now": now,
-                    "run": run_id}):
-                taken.append(Claim(task_run_id, attempt + 1, run_id, flow_run_id))
+    taken: list[Claim] = []
+    for task_run_id, attempt, flow_run_id in found:
+        if wanted is not None and len(taken) >= wanted:
+            break
+        run_id = new_id("run")
+        if cursor.execute(statement, {
+                "task": task_run_id, "ready": "ready", "previous": attempt,
+                "running": "running", "next": attempt + 1, "holder": name,
+                "lease": lease_until(now, lease_for(app, task_run_id)), "now": now,
+                "run": run_id}):
+            taken.append(Claim(task_run_id, attempt + 1, run_id, flow_run_id))
     return taken
+
+
+def take_ready(app: Flask, cursor: RawCursor, lease_for: LeaseFor) -> Claim | None:
+    """In the caller's write transaction, claim one task that is ready now: what a
+    thread about to go idle does instead of waiting for the next poll (and its own
+    commit)."""
+    rows = cursor.rows(_statements(app).ready, {"ready": "ready", "now": utcnow(),
+                                                 "limit": 4, "offset": 0})
+    random.shuffle(rows)
+    found = claim_on(cursor, app, [(str(task), int(attempt), str(run))
+                                   for task, attempt, run in rows], lease_for, wanted=1)
+    return found[0] if found else None
 
 
 class Executor:
@@ -270,6 +291,12 @@ _ALL: weakref.WeakSet[Executor] = weakref.WeakSet()
 def configure(app: Flask, handler: Handler, lease_for: LeaseFor, timers: list[Timer]) -> None:
     """What the executor does with a claim, how long a claim lasts, and its timers."""
     app.extensions[_SETUP] = (handler, lease_for, timers)
+
+
+def lease_of(app: Flask) -> LeaseFor:
+    """How long a claim lasts, as configured."""
+    setup = app.extensions.get(_SETUP)
+    return setup[1] if setup is not None else (lambda app, task_run_id: 60.0)
 
 
 def get_executor(app: Flask) -> Executor | None:

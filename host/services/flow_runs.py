@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -38,6 +38,7 @@ from ..db import (
     Flow,
     FlowRun,
     Prepared,
+    RawCursor,
     Run,
     TaskRun,
     get_database,
@@ -629,12 +630,24 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
             taken = _claim(loaded, created, now, reserved + 1)
             flow_rows.write(cursor, found, loaded, created)
             loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
+            if not taken and pool is not None:  # this thread would go idle: take work
+                taken = _take_ready(app, cursor, found)
         claims = taken  # committed: now they are this process's
     finally:
         first_here = 1 if claims else 0
         _hand_over(app, pool, reserved, claims[first_here:],
                    loaded or flow_rows.Loaded(run, []), created)
     return claims[:1]
+
+
+def _take_ready(app: Flask, cursor: RawCursor, found: flow_rows.Statements) -> list[Claim]:
+    """A task of any run that is ready now, claimed in the caller's transaction with
+    its run's rows read (so the thread goes on without a poll, a commit or a read)."""
+    claim = executor.take_ready(app, cursor, executor.lease_of(app))
+    if claim is None or claim.flow_run_id is None:
+        return []
+    loaded = flow_rows.load(cursor, found, claim.flow_run_id)
+    return [replace(claim, context=loaded)] if loaded is not None else []
 
 
 def _item_done(run: RunState, compiled: CompiledFlow, item_row: TaskState, tasks: list[TaskState],
