@@ -98,11 +98,13 @@
       const value = input ? input.value : "";
       if (!value) {
         select.replaceChildren(placeholder("— choose " + name + " first —"));
+        select.dataset.waiting = "true";
         status(select, "");
         return;
       }
       params.set(name, value);
     }
+    delete select.dataset.waiting;
     const previous = select.value || select.dataset.chosen || "";
     clearError(select);
     select.setAttribute("aria-busy", "true");
@@ -138,6 +140,15 @@
           }
         });
       }
+    }
+  }
+
+  // A value chosen before this script ran (a quick hand, a restored form) has had no
+  // change event heard: load what still waits for a value its fields now have.
+  for (const select of form.querySelectorAll("select[data-source][data-waiting]")) {
+    const depends = (select.dataset.dependsOn || "").split(" ").filter(Boolean);
+    if (depends.length && depends.every((name) => field(name) && field(name).value)) {
+      reload(select);
     }
   }
 

@@ -28,7 +28,8 @@ def test_the_form_renders_every_field(hosted, board):
     assert '<option value="{&#34;id&#34;: &#34;b1&#34;' in page  # object values travel as JSON
     assert re.search(r'<select id="f-list" name="list" required aria-required="true" '
                      r'aria-describedby="f-list-help" data-source="/api/v1/installations/'
-                     rf'{installation}/sources/rpc_lists" data-depends-on="board">', page)
+                     rf'{installation}/sources/rpc_lists" data-depends-on="board" '
+                     r'data-waiting="true">', page)
     assert "— choose board first —" in page
     assert ('The options could not be loaded (Board did not return the options for '
             'rpc_columns: columns are down for maintenance); type the value instead.') in page
