@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from flask import Flask
@@ -29,6 +30,7 @@ __all__ = ["Loaded", "RunState", "TaskState", "cursor_of", "load", "lock", "stat
 
 _RUN = cast(Table, FlowRun.__table__)
 _TASK = cast(Table, TaskRun.__table__)
+_TASK_TYPES = {column.key: column.type for column in _TASK.columns}
 RUN_COLUMNS = tuple(column.key for column in _RUN.columns)
 TASK_COLUMNS = tuple(column.key for column in _TASK.columns)
 # What deciding may change: everything but the identity of a row.
@@ -96,9 +98,20 @@ class Statements:
     insert_run: Prepared
     insert_task: Prepared
     update_run: Prepared
-    update_task: Prepared
     task_owner: Prepared  # a task run's flow run
     action_run: Prepared  # whether an action run row exists
+    dialect: Any
+    # A task run's update by the columns it changes: a task made ready writes two
+    # columns, not twelve (four of them JSON to encode again).
+    updates: dict[tuple[str, ...], Prepared]
+
+    def update_task(self, columns: tuple[str, ...]) -> Prepared:
+        found = self.updates.get(columns)
+        if found is None:
+            found = self.updates.setdefault(columns, Prepared(
+                update(_TASK).where(_TASK.c.id == bindparam("task_id")), self.dialect,
+                columns, _TASK_TYPES))
+        return found
 
 
 def statements(app: Flask) -> Statements:
@@ -107,7 +120,7 @@ def statements(app: Flask) -> Statements:
     if found is None:
         dialect = get_database(app).engine.dialect
         run_types = {column.key: column.type for column in _RUN.columns}
-        task_types = {column.key: column.type for column in _TASK.columns}
+        task_types = _TASK_TYPES
         found = Statements(
             touch=Prepared(update(_RUN).where(_RUN.c.id == bindparam("run_id"))
                            .returning(*(_RUN.c[name] for name in RUN_CHANGING)), dialect,
@@ -120,12 +133,11 @@ def statements(app: Flask) -> Statements:
             insert_task=Prepared(insert(_TASK), dialect, TASK_COLUMNS, task_types),
             update_run=Prepared(update(_RUN).where(_RUN.c.id == bindparam("run_id")), dialect,
                                 RUN_CHANGING, run_types),
-            update_task=Prepared(update(_TASK).where(_TASK.c.id == bindparam("task_id")),
-                                 dialect, TASK_CHANGING, task_types),
             task_owner=Prepared(select(_TASK.c.flow_run_id).where(
                 _TASK.c.id == bindparam("task_id")), dialect, (), {}),
             action_run=Prepared(select(Run.id).where(Run.id == bindparam("id")), dialect,
-                                (), {}))
+                                (), {}),
+            dialect=dialect, updates={})
         app.extensions["minihost.flow_rows"] = found
     return found
 
@@ -138,8 +150,8 @@ class Loaded:
 
     def __init__(self, run: RunState, tasks: list[TaskState], new: bool = False) -> None:
         self.run, self.tasks = run, tasks
-        self._run_was = None if new else _values(run, RUN_CHANGING)
-        self._tasks_were = {} if new else {row.id: _values(row, TASK_CHANGING) for row in tasks}
+        self._run_was = None if new else _run_changing(run)
+        self._tasks_were = {} if new else {row.id: _task_changing(row) for row in tasks}
 
     def was_ready(self, row: TaskState) -> bool:
         """Whether ``row`` was ready when read: any process may be claiming it."""
@@ -151,8 +163,9 @@ class Loaded:
         return {row.key: row for row in self.tasks if row.item < 0}
 
 
-def _values(row: Any, columns: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(getattr(row, name) for name in columns)
+# What may have changed, as a tuple (a value changes by assignment, as in the ORM).
+_run_changing = attrgetter(*RUN_CHANGING)
+_task_changing = attrgetter(*TASK_CHANGING)
 
 
 def lock(cursor: RawCursor, found: Statements, run_id: str, now: datetime,
@@ -192,14 +205,19 @@ def write(cursor: RawCursor, found: Statements, loaded: Loaded,
         fresh = loaded.tasks
     else:
         fresh = []
-        if _values(run, RUN_CHANGING) != loaded._run_was:
+        if _run_changing(run) != loaded._run_was:
             cursor.execute(found.update_run, {"run_id": run.id, **{
                 name: getattr(run, name) for name in RUN_CHANGING}})
         were = loaded._tasks_were
-        cursor.execute_many(found.update_task, [
-            {"task_id": row.id, **{name: getattr(row, name) for name in TASK_CHANGING}}
-            for row in loaded.tasks if row.id in were
-            and _values(row, TASK_CHANGING) != were[row.id]])
+        for row in loaded.tasks:
+            was = were.get(row.id)
+            now = _task_changing(row)
+            if was is None or now == was:
+                continue
+            columns = tuple(name for name, old, new in zip(TASK_CHANGING, was, now, strict=True)
+                            if old is not new and old != new)
+            cursor.execute(found.update_task(columns), {
+                "task_id": row.id, **{name: getattr(row, name) for name in columns}})
     cursor.execute_many(found.insert_task, [
         {name: getattr(row, name) for name in TASK_COLUMNS} for row in [*fresh, *created]])
 

@@ -458,7 +458,7 @@ def test_audit_plugins_are_told_after_the_write_lock_is_released(tmp_path, make_
             import flask
             from host.db import get_database
             lock = get_database(flask.current_app).write_lock
-            SEEN.append((event["kind"], lock._is_owned()))  # an RLock on SQLite
+            SEEN.append((event["kind"], lock.held()))
     """)
     app = make_app(folder)
     with app.app_context(), get_database(app).transaction() as db:
