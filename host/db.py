@@ -658,28 +658,31 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A Core connection in a transaction, for short writes on hot paths."""
-        with self.write_lock, self.engine.begin() as connection:
+        """A Core connection in a transaction, for short writes on hot paths. (The
+        connection is taken from the pool before the write lock and given back after
+        it: the lock is held for the transaction only.)"""
+        with self.engine.connect() as connection, self.write_lock, connection.begin():
             yield connection
 
     @contextmanager
     def raw(self) -> Iterator[RawCursor]:
         """A transaction on the driver's own cursor, committed on success: for the
         writes every run or flow task makes (see :class:`Prepared`)."""
-        with self.write_lock:
-            connection = self.engine.raw_connection()
-            try:
-                cursor = connection.cursor()
+        connection = self.engine.raw_connection()  # before the lock, as in write()
+        try:
+            with self.write_lock:
                 try:
-                    yield RawCursor(cursor)
-                finally:
-                    cursor.close()
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
-            finally:
-                connection.close()  # back to the pool
+                    cursor = connection.cursor()
+                    try:
+                        yield RawCursor(cursor)
+                    finally:
+                        cursor.close()
+                    connection.commit()
+                except BaseException:
+                    connection.rollback()
+                    raise
+        finally:
+            connection.close()  # back to the pool
 
     def execute_raw(self, statement: Prepared, values: Mapping[str, Any],
                     *also: tuple[Prepared, Mapping[str, Any]]) -> int:
