@@ -168,7 +168,7 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow | FlowHead, 
     loaded = flow_rows.Loaded(run, tasks, new=True)
     db.commit()  # the caller's reads end here; the run's writes are one transaction
     database = get_database(app)
-    pool, reserved = executor.reserve(app, _claimable(loaded, created, now))
+    pool, reserved = executor.reserve(app, len(_made_ready(loaded, created, now)))
     claims: list[Claim] = []
     try:
         with database.raw() as cursor:
@@ -207,10 +207,6 @@ def _made_ready(loaded: flow_rows.Loaded, created: list[TaskState],
     return [row for row in (*loaded.tasks, *created)
             if row.status == "ready" and row.ready_at is not None and row.ready_at <= now
             and not loaded.was_ready(row)]
-
-
-def _claimable(loaded: flow_rows.Loaded, created: list[TaskState], now: datetime) -> int:
-    return len(_made_ready(loaded, created, now))
 
 
 def _claim(loaded: flow_rows.Loaded, created: list[TaskState], now: datetime,
