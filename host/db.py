@@ -672,11 +672,8 @@ class Database:
         try:
             with self.write_lock:
                 try:
-                    cursor = connection.cursor()
-                    try:
-                        yield RawCursor(cursor)
-                    finally:
-                        cursor.close()
+                    with raw_cursor(connection) as cursor:
+                        yield cursor
                     connection.commit()
                 except BaseException:
                     connection.rollback()
@@ -700,11 +697,8 @@ class Database:
         """Reads on the driver's own cursor (see :class:`Prepared`), in one snapshot."""
         connection = self.engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            try:
-                yield RawCursor(cursor)
-            finally:
-                cursor.close()
+            with raw_cursor(connection) as cursor:
+                yield cursor
             connection.rollback()  # a read: end the transaction the driver may have begun
         finally:
             connection.close()
@@ -718,6 +712,17 @@ class Database:
         """The first row of a one-row read on the driver's cursor (see :class:`Prepared`)."""
         rows = self.read_rows(statement, values)
         return rows[0] if rows else None
+
+
+@contextmanager
+def raw_cursor(connection: Any) -> Iterator[RawCursor]:
+    """A cursor of a driver connection (pooled, or a session's), closed after use; the
+    transaction is the caller's to end."""
+    cursor = connection.cursor()
+    try:
+        yield RawCursor(cursor)
+    finally:
+        cursor.close()
 
 
 class RawCursor:

@@ -293,12 +293,6 @@ def configure(app: Flask, handler: Handler, lease_for: LeaseFor, timers: list[Ti
     app.extensions[_SETUP] = (handler, lease_for, timers)
 
 
-def lease_of(app: Flask) -> LeaseFor:
-    """How long a claim lasts, as configured."""
-    setup = app.extensions.get(_SETUP)
-    return setup[1] if setup is not None else (lambda app, task_run_id: 60.0)
-
-
 def get_executor(app: Flask) -> Executor | None:
     """This process's executor, started on first use; None when ``FLOW_WORKERS`` is 0
     (this process runs no flow work) or nothing is configured."""

@@ -23,10 +23,10 @@ from flask import Flask
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..db import FlowRun, Prepared, RawCursor, Run, TaskRun, get_database
+from ..db import FlowRun, Prepared, RawCursor, Run, TaskRun, get_database, raw_cursor
 
-__all__ = ["Loaded", "RunState", "TaskState", "cursor_of", "load", "lock", "statements",
-           "write"]
+__all__ = ["Loaded", "RunState", "TaskState", "cursor_of", "load", "lock", "recorded",
+           "statements", "write"]
 
 _RUN = cast(Table, FlowRun.__table__)
 _TASK = cast(Table, TaskRun.__table__)
@@ -100,6 +100,7 @@ class Statements:
     update_run: Prepared
     task_owner: Prepared  # a task run's flow run
     action_run: Prepared  # whether an action run row exists
+    status: Prepared  # a run's status, read by a chain between its requests
     dialect: Any
     # A task run's update by the columns it changes: a task made ready writes two
     # columns, not twelve (four of them JSON to encode again).
@@ -137,6 +138,8 @@ def statements(app: Flask) -> Statements:
                 _TASK.c.id == bindparam("task_id")), dialect, (), {}),
             action_run=Prepared(select(Run.id).where(Run.id == bindparam("id")), dialect,
                                 (), {}),
+            status=Prepared(select(_RUN.c.status).where(_RUN.c.id == bindparam("run_id")),
+                            dialect, (), {}),
             dialect=dialect, updates={})
         app.extensions["minihost.flow_rows"] = found
     return found
@@ -226,8 +229,11 @@ def write(cursor: RawCursor, found: Statements, loaded: Loaded,
 def cursor_of(db: Session) -> Iterator[RawCursor]:
     """A cursor on the connection of ``db``'s transaction: rows written through it
     commit (or roll back) with what the session writes (an audit event)."""
-    cursor = db.connection().connection.cursor()
-    try:
-        yield RawCursor(cursor)
-    finally:
-        cursor.close()
+    with raw_cursor(db.connection().connection) as cursor:
+        yield cursor
+
+
+def recorded(cursor: RawCursor, found: Statements, run_id: str) -> bool:
+    """Whether the action run ``run_id`` has its row: an attempt's request may have
+    been sent only then."""
+    return bool(cursor.rows(found.action_run, {"id": run_id}))

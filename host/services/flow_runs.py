@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .. import audit, executor
@@ -39,7 +39,6 @@ from ..db import (
     FlowRun,
     Prepared,
     RawCursor,
-    Run,
     TaskRun,
     get_database,
     new_id,
@@ -407,17 +406,6 @@ def _conclude(run: RunState, compiled: CompiledFlow, rows: Mapping[str, TaskStat
         run.output = None if output is MISSING else output
 
 
-_STATUS = select(FlowRun.status).where(FlowRun.id == bindparam("run"))
-
-
-def _status_read(app: Flask) -> Prepared:
-    """The run-status read a chain makes between its requests, rendered once."""
-    found: Prepared | None = app.extensions.get("minihost.flow_run_status")
-    if found is None:
-        found = app.extensions.setdefault("minihost.flow_run_status", Prepared(
-            _STATUS, get_database(app).engine.dialect, (), {}))
-    return found
-
 
 @contextmanager
 def _deciding(app: Flask, run_id: str) -> Iterator[tuple[Session, flow_rows.Loaded | None,
@@ -521,7 +509,8 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     flow_run_id = run.id
 
     def stop() -> str | None:
-        status = get_database(app).read_raw(_status_read(app), {"run": flow_run_id})
+        status = get_database(app).read_raw(flow_rows.statements(app).status,
+                                            {"run_id": flow_run_id})
         if status is None or status[0] == "running":
             return None
         return f"the flow run is {status[0]}"
@@ -609,7 +598,7 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
             if row is None or row.status != "running" or row.attempt != claim.attempt:
                 loaded = None
                 return []
-            if status != "cancelled" or cursor.rows(found.action_run, {"id": claim.run_id}):
+            if status != "cancelled" or flow_rows.recorded(cursor, found, claim.run_id):
                 row.runs = [*(row.runs or []), claim.run_id]
             if parameters is not None and row.item < 0:
                 row.input = parameters
@@ -627,7 +616,7 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
             flow_rows.write(cursor, found, loaded, created)
             loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
             if not taken and pool is not None:  # this thread would go idle: take work
-                taken = _take_ready(app, cursor, found)
+                taken = _take_ready(app, cursor, found, pool)
         claims = taken  # committed: now they are this process's
     finally:
         first_here = 1 if claims else 0
@@ -636,10 +625,11 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
     return claims[:1]
 
 
-def _take_ready(app: Flask, cursor: RawCursor, found: flow_rows.Statements) -> list[Claim]:
+def _take_ready(app: Flask, cursor: RawCursor, found: flow_rows.Statements,
+                pool: executor.Executor) -> list[Claim]:
     """A task of any run that is ready now, claimed in the caller's transaction with
     its run's rows read (so the thread goes on without a poll, a commit or a read)."""
-    claim = executor.take_ready(app, cursor, executor.lease_of(app))
+    claim = executor.take_ready(app, cursor, pool.lease_for)
     if claim is None or claim.flow_run_id is None:
         return []
     loaded = flow_rows.load(cursor, found, claim.flow_run_id)
@@ -673,10 +663,6 @@ def _item_done(run: RunState, compiled: CompiledFlow, item_row: TaskState, tasks
                     output=None if problem else outputs, error=problem)
     if run.status == "running":
         _decide(run, compiled, {row.key: row for row in tasks if row.item < 0}, now, created)
-
-
-def _run_exists(db: Session, run_id: str) -> bool:
-    return db.execute(select(Run.id).where(Run.id == run_id)).first() is not None
 
 
 # -- timers: claims whose holder is gone, deadlines, old idempotency keys ------------------
@@ -746,7 +732,9 @@ def _recover(app: Flask, task_id: str, attempt: int, now: datetime) -> None:
             return
         run = loaded.run
         current = row.current_run
-        sent = current is not None and _run_exists(db, current)
+        with flow_rows.cursor_of(db) as cursor:
+            sent = current is not None and flow_rows.recorded(
+                cursor, flow_rows.statements(app), current)
         repeatable = False
         if sent and current is not None:
             try:
