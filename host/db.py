@@ -61,12 +61,14 @@ __all__ = [
     "Base",
     "CatalogError",
     "Database",
+    "FlowSchedule",
     "Installation",
     "LoginSession",
     "Membership",
     "MiniApp",
     "OAuthState",
     "Run",
+    "ScheduleTick",
     "User",
     "Workspace",
     "action_use_statement",
@@ -595,6 +597,40 @@ class TaskRun(Base):
     holder: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     current_run: Mapped[str | None] = mapped_column(ID)
+
+
+class FlowSchedule(Base):
+    """A schedule trigger of a flow's current version and the first tick not yet
+    handled: the scheduler looks only at rows whose ``next_fire_at`` has come."""
+
+    __tablename__ = "flow_schedule"
+    __table_args__ = (UniqueConstraint("flow_id", "trigger"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("sch"))
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
+    trigger: Mapped[int] = mapped_column(Integer)  # its index in the document's triggers
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    next_fire_at: Mapped[datetime] = mapped_column(index=True)
+    last_run_id: Mapped[str | None] = mapped_column(ID)
+
+
+class ScheduleTick(Base):
+    """One tick of a schedule: fired (with its run), skipped (a run still going),
+    missed (nothing ran then) or failed (the run could not start). The unique key
+    is the claim: a tick is written once, by the transaction that starts its run."""
+
+    __tablename__ = "schedule_tick"
+    __table_args__ = (UniqueConstraint("flow_id", "trigger", "fire_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("tik"))
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
+    trigger: Mapped[int] = mapped_column(Integer)
+    fire_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))  # fired | skipped | missed | failed
+    flow_run_id: Mapped[str | None] = mapped_column(ID)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

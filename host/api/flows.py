@@ -72,13 +72,15 @@ def delete(key: str) -> tuple[str, int]:
 def enable(key: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
-    return _object(flows.set_enabled(db, principal, flows.get_flow(db, principal, key), True))
+    flow = flows.get_flow(db, principal, key)
+    return _object(flows.set_enabled(current_app, db, principal, flow, True))
 
 
 def disable(key: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
-    return _object(flows.set_enabled(db, principal, flows.get_flow(db, principal, key), False))
+    flow = flows.get_flow(db, principal, key)
+    return _object(flows.set_enabled(current_app, db, principal, flow, False))
 
 
 def create_token(key: str) -> tuple[dict[str, Any], int]:

@@ -293,14 +293,26 @@ COMPONENTS: dict[str, Any] = {
     "Flow": {
         "type": "object",
         "required": ["key", "title", "description", "version", "enabled", "document",
-                     "inputSchema", "triggers", "endpoint", "createdAt", "updatedAt"],
+                     "inputSchema", "triggers", "nextFireTimes", "recentTicks", "endpoint",
+                     "createdAt", "updatedAt"],
         "properties": {
             "key": {"type": "string"}, "title": {"type": "string"},
             "description": {"type": "string"}, "version": {"type": "integer"},
             "enabled": {"type": "boolean"}, "document": {"type": "object"},
             "inputSchema": {"type": ["object", "null"], "description": "The run's input "
                             "(null while the flow does not pass its checks: see problems)."},
-            "triggers": {"type": "array", "items": {"type": "object"}},
+            "triggers": {"type": "array", "items": {"type": "object"}, "description":
+                         "The document's triggers; a schedule's carries its next five "
+                         "`nextFireTimes` on its own clock."},
+            "nextFireTimes": {"type": "array", "items": TIMESTAMP, "maxItems": 5,
+                              "description": "The next five ticks of all its schedules."},
+            "recentTicks": {"type": "array", "items": {
+                "type": "object", "required": ["trigger", "fireAt", "status", "run", "detail"],
+                "properties": {"trigger": {"type": "integer"}, "fireAt": TIMESTAMP,
+                               "status": {"enum": ["fired", "skipped", "missed", "failed"]},
+                               "run": {"type": ["string", "null"]},
+                               "detail": {"type": "object"}}},
+                "description": "Its schedules' latest ticks, newest first."},
             "endpoint": {"type": "object", "required": ["url", "method"], "properties": {
                 "url": {"type": "string"}, "method": {"const": "POST"}}},
             "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP,

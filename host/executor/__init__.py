@@ -68,7 +68,7 @@ class Claim:
 
 # Runs a claim; returns the claims to go on with in the same thread (at most one).
 Handler = Callable[[Flask, Claim], "list[Claim] | None"]
-Timer = Callable[[Flask], None]
+Timer = Callable[[Flask], object]
 LeaseFor = Callable[[Flask, str], float]
 
 

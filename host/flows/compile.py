@@ -22,6 +22,7 @@ from ..errors import FlowInvalid, FlowProblem
 from ..manifest import Action, Manifest
 from ..manifest.lint import iter_strings
 from .model import ActionCall, Condition, Flow, ForEach, Retry, Task
+from .schedule import CronError, Schedule, parse_schedule
 from .schema import FLOW_SCHEMA
 
 __all__ = ["compile_flow", "lint_flow"]
@@ -91,11 +92,15 @@ class _Lint:
                      f"{self.max_budget} s (FLOW_TIMEOUT)",
                      f"use at most {self.max_budget}, or leave it out for the limit")
         for index, trigger in enumerate(self.doc.get("triggers") or []):
-            if isinstance(trigger, dict) and trigger.get("type") in ("schedule", "event"):
+            if not isinstance(trigger, dict):
+                continue
+            if trigger.get("type") == "event":
                 self.add(f"/triggers/{index}/type",
-                         f"{trigger['type']} triggers are not available in this version of "
-                         "Minihost", "remove the trigger; start the flow through its API "
-                                     "endpoint (POST /api/v1/flows/{key}/runs)")
+                         "event triggers are not available in this version of Minihost",
+                         "remove the trigger; start the flow through its API endpoint "
+                         "(POST /api/v1/flows/{key}/runs) or a schedule")
+            elif trigger.get("type") == "schedule":
+                self._schedule(index, trigger)
         if "output" in self.doc:
             self._templates("/output", self.doc["output"], None, inner=False)
         explicit = self.doc.get("input")
@@ -108,6 +113,24 @@ class _Lint:
                 self.add("/input/type", "the run's input is an object",
                          'set "type": "object"')
         return self.problems
+
+    def _schedule(self, index: int, trigger: dict[str, Any]) -> None:
+        pointer = f"/triggers/{index}"
+        if "cron" not in trigger:
+            self.add(pointer, "a schedule trigger needs a cron expression",
+                     'add "cron", e.g. "0 9 * * 1-5" (9:00 on weekdays)')
+            return
+        for key in ("connection", "event", "filter"):
+            if key in trigger:
+                self.add(f"{pointer}/{key}", f"a schedule trigger has no {key!r}",
+                         "remove it (an event trigger has it)")
+        try:
+            parse_schedule(index, trigger)
+        except CronError as error:
+            field = "timezone" if "time zone" in str(error) else "cron"
+            self.add(f"{pointer}/{field}", str(error),
+                     "see docs/flows.md (Schedules) for the syntax" if field == "cron"
+                     else "use a zone name from the IANA database")
 
     def _schema(self) -> None:
         for error in sorted(_VALIDATOR.iter_errors(self.doc),
@@ -435,12 +458,17 @@ def compile_flow(doc: Any, connections: Mapping[str, Manifest | None], *,
     for key, spec in doc["tasks"].items():
         tasks[key] = _compile_task(key, spec, lint)
     order = _order(tasks)
+    schedules = tuple(parse_schedule(index, trigger)
+                      for index, trigger in enumerate(doc.get("triggers") or [])
+                      if trigger.get("type") == "schedule")
     downstream: dict[str, list[str]] = {key: [] for key in tasks}
     for key in order:
         for other, _ in tasks[key].needs:
             downstream[other].append(key)
     budget = int(doc.get("budgetSeconds", max_budget))
     input_schema = doc["input"] if "input" in doc else _derive_input(doc, tasks, lint)
+    validator = Draft202012Validator(copy.deepcopy(input_schema))
+    _check_trigger_inputs(schedules, validator)
     connections_used = sorted({t.call.connection for t in tasks.values() if t.call} |
                               {t.for_each.call.connection for t in tasks.values()
                                if t.for_each and t.for_each.call})
@@ -454,8 +482,23 @@ def compile_flow(doc: Any, connections: Mapping[str, Manifest | None], *,
         triggers=tuple(doc.get("triggers") or ({"type": "api"},)),
         document=MappingProxyType(copy.deepcopy(doc)),
         connections=tuple(connections_used),
-        input_validator=Draft202012Validator(copy.deepcopy(input_schema)),
+        input_validator=validator,
+        schedules=schedules,
     )
+
+
+def _check_trigger_inputs(schedules: tuple[Schedule, ...], validator: Any) -> None:
+    """A schedule's input is fixed: checked against the input schema now, not at 9:00."""
+    problems = []
+    for schedule in schedules:
+        for error in validator.iter_errors(schedule.input):
+            path = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
+            problems.append(FlowProblem(f"/triggers/{schedule.index}/input{path}",
+                                        f"the run's input {error.message}",
+                                        "give the schedule's input every field the flow "
+                                        "needs (see the flow's inputSchema)"))
+    if problems:
+        raise FlowInvalid(problems)
 
 
 def _order(tasks: Mapping[str, Task]) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .schedule import Schedule
+
 __all__ = ["ActionCall", "Condition", "Flow", "ForEach", "Retry", "Task"]
 
 
@@ -110,3 +112,4 @@ class Flow:
     connections: tuple[str, ...]
     # The input schema's validator, built once: every start checks its body with it.
     input_validator: Any = None
+    schedules: tuple[Schedule, ...] = ()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -84,6 +84,7 @@ __all__ = [
     "run_object",
     "start",
     "start_executor",
+    "start_triggered",
     "wait_for",
 ]
 
@@ -142,6 +143,21 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow | FlowHead, 
     hours)."""
     if principal.flow_id is not None and principal.flow_id != flow.id:
         raise NotFound(f"no flow {flow.key}")
+    return start_triggered(app, db, principal.workspace_id, principal.user.id, flow, body,
+                           sandbox=sandbox, idempotency_key=idempotency_key, trigger=trigger)
+
+
+def start_triggered(app: Flask, db: Session, workspace_id: str, actor_id: str | None,
+                    flow: Flow | FlowHead, body: Any, *, sandbox: bool = False,
+                    idempotency_key: str | None = None,
+                    trigger: Mapping[str, Any] | None = None,
+                    scheduled_for: datetime | None = None,
+                    claim: Callable[[RawCursor, str], None] | None = None) -> Started:
+    """:func:`start` for a trigger (a schedule, an event) rather than a caller.
+    ``claim`` writes, in the run's own transaction, the row that makes this start
+    happen once (a schedule's tick, an event's run): it gets the new run's id, and when
+    it conflicts with another process's row, nothing is started (the database's
+    IntegrityError is raised)."""
     if not flow.enabled:
         raise Conflict(f"the flow {flow.key} is disabled; enable it to start runs "
                        f"(POST /api/v1/flows/{flow.key}/enable)")
@@ -151,15 +167,15 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow | FlowHead, 
         found = _by_idempotency_key(db, flow.id, idempotency_key)
         if found is not None:
             return Started(found, None)
-    compiled = flow_service.compiled(app, db, principal.workspace_id, flow.id, flow.version)
+    compiled = flow_service.compiled(app, db, workspace_id, flow.id, flow.version)
     values = _validate_input(compiled.input_validator, body)
     now = utcnow()
-    run = RunState(id=new_id("frn"), workspace_id=principal.workspace_id, flow_id=flow.id,
+    run = RunState(id=new_id("frn"), workspace_id=workspace_id, flow_id=flow.id,
                   version=flow.version, status="running",
                   trigger=dict(trigger or {"type": "api"}), input=values, output=None,
                   error=None, sandbox=sandbox, idempotency_key=idempotency_key,
-                  actor_id=principal.user.id, created_at=now, started_at=now,
-                  finished_at=None, updated_at=now, scheduled_for=None,
+                  actor_id=actor_id, created_at=now, started_at=now,
+                  finished_at=None, updated_at=now, scheduled_for=scheduled_for,
                   deadline=now + timedelta(seconds=compiled.budget_seconds))
     tasks = [_new_task(run.id, key, new_id("idk").lower()) for key in compiled.order]
     created: list[TaskState] = []
@@ -171,6 +187,8 @@ def start(app: Flask, db: Session, principal: Principal, flow: Flow | FlowHead, 
     claims: list[Claim] = []
     try:
         with database.raw() as cursor:
+            if claim is not None:
+                claim(cursor, run.id)
             taken = _claim(loaded, created, now, reserved)
             flow_rows.write(cursor, flow_rows.statements(app), loaded, created)
             loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
@@ -1000,11 +1018,13 @@ def start_executor(app: Flask) -> None:
     executor.get_executor(app)
 
 
-def init_app(app: Flask) -> None:
-    """Give the executor its work. A serving process starts it with its first request
+def init_app(app: Flask, timers: Sequence[executor.Timer] = ()) -> None:
+    """Give the executor its work: task attempts, and the timers (this module's sweep,
+    and ``timers``: the schedules). A serving process starts it with its first request
     (``minihost serve`` at once); a command starts it only when it starts a run, so a
     short command never holds a claim when it exits."""
-    executor.configure(app, run_attempt, lambda app, task_run_id: ACTION_LEASE, [sweep])
+    executor.configure(app, run_attempt, lambda app, task_run_id: ACTION_LEASE,
+                       [sweep, *timers])
     if app.testing:
         return
 

@@ -14,7 +14,9 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -28,15 +30,18 @@ from ..db import (
     ApiToken,
     Flow,
     FlowRun,
+    FlowSchedule,
     FlowVersion,
     Installation,
     Prepared,
+    ScheduleTick,
     get_database,
     utcnow,
 )
 from ..errors import Conflict, FlowInvalid, FlowProblem, NotFound
 from ..flows import Flow as CompiledFlow
 from ..flows import compile_flow
+from ..flows.schedule import Schedule, parse_schedule
 from ..manifest import Manifest
 from ..principal import Principal
 from . import accounts, catalog
@@ -45,6 +50,7 @@ from .paging import Page, page_of
 __all__ = [
     "FlowHead",
     "Saved",
+    "clock",
     "compiled",
     "create_token",
     "delete_flow",
@@ -53,11 +59,21 @@ __all__ = [
     "head",
     "list_flows",
     "parse_document",
+    "recent_ticks",
     "save",
+    "next_fire_times",
     "set_enabled",
 ]
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
+CLOCK = "minihost.clock"
+
+
+def clock(app: Flask) -> datetime:
+    """Now, for schedules: the real time unless a test set its own clock (to walk a
+    schedule across a daylight-saving change without waiting for one)."""
+    found: Callable[[], datetime] | None = app.extensions.get(CLOCK)
+    return found() if found is not None else utcnow()
 
 
 def parse_document(body: Any) -> Any:
@@ -198,6 +214,7 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
         flow.version += 1
         flow.title = flow_compiled.title
         flow.updated_at = now
+        restart = not flow.enabled and flow_compiled.enabled and "enabled" in doc
         if "enabled" in doc:
             flow.enabled = flow_compiled.enabled
         created = False
@@ -207,10 +224,11 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
                     created_by=principal.user.id, created_at=now, updated_at=now)
         db.add(flow)
         db.flush()
-        created = True
+        created, restart = True, False
     version = FlowVersion(flow_id=flow.id, version=flow.version, document=doc, digest=digest,
                           created_by=principal.user.id, created_at=now)
     db.add(version)
+    _keep_schedules(db, flow.id, flow_compiled.schedules, clock(app), restart)
     audit.record(db, "flow_created" if created else "flow_changed", actor=principal.actor,
                  workspace_id=principal.workspace_id,
                  detail={"flow": flow.key, "version": flow.version})
@@ -283,10 +301,47 @@ def list_flows(db: Session, principal: Principal,
     return page_of(db, query, Flow.id, page)
 
 
-def set_enabled(db: Session, principal: Principal, flow: Flow, enabled: bool) -> Flow:
+def _keep_schedules(db: Session, flow_id: str, schedules: tuple[Schedule, ...],
+                    now: datetime, restart: bool = False) -> None:
+    """The flow's schedule rows for a new version, in its transaction: a schedule
+    whose cron and time zone did not change keeps its next tick (a missed tick is
+    still caught up); a new or changed one starts from now; one removed goes.
+    ``restart`` (a flow enabled again) starts every schedule from now: a disabled flow
+    fires nothing, not even late."""
+    rows = {row.trigger: row for row in db.execute(
+        select(FlowSchedule).where(FlowSchedule.flow_id == flow_id)).scalars()}
+    for schedule in schedules:
+        row = rows.pop(schedule.index, None)
+        if row is None:
+            row = FlowSchedule(flow_id=flow_id, trigger=schedule.index)
+            db.add(row)
+        elif row.cron == schedule.cron and row.timezone == schedule.timezone and not restart:
+            continue
+        row.cron, row.timezone = schedule.cron, schedule.timezone
+        row.next_fire_at = schedule.next_times(now, 1)[0]
+    for row in rows.values():
+        db.delete(row)
+
+
+def next_fire_times(flow_compiled: CompiledFlow, now: datetime,
+                    count: int = 5) -> list[tuple[int, datetime]]:
+    """The next ``count`` ticks of all the flow's schedules, earliest first, each with
+    its trigger's index."""
+    times = sorted((instant, schedule.index) for schedule in flow_compiled.schedules
+                   for instant in schedule.next_times(now, count))
+    return [(index, instant) for instant, index in times[:count]]
+
+
+def set_enabled(app: Flask, db: Session, principal: Principal, flow: Flow,
+                enabled: bool) -> Flow:
     if flow.enabled != enabled:
         flow.enabled = enabled
         flow.updated_at = utcnow()
+        if enabled:
+            _keep_schedules(db, flow.id, tuple(
+                parse_schedule(row.trigger, {"cron": row.cron, "timezone": row.timezone})
+                for row in db.execute(select(FlowSchedule).where(
+                    FlowSchedule.flow_id == flow.id)).scalars()), clock(app), True)
         audit.record(db, "flow_enabled" if enabled else "flow_disabled", actor=principal.actor,
                      workspace_id=principal.workspace_id, detail={"flow": flow.key})
         db.commit()
@@ -322,6 +377,14 @@ def flow_object(app: Flask, flow: Flow, version: FlowVersion,
     """The Flow object of FLOWS.md §10. ``inputSchema`` needs the compiled form; a
     flow that no longer lints shows ``problems`` instead."""
     base = app.config["PUBLIC_URL"]
+    triggers = [dict(t) for t in version.document.get("triggers") or [{"type": "api"}]]
+    now = clock(app)
+    upcoming = next_fire_times(flow_compiled, now) if flow_compiled else []
+    for index, trigger in enumerate(triggers):
+        if trigger.get("type") == "schedule" and flow_compiled is not None:
+            trigger["nextFireTimes"] = [
+                _local(flow_compiled, index, at)
+                for at in _schedule(flow_compiled, index).next_times(now)]
     body: dict[str, Any] = {
         "key": flow.key,
         "title": flow.title,
@@ -330,9 +393,34 @@ def flow_object(app: Flask, flow: Flow, version: FlowVersion,
         "enabled": flow.enabled,
         "document": version.document,
         "inputSchema": dict(flow_compiled.input_schema) if flow_compiled else None,
-        "triggers": list(version.document.get("triggers") or [{"type": "api"}]),
+        "triggers": triggers,
+        "nextFireTimes": [_local(flow_compiled, index, at) for index, at in upcoming
+                          if flow_compiled is not None],
+        "recentTicks": [{"trigger": tick.trigger, "fireAt": tick.fire_at.isoformat(),
+                         "status": tick.status, "run": tick.flow_run_id,
+                         "detail": tick.detail} for tick in recent_ticks(app, flow.id)]
+        if flow_compiled is None or flow_compiled.schedules else [],
         "endpoint": {"url": f"{base}/api/v1/flows/{flow.key}/runs", "method": "POST"},
         "createdAt": flow.created_at.isoformat(),
         "updatedAt": flow.updated_at.isoformat(),
     }
     return body
+
+
+def recent_ticks(app: Flask, flow_id: str, limit: int = 10) -> list[ScheduleTick]:
+    """The flow's latest schedule ticks, newest first: what fired, was skipped (a run
+    still going), missed (nothing ran then) or failed to start."""
+    with get_database(app).sessions() as db:
+        rows = list(db.execute(select(ScheduleTick).where(ScheduleTick.flow_id == flow_id)
+                               .order_by(ScheduleTick.fire_at.desc()).limit(limit)).scalars())
+        db.expunge_all()
+    return rows
+
+
+def _schedule(flow_compiled: CompiledFlow, index: int) -> Schedule:
+    return next(s for s in flow_compiled.schedules if s.index == index)
+
+
+def _local(flow_compiled: CompiledFlow, index: int, at: datetime) -> str:
+    """A fire time as the schedule's own wall clock shows it, with its offset."""
+    return at.astimezone(_schedule(flow_compiled, index).zone).isoformat()

@@ -150,8 +150,9 @@ def test_ten_errors_are_all_reported_at_their_pointers():
        "is not a regular expression: missing ), unterminated subpattern at position 0")]),
     ({"tasks": {"x": {"map": {}, "if": [{"value": "1", "op": "exists", "to": 1}]}}},
      [("/tasks/x/if/0/to", "exists compares with nothing")]),
-    ({"tasks": {"x": {"map": {}}}, "triggers": [{"type": "schedule", "cron": "* * * * *"}]},
-     [("/triggers/0/type", "schedule triggers are not available in this version of Minihost")]),
+    ({"tasks": {"x": {"map": {}}}, "triggers": [{"type": "schedule", "cron": "* * * * *",
+                                                  "connection": "linear"}]},
+     [("/triggers/0/connection", "a schedule trigger has no 'connection'")]),
     ({"tasks": {"x": {"forEach": {"items": "{{input.list}}", "task": {
         "connection": "linear", "action": "comment",
         "inputs": {"issue": "{{item.id}}", "text": "{{index}}"}}}},
