@@ -61,7 +61,10 @@ __all__ = [
     "Base",
     "CatalogError",
     "Database",
+    "EventRun",
+    "FlowEventTrigger",
     "FlowSchedule",
+    "InboundEvent",
     "Installation",
     "LoginSession",
     "Membership",
@@ -299,6 +302,9 @@ class Installation(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
     webhook_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # The secret inbound webhooks are signed with, vault-encrypted: made by the host at
+    # install, or set by the user to the one the provider gave them.
+    webhook_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -630,6 +636,66 @@ class ScheduleTick(Base):
     status: Mapped[str] = mapped_column(String(16))  # fired | skipped | missed | failed
     flow_run_id: Mapped[str | None] = mapped_column(ID)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FlowEventTrigger(Base):
+    """An event trigger of a flow's current version, kept beside the document so an
+    event finds the flows it starts with one indexed read."""
+
+    __tablename__ = "flow_event_trigger"
+    __table_args__ = (UniqueConstraint("flow_id", "trigger"),
+                      Index("ix_flow_event_trigger_workspace_id_event", "workspace_id", "event"))
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("etr"))
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    trigger: Mapped[int] = mapped_column(Integer)
+    connection: Mapped[str | None] = mapped_column(String(64))  # None: internal events
+    event: Mapped[str] = mapped_column(String(200))
+
+
+class InboundEvent(Base):
+    """An event received: from an installation's webhook, or sent by the workspace's
+    own application (``source`` "internal"). ``delivery_id`` dedupes replays;
+    rejected requests are kept too (without their body), with the reason."""
+
+    __tablename__ = "inbound_event"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "source", "delivery_id"),
+        Index("ix_inbound_event_workspace_id_id", "workspace_id", "id"),
+        Index("ix_inbound_event_status_received_at", "status", "received_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("evt"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    installation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("installation.id", ondelete="SET NULL"), index=True)
+    source: Mapped[str] = mapped_column(String(40))  # the installation's id, or "internal"
+    type: Mapped[str] = mapped_column(String(200))
+    delivery_id: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified: Mapped[bool] = mapped_column(Boolean)
+    # received (runs not yet started) | dispatched | rejected | challenge
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None]
+    data: Mapped[Any | None] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventRun(Base):
+    """A run an event started (or could not start): written in the run's own
+    transaction, so an event starts each matching trigger once."""
+
+    __tablename__ = "event_run"
+    __table_args__ = (UniqueConstraint("event_id", "flow_id", "trigger"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("evr"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("inbound_event.id", ondelete="CASCADE"))
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flow.id", ondelete="CASCADE"))
+    trigger: Mapped[int] = mapped_column(Integer)
+    flow_run_id: Mapped[str | None] = mapped_column(ID)
+    error: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -135,6 +135,8 @@ def _csrf_guard() -> None:
     server-to-server — and unrouted requests fall through to their 404/405."""
     if request.method not in UNSAFE or request.url_rule is None:
         return
+    if request.path.startswith("/hooks/"):
+        return  # a provider's webhook: checked by its signature, never by a session
     if request.path.startswith("/api/") and (bearer_token() or not current_user.is_authenticated):
         return
     has_cookie = current_app.config["SESSION_COOKIE_NAME"] in request.cookies

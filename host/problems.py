@@ -18,7 +18,7 @@ PROBLEM_TYPE = "application/problem+json"
 
 
 def wants_problem() -> bool:
-    return request.path.startswith(("/api/", "/healthz"))
+    return request.path.startswith(("/api/", "/healthz", "/hooks/"))
 
 
 def problem_response(body: dict, headers: dict[str, str] | None = None) -> Response:

@@ -239,6 +239,30 @@ def read_credentials(
     return value if isinstance(value, dict) else {}
 
 
+def _webhook_binding(installation: Installation) -> dict[str, str]:
+    return {**_installation_binding(installation), "use": "webhook secret"}
+
+
+def store_webhook_secret(app: Flask, installation: Installation, secret: str) -> None:
+    """Encrypt the secret its inbound webhooks are signed with onto the row (the caller
+    commits)."""
+    installation.webhook_secret = encrypt(app, secret, _webhook_binding(installation))
+
+
+def read_webhook_secret(app: Flask, installation: Installation, *, actor: str,
+                        reason: str) -> str | None:
+    """Decrypt an installation's webhook secret, writing the audit event first."""
+    if installation.webhook_secret is None:
+        return None
+    with get_database(app).transaction() as db:
+        audit.record(db, "webhook_secret_read", actor=actor,
+                     workspace_id=installation.workspace_id, installation_id=installation.id,
+                     detail={"reason": reason}, app=app)
+    value = decrypt(app, installation.webhook_secret, _webhook_binding(installation),
+                    f"the webhook secret of installation {installation.id}")
+    return value if isinstance(value, str) else None
+
+
 def store_client_secret(app: Flask, client: AppClient, secret: str) -> None:
     client.client_secret = encrypt(app, secret, {"client": client.miniapp})
 

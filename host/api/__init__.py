@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from . import auth, docs, flows, health, installations, miniapps, ratelimit, runs, spec
+from . import auth, docs, events, flows, health, installations, miniapps, ratelimit, runs, spec
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -26,6 +26,7 @@ installations.register(blueprint)
 runs.register(blueprint)
 auth.register(blueprint)
 flows.register(blueprint)
+events.register(blueprint)
 
 
 def init_app(app: Flask) -> None:

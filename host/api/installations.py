@@ -15,13 +15,19 @@ from .pagination import next_cursor, page_args
 from .schemas import validate_request
 
 
+def _object(installation: Any) -> dict[str, Any]:
+    """The Installation object: the row's own fields and where its webhooks go."""
+    return {**installation.as_dict(),
+            "webhookUrl": installations.webhook_url(current_app, installation)}
+
+
 def create() -> tuple[dict[str, Any], int]:
     body = validate_request("InstallationCreate", json_object())
     connecting = installations.install(
         current_app, db_session(), require_principal(), body["miniapp"],
         config=body.get("config"), credentials=body.get("credentials"),
         sandbox=body.get("sandbox", False), name=body.get("name"))
-    answer = connecting.installation.as_dict()
+    answer = _object(connecting.installation)
     if connecting.authorize_url is not None:
         answer["authorizeUrl"] = connecting.authorize_url
     return answer, 201
@@ -30,13 +36,13 @@ def create() -> tuple[dict[str, Any], int]:
 def list_all() -> dict[str, Any]:
     rows, after = installations.list_installations(db_session(), require_principal(),
                                                    page_args())
-    return {"items": [row.as_dict() for row in rows], "next": next_cursor(after)}
+    return {"items": [_object(row) for row in rows], "next": next_cursor(after)}
 
 
 def get_one(installation_id: str) -> dict[str, Any]:
     installation = installations.get_installation(db_session(), require_principal(),
                                                   installation_id)
-    return installation.as_dict()
+    return _object(installation)
 
 
 def update(installation_id: str) -> dict[str, Any]:
@@ -46,7 +52,7 @@ def update(installation_id: str) -> dict[str, Any]:
     body = validate_request("InstallationUpdate", json_object())
     if "name" in body:
         installations.rename(current_app, db, principal, installation, body["name"])
-    return installation.as_dict()
+    return _object(installation)
 
 
 def put_credentials(installation_id: str) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def put_credentials(installation_id: str) -> dict[str, Any]:
     body = validate_request("Credentials", json_object())
     connecting = installations.connect(current_app, db, principal, installation,
                                        lambda: body["credentials"], oauth=False)
-    return connecting.installation.as_dict()
+    return _object(connecting.installation)
 
 
 def delete(installation_id: str) -> tuple[str, int]:
@@ -78,7 +84,7 @@ def connect(installation_id: str) -> dict[str, Any]:
         lambda: validate_request("Connect", json_object()).get("credentials"))
     if connecting.authorize_url is not None:
         return {"authorizeUrl": connecting.authorize_url}
-    return installation.as_dict()
+    return _object(installation)
 
 
 def usage(installation_id: str) -> dict[str, Any]:
@@ -99,7 +105,31 @@ def audit_list() -> dict[str, Any]:
     return {"items": items, "next": next_cursor(after)}
 
 
+def get_webhook_secret(installation_id: str) -> dict[str, Any]:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    return {"secret": installations.webhook_secret(current_app, db, principal, installation),
+            "webhookUrl": installations.webhook_url(current_app, installation)}
+
+
+def put_webhook_secret(installation_id: str) -> dict[str, Any]:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    body = validate_request("WebhookSecret", json_object())
+    secret = installations.set_webhook_secret(current_app, db, principal, installation,
+                                              body.get("secret"))
+    return {"secret": secret, "webhookUrl": installations.webhook_url(current_app, installation)}
+
+
 def register(blueprint: Blueprint) -> None:
+    blueprint.add_url_rule("/installations/<installation_id>/webhook-secret",
+                           view_func=get_webhook_secret, methods=["GET"],
+                           endpoint="installation_webhook_secret")
+    blueprint.add_url_rule("/installations/<installation_id>/webhook-secret",
+                           view_func=put_webhook_secret, methods=["PUT"],
+                           endpoint="installation_webhook_secret_set")
     blueprint.add_url_rule("/installations", view_func=create, methods=["POST"],
                            endpoint="installations_create")
     blueprint.add_url_rule("/installations", view_func=list_all, methods=["GET"],

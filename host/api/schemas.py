@@ -121,11 +121,29 @@ TOKEN_REQUEST = {
     "examples": [{"email": "you@example.com", "password": "correct horse", "name": "backup"}],
 }
 
+WEBHOOK_SECRET = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"secret": {"type": ["string", "null"], "minLength": 8, "maxLength": 512,
+                              "description": "The secret the provider gave you; null or "
+                                             "absent makes a new one."}},
+}
+EVENT_SEND = {
+    "type": "object", "required": ["type"], "additionalProperties": False,
+    "properties": {
+        "type": {"type": "string", "minLength": 1, "maxLength": 200,
+                 "description": "What happened, e.g. order.paid."},
+        "data": {"description": "The event's data: {{event.data…}} in triggers."},
+        "id": {"type": "string", "minLength": 1, "maxLength": 255,
+               "description": "Your id for it: sending it again is a replay (200, nothing "
+                              "started)."}},
+}
+
 REQUESTS = {"InstallationCreate": INSTALLATION_CREATE, "Connect": CONNECT,
             "InstallationUpdate": INSTALLATION_UPDATE, "Credentials": CREDENTIALS,
             "RunCreate": RUN_CREATE, "FlowDocument": FLOW_DOCUMENT, "FlowUpdate": FLOW_UPDATE,
             "FlowInput": FLOW_INPUT, "TaskResolve": TASK_RESOLVE,
-            "TokenRequest": TOKEN_REQUEST}
+            "TokenRequest": TOKEN_REQUEST, "WebhookSecret": WEBHOOK_SECRET,
+            "EventSend": EVENT_SEND}
 
 COMPONENTS: dict[str, Any] = {
     **REQUESTS,
@@ -192,8 +210,11 @@ COMPONENTS: dict[str, Any] = {
     "Installation": {
         "type": "object",
         "required": ["id", "name", "miniapp", "version", "status", "error", "metadata",
-                     "config", "sandbox", "credentialKeys", "createdAt", "updatedAt"],
+                     "config", "sandbox", "credentialKeys", "webhookUrl", "createdAt",
+                     "updatedAt"],
         "properties": {
+            "webhookUrl": {"type": "string", "description": "Where the provider sends this "
+                           "installation's events (POST /hooks/{installation}/{token})."},
             "id": ID, "name": {"type": "string", "description": "The connection name "
                                "flows use; unique in the workspace."},
             "miniapp": {"type": "string"}, "version": {"type": "string"},
@@ -209,6 +230,9 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "InstallationPage": _page("Installation"),
+    "WebhookSecretShown": {"type": "object", "required": ["secret", "webhookUrl"],
+                           "properties": {"secret": {"type": "string"},
+                                          "webhookUrl": {"type": "string"}}},
     "AuthorizeUrl": {"type": "object", "required": ["authorizeUrl"],
                      "properties": {"authorizeUrl": {"type": "string"}}},
     "Usage": {
@@ -361,6 +385,25 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "FlowRunPage": _page("FlowRun"),
+    "Event": {
+        "type": "object",
+        "required": ["id", "type", "installation", "receivedAt", "verified", "status",
+                     "reason", "deliveryId", "data", "runs", "failures"],
+        "properties": {
+            "id": ID, "type": {"type": "string"},
+            "installation": {"type": ["string", "null"], "description": "null for an "
+                             "internal event"},
+            "receivedAt": TIMESTAMP, "verified": {"type": "boolean"},
+            "status": {"enum": ["received", "dispatched", "rejected", "challenge"]},
+            "reason": NULLABLE_STRING, "deliveryId": NULLABLE_STRING, "data": {},
+            "runs": {"type": "array", "items": {"type": "string"},
+                     "description": "The flow runs it started."},
+            "failures": {"type": "array", "items": {"type": "object"},
+                         "description": "Triggers that matched but could not start a run, "
+                                        "with why."},
+        },
+    },
+    "EventPage": _page("Event"),
 }
 
 

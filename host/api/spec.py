@@ -173,6 +173,28 @@ OPERATIONS: tuple[Operation, ...] = (
                                              "of tasks that succeeded."),
     Operation("post", f"{FLOW_RUN}/tasks/{{task}}/resolve", "Resolve an unknown task",
               "flows", {200: "FlowRun"}, body="TaskResolve", errors=(400, 404, 409, 422)),
+    Operation("get", f"{INSTALLATION}/webhook-secret", "The webhook secret", "installations",
+              {200: "WebhookSecretShown"}, errors=(404,),
+              description="The secret the installation's webhooks are signed with, to paste "
+                          "into the provider's settings beside `webhookUrl` (audited)."),
+    Operation("put", f"{INSTALLATION}/webhook-secret", "Set the webhook secret",
+              "installations", {200: "WebhookSecretShown"}, body="WebhookSecret",
+              errors=(400, 404, 422),
+              description="The secret the provider gave you (Stripe's whsec_…, Slack's "
+                          "signing secret, Discord's public key), or none for a new one."),
+    Operation("post", "/api/v1/events", "Send an internal event", "events",
+              {202: "Event", 200: "Event"}, body="EventSend", errors=(400, 422),
+              description="Starts every enabled flow with an event trigger for its type "
+                          "(without a connection). 202 with the stored event; 200 with the "
+                          "first one when its `id` was sent before (nothing starts)."),
+    Operation("get", "/api/v1/events", "Events received, newest first", "events",
+              {200: "EventPage"}, query=(
+                  {"name": "installation", "in": "query", "required": False,
+                   "schema": {"type": "string"}},
+                  {"name": "type", "in": "query", "required": False,
+                   "schema": {"type": "string"}}, *PAGE), errors=(404, 422)),
+    Operation("get", "/api/v1/events/{event_id}", "One event, with the runs it started",
+              "events", {200: "Event"}, errors=(404,)),
     Operation("get", "/api/v1/audit", "Audit events, newest first", "audit",
               {200: "AuditPage"}, query=(
                   {"name": "installation", "in": "query", "required": False,
@@ -188,6 +210,7 @@ PATH_PARAMETERS = {
     "key": "A flow's key.",
     "flow_run_id": "A flow run id (`frn_…`).",
     "task": "A task's key in the flow.",
+    "event_id": "An event id (`evt_…`).",
 }
 ERROR_TEXT = {400: "Malformed JSON, a body that is not JSON, or a request that cannot be "
                    "served as sent",
@@ -275,7 +298,8 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": "meta"}, {"name": "catalog"}, {"name": "installations"},
-                 {"name": "runs"}, {"name": "flows"}, {"name": "audit"}],
+                 {"name": "runs"}, {"name": "flows"}, {"name": "events"},
+                 {"name": "audit"}],
         "security": [{"bearerToken": []}, {"sessionCookie": []}],
         "paths": paths,
         "components": {

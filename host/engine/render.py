@@ -203,6 +203,12 @@ class _Renderer:
         return "".join(out)
 
 
+def render_text(template: Template | str, ctx: Context, where: str) -> Any:
+    """One string template (a webhook secret, say): the string, or MISSING when it is a
+    whole placeholder with no value; :class:`RenderFailed` for a gap inside text."""
+    return _Renderer(ctx, where).text(template, where)
+
+
 def _form_pairs(body: Any) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for key, value in (body or {}).items():

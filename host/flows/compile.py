@@ -21,11 +21,13 @@ from ..engine.template import Placeholder, compile_value, malformed_placeholders
 from ..errors import FlowInvalid, FlowProblem
 from ..manifest import Action, Manifest
 from ..manifest.lint import iter_strings
-from .model import ActionCall, Condition, Flow, ForEach, Retry, Task
+from .model import ActionCall, Condition, EventTrigger, Flow, ForEach, Retry, Task
 from .schedule import CronError, Schedule, parse_schedule
 from .schema import FLOW_SCHEMA
 
 __all__ = ["compile_flow", "lint_flow"]
+
+_EVENT_FIELDS = ("id", "type", "data", "deliveryId", "receivedAt", "installation")
 
 ACTION_TIMEOUT = 60.0
 _VALIDATOR = Draft202012Validator(FLOW_SCHEMA)
@@ -95,10 +97,7 @@ class _Lint:
             if not isinstance(trigger, dict):
                 continue
             if trigger.get("type") == "event":
-                self.add(f"/triggers/{index}/type",
-                         "event triggers are not available in this version of Minihost",
-                         "remove the trigger; start the flow through its API endpoint "
-                         "(POST /api/v1/flows/{key}/runs) or a schedule")
+                self._event(index, trigger)
             elif trigger.get("type") == "schedule":
                 self._schedule(index, trigger)
         if "output" in self.doc:
@@ -113,6 +112,52 @@ class _Lint:
                 self.add("/input/type", "the run's input is an object",
                          'set "type": "object"')
         return self.problems
+
+    def _event(self, index: int, trigger: dict[str, Any]) -> None:
+        pointer = f"/triggers/{index}"
+        if not trigger.get("event"):
+            self.add(pointer, "an event trigger names its event",
+                     'add "event": a type the connection sends (e.g. "issues"), or one your '
+                     'application sends to POST /api/v1/events (e.g. "order.paid")')
+        for key in ("cron", "timezone", "overlap", "catchupSeconds"):
+            if key in trigger:
+                self.add(f"{pointer}/{key}", f"an event trigger has no {key!r}",
+                         "remove it (a schedule trigger has it)")
+        connection = trigger.get("connection")
+        if isinstance(connection, str):
+            if connection not in self.connections:
+                self.add(f"{pointer}/connection", f"no installation is called {connection!r} "
+                         "in this workspace", "install the mini-app, or use the name of an "
+                                              "installation you have")
+            else:
+                manifest = self.connections[connection]
+                if manifest is not None and manifest.webhooks is None:
+                    self.add(f"{pointer}/connection",
+                             f"{manifest.title} ({connection}) sends no events",
+                             "pick an installation of a mini-app that declares webhooks")
+        for position, condition in enumerate(trigger.get("filter") or ()):
+            if isinstance(condition, dict):
+                for part in ("value", "to"):
+                    if part in condition:
+                        self._event_templates(f"{pointer}/filter/{position}/{part}",
+                                              condition[part])
+        if "input" in trigger:
+            self._event_templates(f"{pointer}/input", trigger["input"])
+
+    def _event_templates(self, pointer: str, value: Any) -> None:
+        """A trigger's filter and input see the event only."""
+        for where, text in iter_strings(value, pointer):
+            for template in walk_templates(compile_value(text)):
+                for placeholder in template.placeholders:
+                    if placeholder.namespace != "value":
+                        continue
+                    if placeholder.root != "event" or len(placeholder.path) < 2:
+                        self.add(where, f"{placeholder}: a trigger sees the event only",
+                                 "use {{event.data…}}, {{event.type}}, {{event.id}} or "
+                                 "{{event.receivedAt}}")
+                    elif placeholder.path[1] not in _EVENT_FIELDS:
+                        self.add(where, f"{placeholder}: an event has "
+                                 f"{', '.join(_EVENT_FIELDS)}", "use {{event.data…}}")
 
     def _schedule(self, index: int, trigger: dict[str, Any]) -> None:
         pointer = f"/triggers/{index}"
@@ -461,6 +506,14 @@ def compile_flow(doc: Any, connections: Mapping[str, Manifest | None], *,
     schedules = tuple(parse_schedule(index, trigger)
                       for index, trigger in enumerate(doc.get("triggers") or [])
                       if trigger.get("type") == "schedule")
+    events = tuple(
+        EventTrigger(index=index, connection=trigger.get("connection"), event=trigger["event"],
+                     filter=tuple(Condition(compile_value(c["value"]), c["op"],
+                                            compile_value(c.get("to")))
+                                  for c in trigger.get("filter") or ()),
+                     input=compile_value(trigger.get("input", {})))
+        for index, trigger in enumerate(doc.get("triggers") or [])
+        if trigger.get("type") == "event")
     downstream: dict[str, list[str]] = {key: [] for key in tasks}
     for key in order:
         for other, _ in tasks[key].needs:
@@ -484,6 +537,7 @@ def compile_flow(doc: Any, connections: Mapping[str, Manifest | None], *,
         connections=tuple(connections_used),
         input_validator=validator,
         schedules=schedules,
+        events=events,
     )
 
 

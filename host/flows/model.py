@@ -12,7 +12,7 @@ from typing import Any
 
 from .schedule import Schedule
 
-__all__ = ["ActionCall", "Condition", "Flow", "ForEach", "Retry", "Task"]
+__all__ = ["ActionCall", "Condition", "EventTrigger", "Flow", "ForEach", "Retry", "Task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,18 @@ class Condition:
     value: Any
     op: str
     to: Any
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrigger:
+    """An event trigger: the connection (None: the workspace's internal events), the
+    event type ("*": any), the filter and the run's input as compiled templates."""
+
+    index: int
+    connection: str | None
+    event: str
+    filter: tuple[Condition, ...]
+    input: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +125,4 @@ class Flow:
     # The input schema's validator, built once: every start checks its body with it.
     input_validator: Any = None
     schedules: tuple[Schedule, ...] = ()
+    events: tuple[EventTrigger, ...] = ()

@@ -120,7 +120,7 @@ _TRIGGER = {
         "cron": {"type": "string"},
         "timezone": {"type": "string"},
         "connection": {"type": "string", "pattern": KEY_PATTERN},
-        "event": {"type": "string"},
+        "event": {"type": "string", "minLength": 1, "maxLength": 200},
         "filter": {"type": "array", "items": _CONDITION},
         "input": {"type": "object"},
         "overlap": {"enum": ["skip", "allow"]},

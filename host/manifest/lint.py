@@ -36,6 +36,8 @@ RESERVED_PARAMETERS = frozenset(SYSTEM_VALUES + CONNECT_VALUES)
 CONFIG_RESERVED = RESERVED_PARAMETERS - {"subdomain"}
 HOST_ADDED_AUTHORIZE = ("redirect_uri", "state", "code_challenge", "code_challenge_method")
 OPERATOR_CLIENT = ("clientId", "clientSecret", "clientBasicAuth")
+# The installation's own webhook signing secret: made by the host, or set by its user.
+WEBHOOK_SECRET = "webhookSecret"
 BASIC_FIELDS = ("username", "password", "basicAuth")
 CONNECT_STEPS = "authorize, get_token, userDetails and registrationRequests"
 BUILTIN_AUTH_TYPES = ("none", "apiKey", "basic", "oauth2")
@@ -494,6 +496,8 @@ class Linter:
     def _check_placeholder(self, pointer: str, placeholder: Placeholder, scope: Scope) -> None:
         root = placeholder.root
         if placeholder.namespace == "secret":
+            if root == WEBHOOK_SECRET and scope.where == "webhooks":
+                return  # the installation's own webhook secret, there for checking signatures
             if self.secrets is not None and root not in self.secrets:
                 self.add(
                     pointer,
@@ -595,18 +599,47 @@ class Linter:
         return True
 
     def _check_webhooks(self, webhooks: dict[str, Any]) -> None:
-        if "eventType" in webhooks:
-            self._check_path("/webhooks/eventType", webhooks["eventType"])
+        for key in ("eventType", "deliveryId"):
+            if key in webhooks:
+                self._check_path(f"/webhooks/{key}", webhooks[key])
         challenge = _obj(webhooks.get("challenge"))
         for key in _obj(challenge.get("when")):
             self._check_path(f"/webhooks/challenge/when/{_escape(key)}", key)
         if "respond" in challenge:
             self._check_path("/webhooks/challenge/respond", challenge["respond"])
-        secret = _obj(webhooks.get("verify")).get("secret")
+        if challenge and "respond" not in challenge and "body" not in challenge:
+            self.add("/webhooks/challenge", 'a challenge needs an answer: add "respond" (a '
+                     'path to echo back) or "body" (a fixed JSON answer)')
+        verify = _obj(webhooks.get("verify"))
+        secret = verify.get("secret")
         if isinstance(secret, str):
             self._check_strings(
                 "/webhooks/verify/secret", secret, Scope(self.config_keys, False, "webhooks", "")
             )
+        if "timestampPath" in verify:
+            self._check_path("/webhooks/verify/timestampPath", verify["timestampPath"])
+        if "timestampParam" in verify and "signatureParam" not in verify:
+            self.add("/webhooks/verify/timestampParam",
+                     "timestampParam reads the signature header's key=value pairs: add "
+                     "signatureParam (the key of the signatures, e.g. v1)")
+        payload = verify.get("signedPayload")
+        if isinstance(payload, str):
+            for name in re.findall(r"\{\{\s*([^}]*?)\s*\}\}", payload):
+                if not SIGNED_NAME.fullmatch(name):
+                    self.add("/webhooks/verify/signedPayload",
+                             f"{{{{{name}}}}} is not part of a request; use {{{{body}}}}, "
+                             "{{timestamp}}, {{method}}, {{url}} or {{headers.Name}}")
+            if "{{timestamp}}" in payload.replace(" ", "") and not (
+                    {"timestampHeader", "timestampPath", "timestampParam"} & set(verify)):
+                self.add("/webhooks/verify/signedPayload",
+                         "the signed payload uses {{timestamp}} but no timestamp is read: add "
+                         "timestampHeader, timestampPath or timestampParam")
+        if verify.get("type") == "token" and {"signedPayload", "encoding"} & set(verify):
+            self.add("/webhooks/verify/type", "a token is compared as it is, nothing is "
+                     "signed: remove encoding and signedPayload, or use an hmac type")
+
+
+SIGNED_NAME = re.compile(r"body|timestamp|method|url|headers\.[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def lint(doc: dict[str, Any], auth_types: Collection[str] = BUILTIN_AUTH_TYPES,

@@ -39,11 +39,14 @@ from .model import (
     ArrayMapping,
     Auth,
     Authorize,
+    Challenge,
     Expect,
     Manifest,
     ObjectMapping,
     Request,
     Source,
+    Webhooks,
+    WebhookVerify,
 )
 
 MANIFEST_NAMES = ("manifest.json", "manifest.yaml", "manifest.yml")
@@ -404,7 +407,7 @@ def compile_manifest(
         auth=auth,
         sources=MappingProxyType(sources),
         actions=actions,
-        webhooks=MappingProxyType(doc["webhooks"]) if "webhooks" in doc else None,
+        webhooks=_compile_webhooks(doc["webhooks"]) if "webhooks" in doc else None,
         raw=MappingProxyType(doc),
         digest=digest_of(doc),
         location=location,
@@ -412,6 +415,52 @@ def compile_manifest(
         uses_client=bool(_CLIENT_PLACEHOLDER.search(text)),
         uses_client_secret=bool(_CLIENT_SECRET_PLACEHOLDER.search(text)),
     )
+
+
+SIGNED_PART = re.compile(r"\{\{\s*(body|timestamp|method|url|headers\.[A-Za-z0-9!#$%&'*+.^_`|~-]+)"
+                         r"\s*\}\}")
+
+
+def signed_parts(template: str) -> tuple[tuple[str, str], ...]:
+    """A ``signedPayload`` as text pieces and the request parts between them."""
+    parts: list[tuple[str, str]] = []
+    position = 0
+    for match in SIGNED_PART.finditer(template):
+        if match.start() > position:
+            parts.append(("text", template[position:match.start()]))
+        name = match.group(1)
+        parts.append(("header", name[8:].lower()) if name.startswith("headers.")
+                     else (name, ""))
+        position = match.end()
+    if position < len(template):
+        parts.append(("text", template[position:]))
+    return tuple(parts)
+
+
+def _compile_webhooks(spec: dict[str, Any]) -> Webhooks:
+    verify = None
+    if "verify" in spec:
+        v = spec["verify"]
+        verify = WebhookVerify(
+            type=v["type"], header=v["header"].lower(), secret=compile_template(v["secret"]),
+            encoding=v.get("encoding", "hex"), prefix=v.get("prefix", ""),
+            signature_param=v.get("signatureParam"), timestamp_param=v.get("timestampParam"),
+            signed_payload=signed_parts(v.get("signedPayload", "{{body}}")),
+            timestamp_header=v["timestampHeader"].lower() if "timestampHeader" in v else None,
+            timestamp_path=compile_path(v["timestampPath"]) if "timestampPath" in v else None,
+            tolerance_seconds=int(v.get("toleranceSeconds", 300)))
+    challenge = None
+    if "challenge" in spec:
+        c = spec["challenge"]
+        challenge = Challenge(
+            when=tuple((compile_path(path), value) for path, value in c["when"].items()),
+            respond=compile_path(c["respond"]) if "respond" in c else None,
+            body=copy.deepcopy(c.get("body")), signed=bool(c.get("signed", True)))
+    return Webhooks(
+        verify=verify,
+        delivery_id=compile_path(spec["deliveryId"]) if "deliveryId" in spec else None,
+        event_type=compile_path(spec["eventType"]) if "eventType" in spec else None,
+        challenge=challenge, raw=MappingProxyType(spec))
 
 
 def _compile_expect(spec: dict[str, Any] | None) -> Expect | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..engine.mapping import ArrayMapping, Expect, ObjectMapping
 from ..engine.paths import JsonPath
+from ..engine.signatures import WebhookVerify
 from ..engine.template import Template, UrlTemplate
 from .form import Form
 
@@ -23,11 +24,14 @@ __all__ = [
     "ArrayMapping",
     "Auth",
     "Authorize",
+    "Challenge",
     "Expect",
     "Manifest",
     "ObjectMapping",
     "Request",
     "Source",
+    "WebhookVerify",
+    "Webhooks",
 ]
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -130,6 +134,25 @@ class Auth:
 
 
 @dataclass(frozen=True, slots=True)
+class Challenge:
+    """A URL-verification handshake: when every path has its value, answer it."""
+
+    when: tuple[tuple[JsonPath, Any], ...]
+    respond: JsonPath | None = None
+    body: Any = None
+    signed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Webhooks:
+    verify: WebhookVerify | None
+    delivery_id: JsonPath | None
+    event_type: JsonPath | None
+    challenge: Challenge | None
+    raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """A valid mini-app, ready to run. ``raw`` is the document as the author wrote it."""
 
@@ -144,7 +167,7 @@ class Manifest:
     auth: Auth
     sources: Mapping[str, Source]
     actions: tuple[Action, ...]
-    webhooks: Mapping[str, Any] | None
+    webhooks: Webhooks | None
     raw: Mapping[str, Any]
     digest: str
     location: str

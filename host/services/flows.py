@@ -29,6 +29,7 @@ from .. import audit
 from ..db import (
     ApiToken,
     Flow,
+    FlowEventTrigger,
     FlowRun,
     FlowSchedule,
     FlowVersion,
@@ -229,6 +230,10 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
                           created_by=principal.user.id, created_at=now)
     db.add(version)
     _keep_schedules(db, flow.id, flow_compiled.schedules, clock(app), restart)
+    db.execute(delete(FlowEventTrigger).where(FlowEventTrigger.flow_id == flow.id))
+    db.add_all(FlowEventTrigger(flow_id=flow.id, workspace_id=flow.workspace_id,
+                                trigger=trigger.index, connection=trigger.connection,
+                                event=trigger.event) for trigger in flow_compiled.events)
     audit.record(db, "flow_created" if created else "flow_changed", actor=principal.actor,
                  workspace_id=principal.workspace_id,
                  detail={"flow": flow.key, "version": flow.version})

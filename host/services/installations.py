@@ -57,6 +57,9 @@ from .paging import Page, page_of
 
 __all__ = [
     "Connecting",
+    "set_webhook_secret",
+    "webhook_secret",
+    "webhook_url",
     "connect",
     "finish_connect",
     "get_installation",
@@ -390,6 +393,7 @@ def install(app: Flask, db: Session, principal: Principal, miniapp: str, *,
         config=validate_config(config, app.extensions.get("minihost.system_values", ())),
         sandbox=sandbox, webhook_token=secrets.token_urlsafe(32), created_by=principal.user.id,
         meta={}, created_at=utcnow(), updated_at=utcnow(), row_version=0)
+    vault.store_webhook_secret(app, installation, secrets.token_urlsafe(32))
     if manifest.auth.authorize is not None:
         if credentials:
             raise ValidationError([FieldError(
@@ -496,3 +500,37 @@ def uninstall(app: Flask, db: Session, principal: Principal, installation: Insta
     notify(app, "installation_changed", installation=installation.as_dict(),
            change="uninstalled")
     return outcome
+
+
+def webhook_url(app: Flask, installation: Installation) -> str:
+    """``{{webhookUrl}}``: where the provider sends the installation's events."""
+    return f"{app.config['PUBLIC_URL']}/hooks/{installation.id}/{installation.webhook_token}"
+
+
+def webhook_secret(app: Flask, db: Session, principal: Principal,
+                   installation: Installation) -> str:
+    """The secret the installation's webhooks are signed with (to paste into the
+    provider's settings); reading it is audited. One is made when there is none."""
+    secret = vault.read_webhook_secret(app, installation, actor=principal.actor,
+                                       reason="shown to its user")
+    if secret is None:
+        secret = set_webhook_secret(app, db, principal, installation, None)
+    return secret
+
+
+def set_webhook_secret(app: Flask, db: Session, principal: Principal,
+                       installation: Installation, secret: Any) -> str:
+    """Set the webhook secret to the one the provider gave (``secret``), or make a new
+    one (None): events signed with the old one are refused from now on."""
+    if secret is not None and (not isinstance(secret, str) or not 8 <= len(secret) <= 512
+                               or secret != secret.strip()):
+        raise ValidationError([FieldError("secret", "must be 8 to 512 characters, without "
+                                                    "spaces around it")])
+    value = secret if secret is not None else secrets.token_urlsafe(32)
+    vault.store_webhook_secret(app, installation, value)
+    installation.updated_at = utcnow()
+    audit.record(db, "webhook_secret_set", actor=principal.actor,
+                 workspace_id=installation.workspace_id, installation_id=installation.id,
+                 detail={"made": "by the host" if secret is None else "given by the user"})
+    db.commit()
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .. import problems
-from . import admin, auth, helpers, installations, marketplace, runs
+from . import admin, auth, helpers, hooks, installations, marketplace, runs
 
 
 def init_app(app: Flask) -> None:
@@ -17,3 +17,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(runs.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(admin.meta)
+    app.register_blueprint(hooks.blueprint)

@@ -141,6 +141,7 @@ def detail(installation_id: str) -> str:
         credential_keys=list(installation.credential_keys or []),
         runs=runs.recent_runs(db, installation),
         usage=installations.usage(db, installation),
+        webhook_url=installations.webhook_url(current_app, installation),
     )
 
 

@@ -29,8 +29,10 @@ def test_install_an_api_key_miniapp(hosted):
     assert response.status_code == 201
     body = response.get_json()
     assert set(body) == {"id", "name", "miniapp", "version", "status", "error", "metadata",
-                         "config", "sandbox", "credentialKeys", "createdAt", "updatedAt"}
+                         "config", "sandbox", "credentialKeys", "webhookUrl", "createdAt",
+                         "updatedAt"}
     assert (body["name"], body["miniapp"], body["version"]) == ("keyed", "keyed", "1.0.0")
+    assert body["webhookUrl"].startswith(f"http://127.0.0.1:5000/hooks/{body['id']}/")
     assert (body["status"], body["error"]) == ("active", None)
     assert body["credentialKeys"] == ["apiKey", "hookId"]
     assert body["metadata"] == {"account": "Alice Corp"} and body["config"] == {"region": "eu"}

@@ -453,3 +453,48 @@ def test_private_entries_pass_when_private_egress_is_on():
     doc["allowedHosts"].append("169.254.169.254")
     assert [p.pointer for p in validate_document(doc, "m.json", allow_private=True)] == [
         "/allowedHosts/5"]
+
+
+def test_webhooks_are_checked_at_their_pointers():
+    def edit(doc):
+        doc["webhooks"] = {
+            "verify": {"type": "hmac-sha256", "header": "X-Sig", "secret": "[[webhookSecret]]",
+                       "timestampParam": "t", "signedPayload": "{{timestamp}}.{{bdy}}"},
+            "challenge": {"when": {"$.type": "url_verification"}}}
+
+    assert changed(edit) == [
+        ("/webhooks/challenge", 'a challenge needs an answer: add "respond" (a path to echo '
+                                'back) or "body" (a fixed JSON answer)'),
+        ("/webhooks/verify/timestampParam", "timestampParam reads the signature header's "
+                                            "key=value pairs: add signatureParam (the key of "
+                                            "the signatures, e.g. v1)"),
+        ("/webhooks/verify/signedPayload", "{{bdy}} is not part of a request; use {{body}}, "
+                                           "{{timestamp}}, {{method}}, {{url}} or "
+                                           "{{headers.Name}}"),
+    ]
+
+    def no_timestamp(doc):
+        doc["webhooks"] = {"verify": {"type": "hmac-sha256", "header": "X-Sig",
+                                      "secret": "[[clientSecret]]",
+                                      "signedPayload": "{{timestamp}}{{body}}"}}
+
+    assert changed(no_timestamp) == [(
+        "/webhooks/verify/signedPayload", "the signed payload uses {{timestamp}} but no "
+        "timestamp is read: add timestampHeader, timestampPath or timestampParam")]
+
+    def token(doc):
+        doc["webhooks"] = {"verify": {"type": "token", "header": "X-Token",
+                                      "secret": "[[webhookSecret]]", "encoding": "base64"}}
+
+    assert changed(token) == [("/webhooks/verify/type", "a token is compared as it is, nothing "
+                               "is signed: remove encoding and signedPayload, or use an hmac "
+                               "type")]
+
+
+def test_the_webhook_secret_is_only_for_checking_webhooks():
+    def edit(doc):
+        doc["actions"][0]["requests"][0]["headers"]["X-Hook"] = "[[webhookSecret]]"
+
+    [(pointer, message)] = changed(edit)
+    assert pointer == "/actions/0/requests/0/headers/X-Hook"
+    assert message.startswith("placeholder [[webhookSecret]] is nothing the installation holds")
