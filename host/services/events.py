@@ -389,7 +389,7 @@ class _Dispatcher:
 
     def __init__(self, app: Flask) -> None:
         # The app itself, not the request's proxy of it: the thread outlives the request.
-        self.app: Flask = (app._get_current_object()  # type: ignore[attr-defined]
+        self.app: Flask = (app._get_current_object()
                            if hasattr(app, "_get_current_object") else app)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minihost-events")
 
