@@ -243,15 +243,19 @@ def _webhook_binding(installation: Installation) -> dict[str, str]:
     return {**_installation_binding(installation), "use": "webhook secret"}
 
 
-def store_webhook_secret(app: Flask, installation: Installation, secret: str) -> None:
+def store_webhook_secret(app: Flask, installation: Installation, secret: str,
+                         origin: str = "host") -> None:
     """Encrypt the secret its inbound webhooks are signed with onto the row (the caller
-    commits)."""
-    installation.webhook_secret = encrypt(app, secret, _webhook_binding(installation))
+    commits). ``origin`` says who chose it: ``host``, ``user`` or ``provider`` (a
+    handshake that delivered it)."""
+    installation.webhook_secret = encrypt(app, {"secret": secret, "origin": origin},
+                                          _webhook_binding(installation))
 
 
 def read_webhook_secret(app: Flask, installation: Installation, *, actor: str,
-                        reason: str) -> str | None:
-    """Decrypt an installation's webhook secret, writing the audit event first."""
+                        reason: str) -> tuple[str, str] | None:
+    """Decrypt an installation's webhook secret and who chose it, writing the audit
+    event first."""
     if installation.webhook_secret is None:
         return None
     with get_database(app).transaction() as db:
@@ -260,7 +264,9 @@ def read_webhook_secret(app: Flask, installation: Installation, *, actor: str,
                      detail={"reason": reason}, app=app)
     value = decrypt(app, installation.webhook_secret, _webhook_binding(installation),
                     f"the webhook secret of installation {installation.id}")
-    return value if isinstance(value, str) else None
+    if not isinstance(value, dict) or not isinstance(value.get("secret"), str):
+        return None
+    return value["secret"], str(value.get("origin", "host"))
 
 
 def store_client_secret(app: Flask, client: AppClient, secret: str) -> None:

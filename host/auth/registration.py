@@ -32,7 +32,8 @@ def register(app: Flask, db: Session, installation: Installation, manifest: Mani
     result, _ = run_step(app, Step(
         installation=installation, manifest=manifest, requests=requests, kind="auth",
         name="registration", actor=actor, actor_id=actor_id, persist="credentials",
-        credentials=credentials, reason="connect"))
+        credentials=_with_webhook_secret(app, installation, requests, credentials, actor),
+        reason="connect"))
     if result.ok:
         vault.store_credentials(app, installation, {**credentials, **result.values})
     else:
@@ -48,6 +49,19 @@ def register(app: Flask, db: Session, installation: Installation, manifest: Mani
                  detail={"credentialKeys": sorted(result.values)} if result.ok else
                  {"reason": installation.error})
     db.commit()
+
+
+def _with_webhook_secret(app: Flask, installation: Installation, requests: Any,
+                         credentials: Mapping[str, Any], actor: str) -> Mapping[str, Any]:
+    """The credentials, with the installation's own webhook secret as ``webhookSecret``
+    when a registration request gives it to the provider (GitHub's ``config.secret``).
+    It is not stored with the credentials: the installation keeps it apart."""
+    if "webhookSecret" in credentials or not any(
+            "webhookSecret" in request.secret_roots for request in requests):
+        return credentials
+    own = vault.read_webhook_secret(app, installation, actor=actor,
+                                    reason="registering the webhook")
+    return credentials if own is None else {**credentials, "webhookSecret": own[0]}
 
 
 def unregister(app: Flask, installation: Installation, manifest: Manifest | None, actor: str,

@@ -290,7 +290,8 @@ class Linter:
             if "test" in auth:
                 self._check_chain("/auth/test", [auth["test"]], plain, forward_objects=False)
             for key in ("registrationRequests", "unregistrationRequests"):
-                self._check_chain(f"/auth/{key}", _list(auth.get(key)), plain,
+                self._check_chain(f"/auth/{key}", _list(auth.get(key)),
+                                  Scope(base, False, "registration", ""),
                                   forward_objects=False, pointer_is_list=True)
         if kind != "oauth2":
             return
@@ -313,7 +314,9 @@ class Linter:
         ):
             if key in auth:
                 self._check_chain(f"/auth/{key}", [auth[key]], scope, forward_objects=False)
-        for key, scope in (("registrationRequests", connect), ("unregistrationRequests", plain)):
+        registration = Scope(connect.values, True, "registration", "")
+        for key, scope in (("registrationRequests", registration),
+                           ("unregistrationRequests", Scope(base, False, "registration", ""))):
             self._check_chain(
                 f"/auth/{key}",
                 _list(auth.get(key)),
@@ -496,8 +499,9 @@ class Linter:
     def _check_placeholder(self, pointer: str, placeholder: Placeholder, scope: Scope) -> None:
         root = placeholder.root
         if placeholder.namespace == "secret":
-            if root == WEBHOOK_SECRET and scope.where == "webhooks":
-                return  # the installation's own webhook secret, there for checking signatures
+            if root == WEBHOOK_SECRET and scope.where in ("webhooks", "registration"):
+                return  # the installation's own webhook secret: to check signatures, and to
+                # give the provider when registering the webhook
             if self.secrets is not None and root not in self.secrets:
                 self.add(
                     pointer,
@@ -599,17 +603,22 @@ class Linter:
         return True
 
     def _check_webhooks(self, webhooks: dict[str, Any]) -> None:
-        for key in ("eventType", "deliveryId"):
-            if key in webhooks:
-                self._check_path(f"/webhooks/{key}", webhooks[key])
+        if "deliveryId" in webhooks:
+            self._check_path("/webhooks/deliveryId", webhooks["deliveryId"])
+        kinds = webhooks.get("eventType")
+        for position, path in enumerate(kinds if isinstance(kinds, list) else [kinds]):
+            if isinstance(path, str):
+                where = f"/{position}" if isinstance(kinds, list) else ""
+                self._check_path(f"/webhooks/eventType{where}", path)
         challenge = _obj(webhooks.get("challenge"))
         for key in _obj(challenge.get("when")):
             self._check_path(f"/webhooks/challenge/when/{_escape(key)}", key)
-        if "respond" in challenge:
-            self._check_path("/webhooks/challenge/respond", challenge["respond"])
-        if challenge and "respond" not in challenge and "body" not in challenge:
+        for key in ("respond", "capture"):
+            if key in challenge:
+                self._check_path(f"/webhooks/challenge/{key}", challenge[key])
+        if challenge and not {"respond", "body", "capture"} & set(challenge):
             self.add("/webhooks/challenge", 'a challenge needs an answer: add "respond" (a '
-                     'path to echo back) or "body" (a fixed JSON answer)')
+                     'path to echo back), "body" (a fixed JSON answer) or "capture"')
         verify = _obj(webhooks.get("verify"))
         secret = verify.get("secret")
         if isinstance(secret, str):

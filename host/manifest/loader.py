@@ -455,11 +455,14 @@ def _compile_webhooks(spec: dict[str, Any]) -> Webhooks:
         challenge = Challenge(
             when=tuple((compile_path(path), value) for path, value in c["when"].items()),
             respond=compile_path(c["respond"]) if "respond" in c else None,
-            body=copy.deepcopy(c.get("body")), signed=bool(c.get("signed", True)))
+            body=copy.deepcopy(c.get("body")), signed=bool(c.get("signed", True)),
+            capture=compile_path(c["capture"]) if "capture" in c else None)
     return Webhooks(
         verify=verify,
         delivery_id=compile_path(spec["deliveryId"]) if "deliveryId" in spec else None,
-        event_type=compile_path(spec["eventType"]) if "eventType" in spec else None,
+        event_type=tuple(compile_path(p) for p in (
+            [spec["eventType"]] if isinstance(spec.get("eventType"), str)
+            else spec.get("eventType", []))),
         challenge=challenge, raw=MappingProxyType(spec))
 
 

@@ -141,13 +141,14 @@ class Challenge:
     respond: JsonPath | None = None
     body: Any = None
     signed: bool = True
+    capture: JsonPath | None = None  # its value becomes the installation's webhook secret
 
 
 @dataclass(frozen=True, slots=True)
 class Webhooks:
     verify: WebhookVerify | None
     delivery_id: JsonPath | None
-    event_type: JsonPath | None
+    event_type: tuple[JsonPath, ...]  # joined with "." (missing parts left out)
     challenge: Challenge | None
     raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 

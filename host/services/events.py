@@ -32,7 +32,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import vault
+from .. import audit, vault
 from ..db import (
     AppClient,
     EventRun,
@@ -132,7 +132,7 @@ class _Secrets:
         if "webhookSecret" in roots and "webhookSecret" not in credentials:
             own = vault.read_webhook_secret(app, installation, actor=actor, reason=reason)
             if own is not None:
-                credentials["webhookSecret"] = own
+                credentials["webhookSecret"] = own[0]
         client: dict[str, str] = {}
         if roots & {"clientId", "clientSecret", "clientBasicAuth"}:
             client = _client(app, db, manifest, installation)
@@ -168,8 +168,19 @@ def _client(app: Flask, db: Session, manifest: Manifest,
 _SECRETS = _Secrets()
 
 
+_EXISTS = {"exists": True}
+
+
 def _matches(challenge_when: Any, data: Any) -> bool:
-    return all(path.evaluate(data) == value for path, value in challenge_when)
+    return all((path.evaluate(data) not in (MISSING, None)) if value == _EXISTS
+               else path.evaluate(data) == value for path, value in challenge_when)
+
+
+def _event_type(paths: tuple[Any, ...], data: Any, headers: Mapping[str, str]) -> str:
+    """The event's type: the values of ``eventType``'s paths joined with "."."""
+    parts = [str(found) for found in (path.evaluate(data, headers) for path in paths)
+             if found is not MISSING and found is not None and found != ""]
+    return ".".join(parts)[:MAX_TYPE] or "event"
 
 
 def _challenge_answer(manifest: Manifest, data: Any) -> Answer | None:
@@ -181,7 +192,36 @@ def _challenge_answer(manifest: Manifest, data: Any) -> Answer | None:
         if value is MISSING or not isinstance(value, str | int | float):
             return Answer(400, {"title": "The handshake has nothing to answer with"})
         return Answer(200, str(value))
-    return Answer(200, challenge.body)
+    return Answer(200, challenge.body if challenge.body is not None else {})
+
+
+def _capture(app: Flask, installation: Installation, manifest: Manifest,
+             data: Any) -> str | None:
+    """Keep the secret a handshake delivers (Notion's verification token) as the
+    installation's webhook secret; why not, when it is refused. Only a secret the host
+    made is replaced: once a provider's is kept, a new one needs the user to reset it."""
+    challenge = manifest.webhooks.challenge if manifest.webhooks else None
+    if challenge is None or challenge.capture is None:
+        return None
+    value = challenge.capture.evaluate(data)
+    if not isinstance(value, str) or not 8 <= len(value) <= 512:
+        return "the handshake carries no usable secret"
+    database = get_database(app)
+    with database.transaction() as db:
+        row = db.get(Installation, installation.id)
+        if row is None:
+            return "the installation is gone"
+        current = vault.read_webhook_secret(app, row, actor="system",
+                                            reason="a provider's handshake")
+        if current is not None and current[1] == "provider":
+            return ("a secret from the provider was kept before; to take a new one, make a "
+                    "new webhook secret first (PUT /api/v1/installations/{id}/webhook-secret)")
+        vault.store_webhook_secret(app, row, value, "provider")
+        row.updated_at = utcnow()
+        audit.record(db, "webhook_secret_set", actor="system", app=app,
+                     workspace_id=row.workspace_id, installation_id=row.id,
+                     detail={"made": f"delivered by {manifest.title}'s handshake"})
+    return None
 
 
 def receive(app: Flask, installation_id: str, token: str, body: bytes,
@@ -217,6 +257,10 @@ def receive(app: Flask, installation_id: str, token: str, body: bytes,
         if challenge is not None and not challenge.signed:
             answer = _challenge_answer(manifest, data)
             if answer is not None:
+                refused = _capture(app, installation, manifest, data)
+                if refused is not None:
+                    _reject(app, installation, refused, len(body))
+                    return Answer(401, {"title": "Unauthorized", "detail": refused})
                 _store_challenge(app, installation, hooks, data, len(body))
                 return answer
         inbound = Inbound(body=body, headers=headers, method=method, url=url, data=data)
@@ -236,8 +280,7 @@ def receive(app: Flask, installation_id: str, token: str, body: bytes,
             if answer is not None:
                 _store_challenge(app, installation, hooks, data, len(body))
                 return answer
-        kind = hooks.event_type.evaluate(data, headers) if hooks.event_type else MISSING
-        kind = str(kind)[:MAX_TYPE] if kind is not MISSING and kind is not None else "event"
+        kind = _event_type(hooks.event_type, data, headers)
         delivery = hooks.delivery_id.evaluate(data, headers) if hooks.delivery_id else MISSING
         if delivery is MISSING or delivery is None or delivery == "":
             # No delivery id: a byte-identical request (same signature) is the replay.

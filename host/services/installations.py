@@ -511,11 +511,11 @@ def webhook_secret(app: Flask, db: Session, principal: Principal,
                    installation: Installation) -> str:
     """The secret the installation's webhooks are signed with (to paste into the
     provider's settings); reading it is audited. One is made when there is none."""
-    secret = vault.read_webhook_secret(app, installation, actor=principal.actor,
-                                       reason="shown to its user")
-    if secret is None:
-        secret = set_webhook_secret(app, db, principal, installation, None)
-    return secret
+    found = vault.read_webhook_secret(app, installation, actor=principal.actor,
+                                      reason="shown to its user")
+    if found is None:
+        return set_webhook_secret(app, db, principal, installation, None)
+    return found[0]
 
 
 def set_webhook_secret(app: Flask, db: Session, principal: Principal,
@@ -527,7 +527,8 @@ def set_webhook_secret(app: Flask, db: Session, principal: Principal,
         raise ValidationError([FieldError("secret", "must be 8 to 512 characters, without "
                                                     "spaces around it")])
     value = secret if secret is not None else secrets.token_urlsafe(32)
-    vault.store_webhook_secret(app, installation, value)
+    vault.store_webhook_secret(app, installation, value,
+                               "host" if secret is None else "user")
     installation.updated_at = utcnow()
     audit.record(db, "webhook_secret_set", actor=principal.actor,
                  workspace_id=installation.workspace_id, installation_id=installation.id,

@@ -464,7 +464,7 @@ def test_webhooks_are_checked_at_their_pointers():
 
     assert changed(edit) == [
         ("/webhooks/challenge", 'a challenge needs an answer: add "respond" (a path to echo '
-                                'back) or "body" (a fixed JSON answer)'),
+                                'back), "body" (a fixed JSON answer) or "capture"'),
         ("/webhooks/verify/timestampParam", "timestampParam reads the signature header's "
                                             "key=value pairs: add signatureParam (the key of "
                                             "the signatures, e.g. v1)"),
