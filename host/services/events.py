@@ -56,10 +56,9 @@ from ..flows import render
 from ..flows.graph import condition_holds
 from ..manifest import Manifest
 from ..principal import Principal
-from . import flow_runs
+from . import catalog, flow_runs
 from . import flows as flow_service
 from .flows import FlowHead
-from .installations import manifest_of
 from .paging import Page, page_of
 
 __all__ = ["MAX_BODY", "Answer", "dispatch", "dispatch_pending", "event_object", "get_event",
@@ -83,6 +82,39 @@ class Answer:
 
 
 # -- receiving a webhook -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Hooked:
+    """What receiving needs of the installation, read on the driver's cursor (the ORM
+    load cost as much as the rest of receiving an event)."""
+
+    id: str
+    workspace_id: str
+    name: str | None
+    miniapp: str
+    miniapp_version: str
+    webhook_token: str
+    deleted_at: Any
+    row_version: int
+    webhook_secret: bytes | None
+    credential_keys: Any
+
+
+_HOOKED = select(Installation.id, Installation.workspace_id, Installation.name,
+                 Installation.miniapp, Installation.miniapp_version, Installation.webhook_token,
+                 Installation.deleted_at, Installation.row_version,
+                 Installation.webhook_secret, Installation.credential_keys).where(
+    Installation.id == bindparam("id"))
+
+
+def _hooked(app: Flask, installation_id: str) -> _Hooked | None:
+    statement: Prepared | None = app.extensions.get("minihost.hooked")
+    if statement is None:
+        statement = app.extensions.setdefault("minihost.hooked", Prepared(
+            _HOOKED, get_database(app).engine.dialect, (), {}, results=True))
+    row = get_database(app).read_raw(statement, {"id": installation_id})
+    return None if row is None else _Hooked(*row)
 
 
 def _parse(body: bytes, content_type: str) -> tuple[Any, str | None]:
@@ -111,18 +143,20 @@ class _Secrets:
         self.lock = threading.Lock()
         self.found: OrderedDict[tuple[str, int, bytes], str] = OrderedDict()
 
-    def get(self, app: Flask, db: Session, installation: Installation,
-            manifest: Manifest) -> str:
+    def get(self, app: Flask, db: Session, hooked: _Hooked, manifest: Manifest) -> str:
         assert manifest.webhooks is not None and manifest.webhooks.verify is not None
         template = manifest.webhooks.verify.secret
         if isinstance(template, str):
             return template
-        key = (installation.id, installation.row_version,
-               hashlib.sha256(installation.webhook_secret or b"").digest())
+        key = (hooked.id, hooked.row_version,
+               hashlib.sha256(hooked.webhook_secret or b"").digest())
         with self.lock:
             cached = self.found.get(key)
         if cached is not None:
             return cached
+        installation = db.get(Installation, hooked.id)
+        if installation is None:
+            raise Rejected("the installation is gone")
         roots = {p.root for p in template.placeholders if p.namespace == "secret"}
         actor, reason = "system", "checking a webhook's signature"
         keys = set(installation.credential_keys or ())
@@ -195,7 +229,7 @@ def _challenge_answer(manifest: Manifest, data: Any) -> Answer | None:
     return Answer(200, challenge.body if challenge.body is not None else {})
 
 
-def _capture(app: Flask, installation: Installation, manifest: Manifest,
+def _capture(app: Flask, installation: _Hooked, manifest: Manifest,
              data: Any) -> str | None:
     """Keep the secret a handshake delivers (Notion's verification token) as the
     installation's webhook secret; why not, when it is refused. Only a secret the host
@@ -228,17 +262,18 @@ def receive(app: Flask, installation_id: str, token: str, body: bytes,
             headers: Mapping[str, str], method: str, url: str, content_type: str) -> Answer:
     """Check, store and answer one webhook request (``headers`` by lower-case name)."""
     database = get_database(app)
+    installation = _hooked(app, installation_id)
+    if installation is None or not hmac.compare_digest(
+            installation.webhook_token.encode(), token.encode()):
+        raise NotFound("no webhook address like this one; copy the installation's "
+                       "webhookUrl again")
     with database.sessions() as db:
-        installation = db.get(Installation, installation_id)
-        if installation is None or not hmac.compare_digest(
-                installation.webhook_token.encode(), token.encode()):
-            raise NotFound("no webhook address like this one; copy the installation's "
-                           "webhookUrl again")
         if installation.deleted_at is not None:
             _reject(app, installation, "the installation was uninstalled", len(body))
             return Answer(410, {"title": "Gone", "detail": "this installation was uninstalled; "
                                 "remove the webhook at the provider"})
-        manifest = manifest_of(app, db, installation)
+        manifest = catalog.get_catalog(app).require(db, installation.miniapp,
+                                                    installation.miniapp_version)
         hooks = manifest.webhooks
         if hooks is None:
             _reject(app, installation, f"{manifest.title} declares no webhooks", len(body))
@@ -286,11 +321,12 @@ def receive(app: Flask, installation_id: str, token: str, body: bytes,
             # No delivery id: a byte-identical request (same signature) is the replay.
             signature = headers.get(hooks.verify.header, "") if hooks.verify else ""
             delivery = "sha256:" + hashlib.sha256(signature.encode() + b"\0" + body).hexdigest()
+        db.close()  # its connection goes back before the write queues for the database
         return _store(app, installation.workspace_id, installation.id, installation.name or "",
                       kind, str(delivery)[:255], data, len(body), verified=True)
 
 
-def _reject(app: Flask, installation: Installation, reason: str, size: int) -> None:
+def _reject(app: Flask, installation: _Hooked, reason: str, size: int) -> None:
     """Keep a refused request (its reason, never its body) for the installation's
     history."""
     with get_database(app).raw() as cursor:
@@ -299,7 +335,7 @@ def _reject(app: Flask, installation: Installation, reason: str, size: int) -> N
             "rejected", reason, None, size))
 
 
-def _store_challenge(app: Flask, installation: Installation, hooks: Any, data: Any,
+def _store_challenge(app: Flask, installation: _Hooked, hooks: Any, data: Any,
                      size: int) -> None:
     with get_database(app).raw() as cursor:
         cursor.execute(_statements(app).insert_event, _event_values(
