@@ -26,9 +26,9 @@ def test_python_m_host_is_the_minihost_command(tmp_path):
     assert usage[0] == "Usage: python -m host [OPTIONS] COMMAND [ARGS]..."
     commands = usage[usage.index("Commands:") + 1:]
     assert [line.split()[0] for line in commands] == [
-        "catalog", "clients", "flow-schema", "flows", "init", "plugins", "rotate-keys",
-        "routes", "run-action", "runs", "schema", "serve", "shell", "tokens", "users",
-        "validate"]
+        "catalog", "clients", "events", "flow-schema", "flows", "init", "plugins",
+        "rotate-keys", "routes", "run-action", "runs", "schema", "serve", "shell", "tokens",
+        "users", "validate"]
     initialised = python_m_host(tmp_path, "init").stdout.splitlines()
     assert initialised[0] == f"Instance: {tmp_path / 'instance'}"
 

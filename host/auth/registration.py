@@ -8,8 +8,11 @@ connecting again. Unregistering is best effort: an uninstall never waits on it.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -28,6 +31,13 @@ def register(app: Flask, db: Session, installation: Installation, manifest: Mani
     """Run ``registrationRequests`` (a webhook, say) with the new credentials."""
     requests = manifest.auth.registration
     if not requests:
+        return
+    unreachable = _unreachable_webhook(app, manifest)
+    if unreachable is not None and not installation.sandbox:
+        audit.record(db, "registration_skipped", actor=actor,
+                     workspace_id=installation.workspace_id, installation_id=installation.id,
+                     detail={"reason": unreachable})
+        db.commit()
         return
     result, _ = run_step(app, Step(
         installation=installation, manifest=manifest, requests=requests, kind="auth",
@@ -49,6 +59,36 @@ def register(app: Flask, db: Session, installation: Installation, manifest: Mani
                  detail={"credentialKeys": sorted(result.values)} if result.ok else
                  {"reason": installation.error})
     db.commit()
+
+
+def _local(host: str) -> bool:
+    host = host.strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _unreachable_webhook(app: Flask, manifest: Manifest) -> str | None:
+    """Why the provider could not call this host's webhook URL back, when it could not:
+    ``PUBLIC_URL`` names this machine or a private network while the registration goes
+    to a provider on the internet (which refuses such a URL, or could never deliver to
+    it). Registering then is skipped, not failed: the installation works without
+    events until the host has a public address."""
+    raw = manifest.auth.raw.get("registrationRequests") or []
+    if "webhookUrl" not in json.dumps(raw):
+        return None
+    public = app.config["PUBLIC_URL"]
+    if not _local(urlsplit(public).hostname or ""):
+        return None
+    for request in raw:
+        host = urlsplit(str(request.get("url", ""))).hostname or ""
+        if "{{" not in host and not _local(host):
+            return (f"{manifest.title} cannot reach this host at {public} to deliver "
+                    "events; set PUBLIC_URL to the host's public https address and connect "
+                    "again to register its webhook")
+    return None
 
 
 def _with_webhook_secret(app: Flask, installation: Installation, requests: Any,

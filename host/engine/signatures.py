@@ -44,6 +44,7 @@ class WebhookVerify:
     timestamp_header: str | None = None
     timestamp_path: JsonPath | None = None
     tolerance_seconds: int = 300
+    timestamp_unit: str | None = None  # seconds | milliseconds; None: told apart by size
 
     @property
     def uses_timestamp(self) -> bool:
@@ -103,8 +104,8 @@ def _check_age(spec: WebhookVerify, sent: str | None, now: float) -> None:
         seconds = float(sent)
     except ValueError:
         raise Rejected(f"the timestamp {sent[:40]!r} is not a number of seconds") from None
-    if seconds > 1e11:  # milliseconds (Linear, HubSpot)
-        seconds /= 1000
+    if spec.timestamp_unit == "milliseconds" or (spec.timestamp_unit is None and seconds > 1e11):
+        seconds /= 1000  # Linear, HubSpot
     age = now - seconds
     if abs(age) > spec.tolerance_seconds:
         when = "old" if age > 0 else "in the future"

@@ -448,7 +448,8 @@ def _compile_webhooks(spec: dict[str, Any]) -> Webhooks:
             signed_payload=signed_parts(v.get("signedPayload", "{{body}}")),
             timestamp_header=v["timestampHeader"].lower() if "timestampHeader" in v else None,
             timestamp_path=compile_path(v["timestampPath"]) if "timestampPath" in v else None,
-            tolerance_seconds=int(v.get("toleranceSeconds", 300)))
+            tolerance_seconds=int(v.get("toleranceSeconds", 300)),
+            timestamp_unit=v.get("timestampUnit"))
     challenge = None
     if "challenge" in spec:
         c = spec["challenge"]

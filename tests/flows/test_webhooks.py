@@ -406,3 +406,81 @@ def test_the_installation_page_shows_its_webhook_url(hooks):
     assert f"http://127.0.0.1:5000{hooks.urls['repohost']}" in page
     plain = client.get(f"/installations/{hooks.ids['plain']}").get_data(as_text=True)
     assert "/hooks/" not in plain  # a mini-app without webhooks has no address to show
+
+
+# -- registering the webhook with the provider ------------------------------------------
+
+
+def registering(base: str, host: str) -> dict[str, Any]:
+    return {
+        "name": "registers", "version": "1.0.0", "title": "Registers",
+        "description": "Registers its webhook.", "allowedHosts": [host],
+        "auth": {"type": "apiKey",
+                 "fields": {"type": "object", "required": ["apiKey"],
+                            "properties": {"apiKey": {"type": "string"}}},
+                 "registrationRequests": [{
+                     "url": base + "/webhook_endpoints", "method": "POST",
+                     "headers": {"Authorization": "Bearer [[apiKey]]"},
+                     "body": {"url": "{{webhookUrl}}", "ourSecret": "[[webhookSecret]]"},
+                     "mapping": {"webhookSecret": "$.secret", "endpointId": "$.id"}}],
+                 "unregistrationRequests": [{
+                     "url": base + "/webhook_endpoints/[[endpointId]]", "method": "DELETE",
+                     "headers": {"Authorization": "Bearer [[apiKey]]"}}]},
+        "webhooks": {"verify": {"type": "hmac-sha256", "header": "X-Sig",
+                                "secret": "[[webhookSecret]]"}, "eventType": "$.type"}}
+
+
+def test_a_secret_the_provider_returns_at_registration_signs_its_events(tmp_path, provider):
+    provider.json("/webhook_endpoints", '{"id": "we_1", "secret": "whsec_from_provider"}')
+    provider.route("/webhook_endpoints/we_1", status=200)
+    built = build_hosted(tmp_path, provider,
+                         manifests={"registers": registering(provider.base, provider.address)})
+    try:
+        answer = built.api("POST", "/api/v1/installations", built.alice_token,
+                           json={"miniapp": "registers", "credentials": {"apiKey": "k-1"}})
+        assert answer.status_code == 201, answer.get_json()
+        body = answer.get_json()
+        assert (body["status"], sorted(body["credentialKeys"])) == (
+            "active", ["apiKey", "endpointId", "webhookSecret"])
+        sent = [r for r in provider.received if r.path == "/webhook_endpoints"]
+        own = built.api("GET", f"/api/v1/installations/{body['id']}/webhook-secret",
+                        built.alice_token).get_json()["secret"]
+        assert json.loads(sent[0].body) == {"url": body["webhookUrl"], "ourSecret": own}
+        url = body["webhookUrl"].removeprefix("http://127.0.0.1:5000")
+        event = b'{"type": "charge.succeeded"}'
+        client = built.app.test_client()
+        ok = client.post(url, data=event, headers={
+            "Content-Type": "application/json",
+            "X-Sig": sign("whsec_from_provider", event)})
+        assert ok.status_code == 200  # the provider's secret, kept with the credentials
+        assert client.post(url, data=event, headers={
+            "Content-Type": "application/json", "X-Sig": sign(own, event)}).status_code == 401
+        deleted = built.api("DELETE", f"/api/v1/installations/{body['id']}", built.alice_token)
+        assert deleted.status_code == 204
+        assert [r.method for r in provider.received if r.path == "/webhook_endpoints/we_1"] == \
+            ["DELETE"]
+    finally:
+        executor.stop(built.app)
+        get_database(built.app).engine.dispose()
+
+
+def test_registration_is_skipped_while_the_provider_could_not_reach_this_host(tmp_path,
+                                                                              provider):
+    doc = registering("https://api.example.com", "api.example.com")
+    built = build_hosted(tmp_path, provider, manifests={"registers": doc})
+    try:
+        answer = built.api("POST", "/api/v1/installations", built.alice_token,
+                           json={"miniapp": "registers", "credentials": {"apiKey": "k-1"}})
+        # An apiKey install checks nothing else here; no request leaves for api.example.com.
+        assert answer.status_code == 201, answer.get_json()
+        assert answer.get_json()["status"] == "active"
+        with get_database(built.app).sessions() as db:
+            detail = db.execute(select(AuditEvent.detail).where(
+                AuditEvent.kind == "registration_skipped")).scalar_one()
+        assert detail == {"reason": (
+            "Registers cannot reach this host at http://127.0.0.1:5000 to deliver events; set "
+            "PUBLIC_URL to the host's public https address and connect again to register its "
+            "webhook")}
+    finally:
+        executor.stop(built.app)
+        get_database(built.app).engine.dispose()
