@@ -27,7 +27,7 @@ from .schema import FLOW_SCHEMA
 
 __all__ = ["compile_flow", "lint_flow"]
 
-_EVENT_FIELDS = ("id", "type", "data", "deliveryId", "receivedAt", "installation")
+_EVENT_FIELDS = ("id", "type", "data", "body", "deliveryId", "receivedAt", "installation")
 
 ACTION_TIMEOUT = 60.0
 _VALIDATOR = Draft202012Validator(FLOW_SCHEMA)

@@ -603,8 +603,9 @@ class Linter:
         return True
 
     def _check_webhooks(self, webhooks: dict[str, Any]) -> None:
-        if "deliveryId" in webhooks:
-            self._check_path("/webhooks/deliveryId", webhooks["deliveryId"])
+        for key in ("deliveryId", "data"):
+            if key in webhooks:
+                self._check_path(f"/webhooks/{key}", webhooks[key])
         kinds = webhooks.get("eventType")
         for position, path in enumerate(kinds if isinstance(kinds, list) else [kinds]):
             if isinstance(path, str):

@@ -464,7 +464,8 @@ def _compile_webhooks(spec: dict[str, Any]) -> Webhooks:
         event_type=tuple(compile_path(p) for p in (
             [spec["eventType"]] if isinstance(spec.get("eventType"), str)
             else spec.get("eventType", []))),
-        challenge=challenge, raw=MappingProxyType(spec))
+        challenge=challenge, raw=MappingProxyType(spec),
+        data=compile_path(spec["data"]) if "data" in spec else None)
 
 
 def _compile_expect(spec: dict[str, Any] | None) -> Expect | None:

@@ -151,6 +151,7 @@ class Webhooks:
     event_type: tuple[JsonPath, ...]  # joined with "." (missing parts left out)
     challenge: Challenge | None
     raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    data: JsonPath | None = None  # the part of the body triggers see as event.data
 
 
 @dataclass(frozen=True, slots=True)

@@ -501,9 +501,15 @@ def _dispatcher(app: Flask) -> _Dispatcher:
     return found
 
 
-def event_scope(event: InboundEvent, connection: str | None) -> dict[str, Any]:
+def event_scope(event: InboundEvent, connection: str | None,
+                data_path: Any = None) -> dict[str, Any]:
+    """What a trigger's filter and input see: ``event.data`` is the part of the body the
+    mini-app's ``webhooks.data`` names (the whole body without it), ``event.body``
+    the whole body."""
+    data = event.data if data_path is None else data_path.evaluate(event.data)
     return {"event": {
-        "id": event.id, "type": event.type, "data": event.data,
+        "id": event.id, "type": event.type, "data": None if data is MISSING else data,
+        "body": event.data,
         "deliveryId": event.delivery_id, "receivedAt": event.received_at.isoformat(),
         "installation": ({"id": event.installation_id, "name": connection}
                          if event.installation_id else None)}}
@@ -517,10 +523,14 @@ def dispatch(app: Flask, event_id: str) -> int:
         event = db.get(InboundEvent, event_id)
         if event is None or event.status != "received":
             return 0
-        connection = None
+        connection, data_path = None, None
         if event.installation_id is not None:
             installation = db.get(Installation, event.installation_id)
             connection = installation.name if installation is not None else None
+            if installation is not None:
+                hooks = catalog.get_catalog(app).require(
+                    db, installation.miniapp, installation.miniapp_version).webhooks
+                data_path = hooks.data if hooks is not None else None
         query = (select(FlowEventTrigger, Flow.key, Flow.version, Flow.enabled)
                  .join(Flow, Flow.id == FlowEventTrigger.flow_id)
                  .where(FlowEventTrigger.workspace_id == event.workspace_id,
@@ -534,7 +544,7 @@ def dispatch(app: Flask, event_id: str) -> int:
         done = set(db.execute(select(EventRun.flow_id, EventRun.trigger)
                               .where(EventRun.event_id == event.id)).all())
         db.expunge_all()
-    scope = event_scope(event, connection)
+    scope = event_scope(event, connection, data_path)
     started = 0
     for row, key, version, enabled in matches:
         if (row.flow_id, row.trigger) in done:

@@ -14,10 +14,15 @@ Sign in at the provider as ``demo`` / ``demo``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
+import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -243,7 +248,9 @@ def tasks(project_id: str) -> Response:
     with store.transaction() as db:
         db.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, 0, ?, ?)",
                    (task_id, project_id, title.strip(), notes, due, time.time()))
-    return _json(_task(store.one("SELECT * FROM tasks WHERE id = ?", task_id)), 201)
+    created = _task(store.one("SELECT * FROM tasks WHERE id = ?", task_id))
+    _deliver(user_id, "task.created", created)
+    return _json(created, 201)
 
 
 @blueprint.post("/api/tasks/<task_id>/complete")
@@ -258,7 +265,82 @@ def complete(task_id: str) -> Response:
         return _error(404, "not_found", f"no task {task_id}")
     with store.transaction() as db:
         db.execute("UPDATE tasks SET done = 1 WHERE id = ?", (task_id,))
-    return _json(_task(store.one("SELECT * FROM tasks WHERE id = ?", task_id)))
+    completed = _task(store.one("SELECT * FROM tasks WHERE id = ?", task_id))
+    if not row["done"]:
+        _deliver(user_id, "task.completed", completed)
+    return _json(completed)
+
+
+# -- webhooks: the provider tells subscribers what changed -----------------------------
+
+
+@blueprint.route("/api/webhooks", methods=["GET", "POST"])
+def webhooks() -> Response:
+    """Subscribe a URL to the caller's task changes (``task.created``,
+    ``task.completed``); the answer carries the signing secret, once."""
+    user_id, refused = _caller("tasks:read")
+    if refused:
+        return refused
+    store = _store()
+    if request.method == "GET":
+        rows = store.all("SELECT id, url FROM webhooks WHERE user_id = ? ORDER BY created",
+                         user_id)
+        return _json({"webhooks": [{"id": r["id"], "url": r["url"]} for r in rows]})
+    body = request.get_json(silent=True)
+    url = body.get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or not re.fullmatch(r"https?://\S{1,2000}", url):
+        return _error(400, "invalid_request", "url must be an http(s) URL")
+    webhook = {"id": f"whk_{secrets.token_hex(4)}", "url": url,
+               "secret": f"dwhsec_{secrets.token_urlsafe(24)}"}
+    with store.transaction() as db:
+        db.execute("INSERT INTO webhooks VALUES (?, ?, ?, ?, ?)",
+                   (webhook["id"], user_id, url, webhook["secret"], time.time()))
+    return _json(webhook, 201)
+
+
+@blueprint.delete("/api/webhooks/<webhook_id>")
+def unsubscribe(webhook_id: str) -> Response:
+    user_id, refused = _caller("tasks:read")
+    if refused:
+        return refused
+    store = _store()
+    if store.one("SELECT 1 FROM webhooks WHERE id = ? AND user_id = ?", webhook_id,
+                 user_id) is None:
+        return _error(404, "not_found", f"no webhook {webhook_id}")
+    with store.transaction() as db:
+        db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+    return Response(status=204)
+
+
+def _deliver(user_id: str, kind: str, task: dict[str, Any]) -> None:
+    """Send the change to each subscriber, signed, from a thread of its own (after
+    this answer, as a real service's queue would), retrying a few times."""
+    rows = _store().all("SELECT url, secret FROM webhooks WHERE user_id = ?", user_id)
+    if not rows:
+        return
+    event = {"id": f"evt_{secrets.token_hex(8)}", "type": kind,
+             "createdAt": int(time.time()), "data": task}
+    body = json.dumps(event, separators=(",", ":")).encode()
+    for row in rows:
+        threading.Thread(target=_post, args=(row["url"], row["secret"], body), daemon=True,
+                         name="demo-provider-webhook").start()
+
+
+def _post(url: str, secret: str, body: bytes) -> None:
+    for attempt in range(4):
+        stamp = str(int(time.time()))
+        signature = hmac.new(secret.encode(), stamp.encode() + b"." + body,
+                             hashlib.sha256).hexdigest()
+        outgoing = urllib.request.Request(url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Demo-Timestamp": stamp,
+            "X-Demo-Signature": f"sha256={signature}", "User-Agent": "DemoProvider-Webhook"})
+        try:
+            with urllib.request.urlopen(outgoing, timeout=10) as answer:
+                if 200 <= answer.status < 300:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.5 * 2 ** attempt)
 
 
 # -- wiring ------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS tokens (access_token TEXT PRIMARY KEY, refresh_token 
 CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, user_id TEXT, name TEXT, position INT);
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, project_id TEXT, title TEXT, notes TEXT,
                                   done INTEGER DEFAULT 0, due TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, user_id TEXT, url TEXT, secret TEXT,
+                                     created REAL);
 """
 
 DEMO_USER = ("demo", "demo", "Demo User", "demo@example.com")

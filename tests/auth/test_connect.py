@@ -173,7 +173,8 @@ def test_a_full_connect(demo):
     assert query["code_challenge"] == [challenge]
     assert verifier not in authorize and verifier not in page
     row = installation(demo)
-    assert row.credential_keys == ["accessToken", "expiresAt", "expiresIn", "refreshToken"]
+    assert row.credential_keys == ["accessToken", "expiresAt", "expiresIn", "refreshToken",
+                                   "webhookId", "webhookSecret"]  # subscribed to its events
     assert row.meta["email"] == "demo@example.com"
 
 
