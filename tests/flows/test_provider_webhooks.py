@@ -150,7 +150,8 @@ def last_event(bundled, name):
     with get_database(app).sessions() as db:
         return db.execute(select(InboundEvent).where(InboundEvent.installation_id ==
                                                      installation_id)
-                          .order_by(InboundEvent.id.desc()).limit(1)).scalar_one()
+                          .order_by(InboundEvent.received_at.desc(), InboundEvent.id.desc())
+                          .limit(1)).scalar_one()
 
 
 def hex_hmac(secret: str, payload: bytes) -> str:

@@ -30,11 +30,11 @@ def wait_for(predicate, seconds=30.0):
 def test_a_run_killed_with_its_host_is_finished_as_interrupted(tmp_path, provider,
                                                               database_url):
     good_provider(provider)
-    arrived = threading.Event()
+    arrived, released = threading.Event(), threading.Event()
 
     def slow(request):
         arrived.set()
-        time.sleep(20)
+        released.wait(20)  # held open until the host is killed, then let go
         return Response("{}", mimetype="application/json")
 
     provider.route("/echo", slow)
@@ -91,6 +91,7 @@ def test_a_run_killed_with_its_host_is_finished_as_interrupted(tmp_path, provide
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
     finally:
+        released.set()  # no answer outlives the test (its log line would land in another)
         if server.poll() is None:
             server.kill()
     # Start-up finishes what the dead process left.
