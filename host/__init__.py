@@ -29,7 +29,7 @@ def create_app(
     from . import db, identity, logs, outbound, plugins, vault
     from .api import init_app as init_api
     from .auth import types as auth_types
-    from .services import catalog, events, flow_runs, runs, schedules
+    from .services import catalog, data_sources, events, flow_runs, runs, schedules
     from .web import init_app as init_web
 
     instance = Path(instance_path) if instance_path else config_module.default_instance_path()
@@ -46,5 +46,6 @@ def create_app(
     init_api(app)
     plugins.register_extensions(app)
     runs.init_app(app)
-    flow_runs.init_app(app, timers=[schedules.fire_due, events.dispatch_pending])
+    flow_runs.init_app(app, timers=[schedules.fire_due, events.dispatch_pending,
+                                    data_sources.sync_due])
     return app

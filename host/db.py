@@ -60,6 +60,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "CatalogError",
+    "DataRecord",
+    "DataSourceState",
     "Database",
     "EventRun",
     "FlowEventTrigger",
@@ -697,6 +699,40 @@ class EventRun(Base):
     flow_run_id: Mapped[str | None] = mapped_column(ID)
     error: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DataSourceState(Base):
+    """An installation's data source: when it was last synced (None: never — the first
+    sync fills the cache and emits nothing), when next, and how the last one went."""
+
+    __tablename__ = "data_source_state"
+    __table_args__ = (UniqueConstraint("installation_id", "source"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("dss"))
+    installation_id: Mapped[str] = mapped_column(
+        ForeignKey("installation.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(64))
+    synced_at: Mapped[datetime | None]
+    next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None]
+
+
+class DataRecord(Base):
+    """A record of an installation's data source as last seen: its hash tells a change."""
+
+    __tablename__ = "data_record"
+    __table_args__ = (UniqueConstraint("installation_id", "source", "record_id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("rec"))
+    installation_id: Mapped[str] = mapped_column(
+        ForeignKey("installation.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(255))
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[str | None] = mapped_column(String(64))
+    record: Mapped[Any] = mapped_column(JSON)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -126,6 +126,9 @@ class Step:
     run_id: str | None = None
     # Asked between requests: a reason to stop there (a cancelled flow run), or None.
     stop: Callable[[], str | None] | None = None
+    # The list a paginated last request's pages hold, when its pagination names none
+    # (a source's or data source's ``items``).
+    pages_items: Any = None
     # The caller writes the run row's outcome in its own transaction (a flow task, with
     # the task's outcome: one commit fewer); ``finish_write`` gives it the write.
     defer_finish: bool = False
@@ -189,7 +192,7 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
             step.requests, ctx, client_for(app, sandbox), allowed_hosts=manifest.allowed_hosts,
             deadline=deadline, persist=step.persist, follow_redirects=step.follow_redirects,
             refresh=renew, refresh_on=manifest.auth.refresh_on, extra_secrets=secrets,
-            stop=step.stop,
+            stop=step.stop, pages_items=step.pages_items,
             hooks=hooks_for(app, manifest.name, recorded_id, lambda: secret_values(
                 ctx.credentials, ctx.client.get("clientSecret"),
                 ctx.client.get("clientBasicAuth"), *secrets)))

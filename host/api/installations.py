@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, request
 from ..audit import as_dict as audit_dict
 from ..db import session as db_session
 from ..identity import require_principal
-from ..services import audit_events, installations
+from ..services import audit_events, data_sources, installations
 from .body import json_object
 from .pagination import next_cursor, page_args
 from .schemas import validate_request
@@ -123,7 +123,34 @@ def put_webhook_secret(installation_id: str) -> dict[str, Any]:
     return {"secret": secret, "webhookUrl": installations.webhook_url(current_app, installation)}
 
 
+def sync_data_source(installation_id: str, source: str) -> dict[str, Any]:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    manifest = installations.manifest_of(current_app, db, installation)
+    data_sources.data_source(manifest, source)  # 404 before anything is sent
+    db.commit()  # hand the connection back while the provider answers
+    return data_sources.sync(current_app, installation, manifest, source,
+                             actor=principal.actor, actor_id=principal.user.id).as_dict()
+
+
+def data_source_records(installation_id: str, source: str) -> dict[str, Any]:
+    principal = require_principal()
+    db = db_session()
+    installation = installations.get_installation(db, principal, installation_id)
+    data_sources.data_source(installations.manifest_of(current_app, db, installation), source)
+    page = page_args()
+    items, after = data_sources.records(db, installation, source, page.limit, page.after)
+    return {"items": items, "next": next_cursor(after)}
+
+
 def register(blueprint: Blueprint) -> None:
+    blueprint.add_url_rule("/installations/<installation_id>/data-sources/<source>/sync",
+                           view_func=sync_data_source, methods=["POST"],
+                           endpoint="installation_data_source_sync")
+    blueprint.add_url_rule("/installations/<installation_id>/data-sources/<source>/records",
+                           view_func=data_source_records, methods=["GET"],
+                           endpoint="installation_data_source_records")
     blueprint.add_url_rule("/installations/<installation_id>/webhook-secret",
                            view_func=get_webhook_secret, methods=["GET"],
                            endpoint="installation_webhook_secret")

@@ -404,6 +404,17 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "EventPage": _page("Event"),
+    "Synced": {"type": "object",
+               "required": ["source", "records", "created", "updated", "deleted", "first",
+                            "events"],
+               "properties": {"source": {"type": "string"}, "records": {"type": "integer"},
+                              "created": {"type": "integer"}, "updated": {"type": "integer"},
+                              "deleted": {"type": "integer"},
+                              "first": {"type": "boolean", "description": "The first sync "
+                                        "fills the records and emits no events."},
+                              "events": {"type": "array", "items": {"type": "string"}}}},
+    "RecordPage": {"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array"}, "next": {"type": ["string", "null"]}}},
 }
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from ..errors import MinihostError, RequestFailed, RequestTimedOut, ResponseTooDeep, Stopped
 from . import jsonlimits
 from .client import Client, Response
 from .jsonlimits import TooDeep
+from .pagination import count_items, next_page
 from .paths import MISSING
 from .redact import REDACTED, Redactor, secret_values
 from .render import Context, Outgoing, render_request, stringify
@@ -58,6 +59,14 @@ class ChainResult:
     trace: list[dict[str, Any]] = field(default_factory=list)
     error: MinihostError | None = None
     duration_ms: int = 0
+    # With pagination on the last request: every page's answer, in order, and whether
+    # the list ended (False when maxPages stopped it first).
+    pages: list[Any] = field(default_factory=list)
+    complete: bool = True
+
+    def bodies(self) -> list[Any]:
+        """The last request's answers: each page when it paginated, else the one."""
+        return self.pages or [self.last_body]
 
 
 def parse_body(response: Response) -> Any:
@@ -215,6 +224,7 @@ def run_chain(
     refresh: Callable[[], Mapping[str, Any]] | None = None,
     refresh_on: Any = None,
     stop: Callable[[], str | None] | None = None,
+    pages_items: Any = None,
 ) -> ChainResult:
     """Run ``requests`` (compiled ``Request`` objects) in order.
 
@@ -228,6 +238,10 @@ def run_chain(
 
     ``stop``, when given, is asked before every request after the first: a reason
     (a flow run was cancelled) ends the chain there, with the requests before it sent.
+
+    A last request with ``pagination`` is followed across its pages (``pages_items``:
+    the caller's list path — a source's or data source's ``items`` — for pagination
+    blocks that name none); list values of its mapping gather every page.
     """
     hooks = hooks or NoHooks()
     secrets = [*extra_secrets]
@@ -287,6 +301,19 @@ def run_chain(
             result.ok = False
             result.error = error
             break
+        if request.pagination is not None and position == len(requests) - 1 \
+                and not response.would_have_sent:
+            try:
+                _more_pages(request, outgoing, response, body, values, result, client,
+                            allowed_hosts, deadline, follow_redirects, hooks, redactor,
+                            pages_items)
+            except MinihostError as error:
+                error.detail = _cap(redactor.text(error.detail))
+                error.args = (error.detail,)
+                result.trace[-1]["error"] = error.detail
+                result.ok = False
+                result.error = error
+                break
         ctx.forwarded.update(forwarded)
         result.values.update(values)
         result.last_body = body
@@ -315,6 +342,60 @@ def run_chain(
     return result
 
 
+def _more_pages(request: Any, outgoing: Outgoing, response: Response, body: Any,
+                values: dict[str, Any], result: ChainResult, client: Client,
+                allowed_hosts: Sequence[str], deadline: float, follow_redirects: bool,
+                hooks: Hooks, redactor: Redactor, items: Any) -> None:
+    """Fetch the pages after the first (already in ``body``) while the provider says
+    there are more; ``values`` gathers the mapped lists of every page."""
+    pagination = request.pagination
+    pages = [body]
+    taken = count_items(pagination, body, items) or 0
+    while True:
+        following = next_page(pagination, outgoing.url, outgoing.body, len(pages), body,
+                              response.header_map, items, taken)
+        if following is None:
+            break
+        if len(pages) >= pagination.max_pages:
+            result.complete = False
+            result.trace[-1]["note"] = (f"stopped after {pagination.max_pages} pages "
+                                        "(maxPages); the list goes on")
+            break
+        if time.monotonic() >= deadline:
+            raise RequestTimedOut(
+                f"request {request.pointer}: the time budget ran out after {len(pages)} "
+                "pages", request.pointer)
+        url, request_body = following
+        outgoing = replace(outgoing, url=url, body=request_body, body_trace=(
+            json.loads(request_body) if request_body is not None
+            and request_body is not outgoing.body else outgoing.body_trace))
+        hooks.prepare_request(outgoing)
+        entry: dict[str, Any] = {"request": request.pointer, "method": request.method,
+                                 "page": len(pages) + 1}
+        result.trace.append(entry)
+        _record_outgoing(entry, outgoing, redactor)
+        sent = time.monotonic()
+        response = client.send(outgoing, request, allowed_hosts, deadline, follow_redirects)
+        entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
+        hooks.response_received(outgoing, response)
+        _record_response(entry, response, redactor)
+        try:
+            body = parse_body(response)
+        except TooDeep:
+            raise ResponseTooDeep(
+                f"request {request.pointer}: the provider's answer nests deeper than "
+                f"{jsonlimits.MAX_DEPTH} levels, so it was not used", request.pointer
+            ) from None
+        _check(request, response, body, redactor)
+        more, _ = _map(request, response, body)
+        for name, value in more.items():
+            if isinstance(values.get(name), list) and isinstance(value, list):
+                values[name] = [*values[name], *value]
+        pages.append(body)
+        taken += count_items(pagination, body, items) or 0
+    result.pages = pages
+
+
 def _record_outgoing(entry: dict[str, Any], outgoing: Outgoing, redactor: Redactor) -> None:
     entry["url"] = redactor.text(outgoing.url)
     entry["headers"] = redactor.headers(outgoing.headers, outgoing.secret_headers)
@@ -338,16 +419,25 @@ def trace_document(result: ChainResult) -> dict[str, Any]:
     return {"requests": result.trace}
 
 
-def options_from(source: Any, body: Any, headers: Mapping[str, str] | None = None
-                 ) -> list[dict[str, Any]]:
-    """A source's options from the last answer: ``[{"value", "label"}]``."""
-    items = source.items.evaluate(body, headers)
-    if items is MISSING or items is None:
-        return []
-    if not isinstance(items, list):
-        items = [items]
+def items_of(path: Any, bodies: Sequence[Any]) -> list[Any]:
+    """The items ``path`` selects in each answer (each page), in order."""
+    found: list[Any] = []
+    for body in bodies:
+        items = path.evaluate(body)
+        if items is MISSING or items is None:
+            continue
+        if isinstance(items, list):
+            found.extend(items)
+        else:
+            found.append(items)
+    return found
+
+
+def options_from(source: Any, bodies: Sequence[Any]) -> list[dict[str, Any]]:
+    """A source's options from the last request's answers (every page):
+    ``[{"value", "label"}]``."""
     options = []
-    for item in items:
+    for item in items_of(source.items, bodies):
         value = source.value.evaluate(item)
         if value is MISSING or value is None:
             continue

@@ -131,10 +131,21 @@ class _Lint:
                                               "installation you have")
             else:
                 manifest = self.connections[connection]
-                if manifest is not None and manifest.webhooks is None:
+                event = str(trigger.get("event") or "")
+                source, _, change = event.partition(".")
+                if manifest is not None and source in manifest.data_sources:
+                    if change not in ("created", "updated", "deleted", "*"):
+                        self.add(f"{pointer}/event", f"{source} is a data source: its events "
+                                 f"are {source}.created, {source}.updated and {source}.deleted",
+                                 f'use "{source}.created", say')
+                elif manifest is not None and manifest.webhooks is None:
+                    sources = ", ".join(f"{name}.created" for name in manifest.data_sources)
                     self.add(f"{pointer}/connection",
-                             f"{manifest.title} ({connection}) sends no events",
-                             "pick an installation of a mini-app that declares webhooks")
+                             f"{manifest.title} ({connection}) sends no events"
+                             + (f" other than its data sources' ({sources}, …)" if sources
+                                else ""),
+                             "pick an installation of a mini-app that declares webhooks or "
+                             "data sources")
         for position, condition in enumerate(trigger.get("filter") or ()):
             if isinstance(condition, dict):
                 for part in ("value", "to"):

@@ -242,6 +242,8 @@ class Linter:
                     seen[name] = index
             self._check_action(pointer, action, sources)
         self._check_webhooks(_obj(doc.get("webhooks")))
+        for name, data_source in _obj(doc.get("dataSources")).items():
+            self._check_data_source(name, _obj(data_source))
         for index, entry in enumerate(_list(doc.get("allowedHosts"))):
             if isinstance(entry, str):
                 reason = allowed_host_problem(entry.lower(), self.allow_private)
@@ -425,6 +427,33 @@ class Linter:
 
     # -- requests ------------------------------------------------------------------------
 
+    def _check_data_source(self, name: str, spec: dict[str, Any]) -> None:
+        pointer = f"/dataSources/{_escape(name)}"
+        scope = Scope(self.config_keys | frozenset(self.system), False,
+                      f"source data source {name}", "")
+        if isinstance(spec.get("list"), dict):
+            self._check_chain(f"{pointer}/list", [spec["list"]], scope, forward_objects=False)
+        for key in ("items", "id", "updatedAt"):
+            if isinstance(spec.get(key), str):
+                self._check_path(f"{pointer}/{key}", spec[key])
+        if isinstance(spec.get("schema"), dict):
+            self._check_schema_doc(f"{pointer}/schema", spec["schema"], "the record schema")
+
+    def _check_pagination(self, pointer: str, pagination: dict[str, Any], *, last: bool,
+                          implied: bool) -> None:
+        """Pages are followed on a chain's last request only; page- and offset-numbered
+        lists end on an empty page, so the list must be known (a source names it)."""
+        if not last:
+            self.add(pointer, "only the last request of a chain is followed across pages; "
+                              "move pagination to the last request")
+        for key in ("next", "items"):
+            if isinstance(pagination.get(key), str):
+                self._check_path(f"{pointer}/{key}", pagination[key])
+        if pagination.get("type") in ("page", "offset") and "items" not in pagination \
+                and not implied:
+            self.add(pointer, f"a {pagination['type']}-numbered list ends on an empty page: "
+                              'add "items", the path of the list on each page')
+
     def _check_chain(
         self,
         pointer: str,
@@ -456,6 +485,11 @@ class Linter:
                         f"{here}/headers/{_escape(name)}",
                         "header value contains a control character; remove it",
                     )
+            pagination = request.get("pagination")
+            if isinstance(pagination, dict):
+                self._check_pagination(f"{here}/pagination", pagination,
+                                       last=index == len(requests) - 1,
+                                       implied=scope.where.startswith("source"))
             mapping = request.get("mapping")
             if isinstance(mapping, dict):
                 for name, path in mapping.items():

@@ -26,6 +26,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
+from ..engine.pagination import DEFAULT_MAX_PAGES, Pagination
 from ..engine.paths import compile_path
 from ..engine.sandbox import sample
 from ..engine.schemas import REGISTRY
@@ -40,6 +41,7 @@ from .model import (
     Auth,
     Authorize,
     Challenge,
+    DataSource,
     Expect,
     Manifest,
     ObjectMapping,
@@ -414,7 +416,20 @@ def compile_manifest(
         actions_by_name=MappingProxyType({action.name: action for action in actions}),
         uses_client=bool(_CLIENT_PLACEHOLDER.search(text)),
         uses_client_secret=bool(_CLIENT_SECRET_PLACEHOLDER.search(text)),
+        data_sources=MappingProxyType({
+            name: _compile_data_source(name, spec)
+            for name, spec in _obj(doc.get("dataSources")).items()}),
     )
+
+
+def _compile_data_source(name: str, spec: dict[str, Any]) -> DataSource:
+    return DataSource(
+        name=name, title=spec["title"], description=spec.get("description", ""),
+        list=_compile_request(f"/dataSources/{name}/list", spec["list"]),
+        items=compile_path(spec["items"]), id=compile_path(spec["id"]),
+        updated_at=compile_path(spec["updatedAt"]) if "updatedAt" in spec else None,
+        schema=MappingProxyType(spec["schema"]) if "schema" in spec else None,
+        poll_seconds=int(spec.get("pollSeconds", 300)))
 
 
 SIGNED_PART = re.compile(r"\{\{\s*(body|timestamp|method|url|headers\.[A-Za-z0-9!#$%&'*+.^_`|~-]+)"
@@ -508,7 +523,19 @@ def _compile_request(pointer: str, spec: dict[str, Any]) -> Request:
         secret_roots=frozenset(match.group(1) for match in _SECRET_ROOT.finditer(
             json.dumps([spec.get("url"), spec.get("headers"), spec.get("queryParams"),
                         spec.get("body")]))),
+        pagination=compile_pagination(spec["pagination"]) if "pagination" in spec else None,
     )
+
+
+def compile_pagination(spec: dict[str, Any]) -> Pagination:
+    kind = spec["type"]
+    return Pagination(
+        type=kind, param=spec.get("param"),
+        next=compile_path(spec["next"]) if "next" in spec else None,
+        items=compile_path(spec["items"]) if "items" in spec else None,
+        start=int(spec.get("start", 0 if kind == "offset" else 1)),
+        max_pages=int(spec.get("maxPages", DEFAULT_MAX_PAGES)),
+        location=spec.get("in", "query"))
 
 
 def _compile_chain(pointer: str, specs: list[dict[str, Any]]) -> tuple[Request, ...]:

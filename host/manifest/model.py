@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..engine.mapping import ArrayMapping, Expect, ObjectMapping
+from ..engine.pagination import Pagination
 from ..engine.paths import JsonPath
 from ..engine.signatures import WebhookVerify
 from ..engine.template import Template, UrlTemplate
@@ -25,6 +26,7 @@ __all__ = [
     "Auth",
     "Authorize",
     "Challenge",
+    "DataSource",
     "Expect",
     "Manifest",
     "ObjectMapping",
@@ -59,6 +61,7 @@ class Request:
     response_schema: Any
     sandbox_body: bytes | None = None  # the sandbox answer, built once at load
     secret_roots: frozenset[str] = frozenset()  # the [[…]] names this request uses
+    pagination: Pagination | None = None  # followed on a chain's last request
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,22 @@ class Source:
     label: JsonPath
     depends_on: tuple[str, ...]
     cache_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    """A collection kept in sync (FLOWS.md §6): its list request (pages followed), the
+    records on each page, and each record's id and change time."""
+
+    name: str
+    title: str
+    description: str
+    list: Request
+    items: JsonPath
+    id: JsonPath
+    updated_at: JsonPath | None
+    schema: Mapping[str, Any] | None
+    poll_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +195,7 @@ class Manifest:
     actions_by_name: Mapping[str, Action] = field(default_factory=lambda: EMPTY)
     uses_client: bool = False
     uses_client_secret: bool = False
+    data_sources: Mapping[str, DataSource] = field(default_factory=lambda: EMPTY)
 
     @property
     def auth_type(self) -> str:

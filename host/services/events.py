@@ -62,7 +62,7 @@ from .flows import FlowHead
 from .paging import Page, page_of
 
 __all__ = ["MAX_BODY", "Answer", "dispatch", "dispatch_pending", "event_object", "get_event",
-           "list_events", "receive", "send_internal"]
+           "hand_off", "list_events", "receive", "send_internal"]
 
 logger = logging.getLogger(__name__)
 
@@ -499,6 +499,11 @@ def _dispatcher(app: Flask) -> _Dispatcher:
                 found = _Dispatcher(app)
                 app.extensions["minihost.event_dispatcher"] = found
     return found
+
+
+def hand_off(app: Flask, event_id: str) -> None:
+    """Start the runs of a stored event on this process's dispatcher thread."""
+    _dispatcher(app).submit(event_id)
 
 
 def event_scope(event: InboundEvent, connection: str | None,

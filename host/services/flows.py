@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..db import (
     ApiToken,
+    DataSourceState,
     Flow,
     FlowEventTrigger,
     FlowRun,
@@ -200,7 +201,7 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
             raise FlowInvalid([FlowProblem("/key", f"this is the flow {key!r}; the document "
                                                    f"says {doc['key']!r}",
                                            "keep the key, or create a new flow")])
-    connections, _ = connections_of(app, db, principal.workspace_id)
+    connections, installed = connections_of(app, db, principal.workspace_id)
     flow_compiled = compile_flow(doc, connections, max_budget=_max_budget(app))
     digest = _digest(doc)
     now = utcnow()
@@ -234,6 +235,7 @@ def save(app: Flask, db: Session, principal: Principal, body: Any,
     db.add_all(FlowEventTrigger(flow_id=flow.id, workspace_id=flow.workspace_id,
                                 trigger=trigger.index, connection=trigger.connection,
                                 event=trigger.event) for trigger in flow_compiled.events)
+    _poll_data_sources(db, flow_compiled, connections, installed, now)
     audit.record(db, "flow_created" if created else "flow_changed", actor=principal.actor,
                  workspace_id=principal.workspace_id,
                  detail={"flow": flow.key, "version": flow.version})
@@ -326,6 +328,27 @@ def _keep_schedules(db: Session, flow_id: str, schedules: tuple[Schedule, ...],
         row.next_fire_at = schedule.next_times(now, 1)[0]
     for row in rows.values():
         db.delete(row)
+
+
+def _poll_data_sources(db: Session, flow_compiled: CompiledFlow,
+                       connections: dict[str, Manifest | None],
+                       installed: dict[str, Installation], now: datetime) -> None:
+    """A flow waiting for a data source's changes makes that source polled (every
+    ``pollSeconds``, from now: its first sync fills the records)."""
+    for trigger in flow_compiled.events:
+        manifest = connections.get(trigger.connection or "")
+        installation = installed.get(trigger.connection or "")
+        source = trigger.event.partition(".")[0]
+        if manifest is None or installation is None or source not in manifest.data_sources:
+            continue
+        state = db.execute(select(DataSourceState).where(
+            DataSourceState.installation_id == installation.id,
+            DataSourceState.source == source)).scalar_one_or_none()
+        if state is None:
+            db.add(DataSourceState(installation_id=installation.id, source=source, records=0,
+                                   next_sync_at=now))
+        elif state.next_sync_at is None:
+            state.next_sync_at = now
 
 
 def next_fire_times(flow_compiled: CompiledFlow, now: datetime,

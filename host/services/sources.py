@@ -109,6 +109,7 @@ def load_options(app: Flask, db: Session, principal: Principal, installation: In
     result, _ = run_step(app, Step(
         installation=installation, manifest=manifest, requests=source.requests, kind="source",
         name=source_name, actor=principal.actor, actor_id=principal.user.id, parameters=values,
+        pages_items=source.items,
         keeper=Keeper(app, installation, manifest, actor=principal.actor, reason="source")))
     if not result.ok:
         error = result.error
@@ -116,7 +117,7 @@ def load_options(app: Flask, db: Session, principal: Principal, installation: In
             error.detail if error is not None else "unknown error")
         raise SourceFailed(f"{manifest.title} did not return the options for {source_name}: "
                            f"{message}")
-    options = options_from(source, result.last_body)
+    options = options_from(source, result.bodies())
     if source.cache_seconds:
         cache.put(key, source.cache_seconds, options)
     return options

@@ -358,7 +358,7 @@ def test_schema_and_lint_errors_come_together():
     assert text[1] == (
         "github/manifest.json /actions/0/requests/0: unknown member 'methd' (did you mean "
         "'method'?); allowed here: description, url, method, headers, queryParams, bodyType, "
-        "body, mapping, timeout, expect, responseSchema"
+        "body, mapping, timeout, expect, responseSchema, pagination"
     )
     assert text[2].startswith(
         "github/manifest.json /actions/0/requests/0/body/x: placeholder {{unknown}}"

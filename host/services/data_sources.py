@@ -1,0 +1,244 @@
+"""Data sources (FLOWS.md §6): an installation's collections listed page by page, kept
+as records, and their changes turned into events.
+
+A sync lists every record (the list request's pagination followed), compares each
+record's hash with the one kept, and in one transaction writes the changed records
+with a ``<source>.created`` / ``.updated`` / ``.deleted`` event for each — which then
+start the flows that wait for them, like a webhook's events. The first sync of a
+source fills the records and emits nothing (everything would be "created"). A sync
+that fails on any page, or that stopped at ``maxPages`` before the list ended,
+changes nothing: a record missing from an incomplete list is not a deleted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from flask import Flask
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..auth.refresh import Keeper
+from ..db import (
+    DataRecord,
+    DataSourceState,
+    InboundEvent,
+    Installation,
+    changed,
+    get_database,
+    new_id,
+    utcnow,
+)
+from ..engine.chain import items_of
+from ..engine.paths import MISSING
+from ..engine.render import stringify
+from ..errors import NotFound, UpstreamFailed
+from ..execution import Step, run_step
+from ..manifest import Manifest
+from ..manifest.model import DataSource
+from . import catalog, events
+
+__all__ = ["SYNC_SECONDS", "Synced", "records", "sync", "sync_due"]
+
+logger = logging.getLogger(__name__)
+
+SYNC_SECONDS = 300.0  # the time budget of one sync, every page included
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """What a sync found: counts of records and of changes (none on a first sync)."""
+
+    source: str
+    records: int
+    created: int
+    updated: int
+    deleted: int
+    first: bool
+    events: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "records": self.records, "created": self.created,
+                "updated": self.updated, "deleted": self.deleted, "first": self.first,
+                "events": self.events}
+
+
+def data_source(manifest: Manifest, name: str) -> DataSource:
+    found = manifest.data_sources.get(name)
+    if found is None:
+        names = ", ".join(sorted(manifest.data_sources)) or "none"
+        raise NotFound(f"{manifest.title} has no data source {name!r} (it has: {names})")
+    return found
+
+
+def _digest(record: Any) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _listed(source: DataSource, bodies: list[Any]) -> dict[str, tuple[str, str | None, Any]]:
+    """The records of every page by id: (hash, updatedAt, record). Records without an id
+    are skipped; the last of two with one id wins."""
+    found: dict[str, tuple[str, str | None, Any]] = {}
+    for record in items_of(source.items, bodies):
+        record_id = source.id.evaluate(record)
+        if record_id is MISSING or record_id is None or record_id == "":
+            continue
+        changed = source.updated_at.evaluate(record) if source.updated_at else MISSING
+        found[stringify(record_id)[:255]] = (
+            _digest(record), None if changed is MISSING or changed is None
+            else stringify(changed)[:64], record)
+    return found
+
+
+def sync(app: Flask, installation: Installation, manifest: Manifest, name: str, *,
+         actor: str, actor_id: str | None = None) -> Synced:
+    """List the data source ``name`` of ``installation`` and record what changed."""
+    source = data_source(manifest, name)
+    result, _ = run_step(app, Step(
+        installation=installation, manifest=manifest, requests=(source.list,), kind="source",
+        name=name, actor=actor, actor_id=actor_id, persist="none", pages_items=source.items,
+        deadline=time.monotonic() + SYNC_SECONDS,
+        keeper=Keeper(app, installation, manifest, actor=actor, reason="data source sync")))
+    now = utcnow()
+    if not result.ok or not result.complete:
+        why = (result.error.detail if result.error is not None else
+               "the list did not end within its maxPages; nothing was changed")
+        _note_failure(app, installation.id, name, why, now, source.poll_seconds)
+        raise UpstreamFailed(f"syncing {source.title} of {installation.name or installation.id}"
+                             f" failed: {why}")
+    listed = _listed(source, result.bodies())
+    database = get_database(app)
+    created: list[str] = []
+    with database.transaction() as db:
+        state = db.execute(select(DataSourceState).where(
+            DataSourceState.installation_id == installation.id,
+            DataSourceState.source == name)).scalar_one_or_none()
+        if state is None:
+            state = DataSourceState(installation_id=installation.id, source=name, records=0)
+            db.add(state)
+        first = state.synced_at is None
+        kept = {row.record_id: (row.hash, row.record) for row in db.execute(
+            select(DataRecord.record_id, DataRecord.hash, DataRecord.record).where(
+                DataRecord.installation_id == installation.id, DataRecord.source == name))}
+        new = [key for key in listed if key not in kept]
+        changed = [key for key in listed if key in kept and kept[key][0] != listed[key][0]]
+        gone = [key for key in kept if key not in listed]
+        _write(db, installation.id, name, listed, new, changed, gone, now)
+        if not first:
+            created = _emit(db, installation, name, listed, kept, new, changed, gone, now)
+        state.synced_at, state.records, state.error = now, len(listed), None
+        state.next_sync_at = now + timedelta(seconds=source.poll_seconds)
+    for event_id in created:
+        events.hand_off(app, event_id)
+    return Synced(name, len(listed), 0 if first else len(new), 0 if first else len(changed),
+                  0 if first else len(gone), first, created)
+
+
+def _write(db: Session, installation_id: str, name: str,
+           listed: dict[str, tuple[str, str | None, Any]], new: list[str], changed: list[str],
+           gone: list[str], now: Any) -> None:
+    table = cast(Table, DataRecord.__table__)
+    if new:
+        db.execute(insert(table), [
+            {"id": new_id("rec"), "installation_id": installation_id, "source": name,
+             "record_id": key, "hash": listed[key][0], "updated_at": listed[key][1],
+             "record": listed[key][2], "seen_at": now} for key in new])
+    for key in changed:
+        db.execute(update(DataRecord).where(
+            DataRecord.installation_id == installation_id, DataRecord.source == name,
+            DataRecord.record_id == key).values(hash=listed[key][0], updated_at=listed[key][1],
+                                                record=listed[key][2], seen_at=now))
+    for start in range(0, len(gone), 500):
+        db.execute(delete(DataRecord).where(
+            DataRecord.installation_id == installation_id, DataRecord.source == name,
+            DataRecord.record_id.in_(gone[start:start + 500])))
+
+
+def _emit(db: Session, installation: Installation, name: str,
+          listed: dict[str, tuple[str, str | None, Any]], kept: dict[str, tuple[str, Any]],
+          new: list[str], changed: list[str], gone: list[str], now: Any) -> list[str]:
+    """One event per change, in the sync's transaction; their ids."""
+    rows = []
+    for kind, keys in (("created", new), ("updated", changed), ("deleted", gone)):
+        for key in keys:
+            digest, record = (kept[key] if kind == "deleted" else listed[key][::2])
+            rows.append({
+                "id": new_id("evt"), "workspace_id": installation.workspace_id,
+                "installation_id": installation.id, "source": installation.id,
+                "type": f"{name}.{kind}",
+                # A change is one event however many syncs see it (a crash between the
+                # commit and the dispatch does not make it twice).
+                "delivery_id": f"sync:{name}:{key}:{kind}:{digest[:32]}"[:255],
+                "received_at": now, "verified": True, "status": "received", "reason": None,
+                "data": record, "size": 0})
+    if rows:
+        db.execute(insert(cast(Table, InboundEvent.__table__)), rows)
+    return [row["id"] for row in rows]
+
+
+def _note_failure(app: Flask, installation_id: str, name: str, why: str, now: Any,
+                  poll_seconds: int) -> None:
+    with get_database(app).transaction() as db:
+        state = db.execute(select(DataSourceState).where(
+            DataSourceState.installation_id == installation_id,
+            DataSourceState.source == name)).scalar_one_or_none()
+        if state is None:
+            state = DataSourceState(installation_id=installation_id, source=name, records=0)
+            db.add(state)
+        state.error = why[:2000]
+        state.next_sync_at = now + timedelta(seconds=poll_seconds)
+
+
+def records(db: Session, installation: Installation, name: str, limit: int = 1000,
+            after: str | None = None) -> tuple[list[Any], str | None]:
+    """The records kept for a data source, by id, ``limit`` at a time after the id
+    ``after``; and the id to continue after (None on the last page)."""
+    query = select(DataRecord.record_id, DataRecord.record).where(
+        DataRecord.installation_id == installation.id, DataRecord.source == name)
+    if after is not None:
+        query = query.where(DataRecord.record_id > after)
+    rows = db.execute(query.order_by(DataRecord.record_id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [record for _, record in rows], (rows[-1][0] if more and rows else None)
+
+
+def sync_due(app: Flask) -> int:
+    """Timer: sync every data source whose next sync has come, each claimed by moving
+    its next sync on (compare-and-set), so one process syncs it."""
+    now = utcnow()
+    database = get_database(app)
+    with database.sessions() as db:
+        due = db.execute(select(DataSourceState.id, DataSourceState.installation_id,
+                                DataSourceState.source, DataSourceState.next_sync_at)
+                         .where(DataSourceState.next_sync_at <= now)
+                         .order_by(DataSourceState.next_sync_at).limit(20)).all()
+    done = 0
+    for state_id, installation_id, name, at in due:
+        with database.transaction() as db:
+            claimed = changed(db.execute(update(DataSourceState).where(
+                DataSourceState.id == state_id, DataSourceState.next_sync_at == at).values(
+                next_sync_at=now + timedelta(seconds=SYNC_SECONDS))))
+        if not claimed:
+            continue
+        with database.sessions() as db:
+            installation = db.get(Installation, installation_id)
+            if installation is None or installation.deleted_at is not None \
+                    or installation.status != "active":
+                continue
+            manifest = catalog.get_catalog(app).require(db, installation.miniapp,
+                                                        installation.miniapp_version)
+            db.expunge(installation)
+        try:
+            sync(app, installation, manifest, name, actor="system")
+            done += 1
+        except Exception as error:  # recorded on the state; tried again at the next poll
+            logger.warning("data source %s of %s: %s", name, installation_id, error)
+    return done
