@@ -253,6 +253,27 @@ def tasks(project_id: str) -> Response:
     return _json(created, 201)
 
 
+@blueprint.get("/api/tasks")
+def all_tasks() -> Response:
+    """Every task of the caller, oldest first, ``per_page`` (1–100, default 50) at a
+    time: ``?page=`` from 1; a page past the end is empty."""
+    user_id, refused = _caller("tasks:read")
+    if refused:
+        return refused
+    try:
+        page = int(request.args.get("page", "1"))
+        per_page = int(request.args.get("per_page", "50"))
+    except ValueError:
+        return _error(400, "invalid_request", "page and per_page are whole numbers")
+    if page < 1 or not 1 <= per_page <= 100:
+        return _error(400, "invalid_request", "page starts at 1; per_page is 1 to 100")
+    rows = _store().all(
+        "SELECT tasks.* FROM tasks JOIN projects ON projects.id = tasks.project_id "
+        "WHERE projects.user_id = ? ORDER BY tasks.created, tasks.id LIMIT ? OFFSET ?",
+        user_id, per_page, (page - 1) * per_page)
+    return _json({"tasks": [_task(r) for r in rows], "page": page})
+
+
 @blueprint.post("/api/tasks/<task_id>/complete")
 def complete(task_id: str) -> Response:
     user_id, refused = _caller("tasks:write")

@@ -23,6 +23,11 @@ ACTIONS = [(folder.name, action.name)
            for action in load_manifest(folder, bundled_auth_types()).actions]
 
 
+DATA_SOURCES = [(folder.name, name)
+                for folder in sorted(MINIAPPS.iterdir()) if (folder / "manifest.json").exists()
+                for name in load_manifest(folder, bundled_auth_types()).data_sources]
+
+
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("bundled")
@@ -80,3 +85,22 @@ def test_each_bundled_action_renders_and_runs_in_sandbox(bundled, no_network, mi
     assert response.status_code == 201, body
     assert body["status"] == "succeeded", body["error"]
     assert body["sandbox"] is True
+
+
+def test_there_are_data_sources_to_sync():
+    assert DATA_SOURCES == [("github", "issues"), ("hubspot", "contacts"), ("linear", "issues"),
+                            ("notion", "pages"), ("stripe", "customers"), ("trello", "cards")]
+
+
+@pytest.mark.parametrize(("miniapp", "source"), DATA_SOURCES)
+def test_each_bundled_data_source_syncs_in_sandbox(bundled, no_network, miniapp, source):
+    app, ids, token = bundled
+    headers = {"Authorization": f"Bearer {token}"}
+    path = f"/api/v1/installations/{ids[miniapp]}/data-sources/{source}"
+    response = app.test_client().post(f"{path}/sync", headers=headers)
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert body["records"] >= 1 and body["first"] in (True, False), body
+    listed = app.test_client().get(f"{path}/records", headers=headers).get_json()
+    assert len(listed["items"]) == body["records"]
+

@@ -39,6 +39,9 @@ def test_a_completed_task_at_the_provider_starts_the_follow_up_flow(demo):
     store = demo.extensions["demo_provider"]["store"]
     [subscription] = store.all("SELECT url FROM webhooks")
     assert subscription["url"] == f"{demo.test_base}/hooks/{row.id}/{row.webhook_token}"
+    synced = api(demo, "POST", f"/api/v1/installations/{row.id}/data-sources/tasks/sync")
+    assert synced.status_code == 200, synced.get_json()
+    assert (synced.get_json()["records"], synced.get_json()["first"]) == (5, True)
     created = api(demo, "POST", "/api/v1/flows", json=json.loads(FOLLOW_UP.read_text()))
     assert created.status_code == 201, created.get_json()
     inbox = store.one("SELECT id FROM projects WHERE name = 'Inbox'")["id"]
@@ -63,6 +66,10 @@ def test_a_completed_task_at_the_provider_starts_the_follow_up_flow(demo):
     # The follow-up task's own task.created arrives too, and starts nothing.
     assert ("task.completed", True) in events and ("task.created", True) in events
     assert [trigger["event"] for trigger in runs] == ["task.completed"]
+    # The tasks data source sees the completed task and the follow-up.
+    again = api(demo, "POST", f"/api/v1/installations/{row.id}/data-sources/tasks/sync")
+    assert {k: again.get_json()[k] for k in ("records", "created", "updated", "deleted")} == {
+        "records": 6, "created": 1, "updated": 1, "deleted": 0}
     gone = api(demo, "DELETE", f"/api/v1/installations/{row.id}")
     assert gone.status_code == 204
     assert store.all("SELECT url FROM webhooks") == []

@@ -113,6 +113,8 @@ def _requests_of(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for number, action in enumerate(doc.get("actions") or []):
         for index, request in enumerate(action.get("requests") or []):
             yield f"/actions/{number}/requests/{index}", request
+    for name, data_source in (doc.get("dataSources") or {}).items():
+        yield f"/dataSources/{name}/list", data_source["list"]
 
 
 def _load_calls() -> list[Call]:
