@@ -25,20 +25,25 @@ class TooDeep(ValueError):
         super().__init__(f"the JSON nests deeper than {MAX_DEPTH} levels")
 
 
+_CONTAINERS = (dict, list)
+
+
 def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """True when a parsed value nests deeper than ``limit`` (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in node)
-    return False
+    """True when a parsed value nests deeper than ``limit``: a walk, level by level and
+    without recursion, over the containers only (scalars are dropped as each level is
+    gathered, in C, so a long flat list costs next to nothing)."""
+    if type(value) not in _CONTAINERS:
+        return False
+    level = [value]
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for node in level:
+            values = node.values() if type(node) is dict else node
+            deeper += [v for v in values if type(v) in _CONTAINERS]
+        if not deeper:
+            return False
+        level = deeper
+    return True
 
 
 def loads(text: str | bytes, **kwargs: Any) -> Any:

@@ -12,10 +12,15 @@ changes nothing: a record missing from an incomplete list is not a deleted one.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -28,6 +33,8 @@ from ..auth.refresh import Keeper
 from ..db import (
     DataRecord,
     DataSourceState,
+    Flow,
+    FlowEventTrigger,
     InboundEvent,
     Installation,
     changed,
@@ -77,24 +84,89 @@ def data_source(manifest: Manifest, name: str) -> DataSource:
     return found
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _digest(record: Any) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False, default=str).encode()).hexdigest()
+    """A record's hash over its canonical JSON (keys sorted): a provider that reorders
+    keys changes nothing."""
+    return hashlib.sha256(_CANONICAL.encode(record).encode()).hexdigest()
 
 
-def _listed(source: DataSource, bodies: list[Any]) -> dict[str, tuple[str, str | None, Any]]:
-    """The records of every page by id: (hash, updatedAt, record). Records without an id
-    are skipped; the last of two with one id wins."""
-    found: dict[str, tuple[str, str | None, Any]] = {}
+@dataclass(slots=True)
+class _Seen:
+    """A listed record; its hash is computed only when its ``updatedAt`` cannot tell."""
+
+    record: Any
+    updated_at: str | None
+    hash: str = ""
+
+    def stamp(self) -> str:
+        """What tells a change: the record's ``updatedAt`` when it has one (hashing ten
+        thousand records costs more than listing them), else its hash."""
+        if self.updated_at is not None:
+            return f"u:{self.updated_at}"
+        if not self.hash:
+            self.hash = _digest(self.record)
+        return self.hash
+
+
+def _stamp_of(updated_at: str | None, digest: str) -> str:
+    return f"u:{updated_at}" if updated_at is not None else digest
+
+
+def _listed(source: DataSource, bodies: list[Any]) -> dict[str, _Seen]:
+    """The records of every page by id. Records without an id are skipped; the last of
+    two with one id wins."""
+    found: dict[str, _Seen] = {}
+    id_path, changed_path = source.id, source.updated_at
     for record in items_of(source.items, bodies):
-        record_id = source.id.evaluate(record)
+        record_id = id_path.evaluate(record)
         if record_id is MISSING or record_id is None or record_id == "":
             continue
-        changed = source.updated_at.evaluate(record) if source.updated_at else MISSING
-        found[stringify(record_id)[:255]] = (
-            _digest(record), None if changed is MISSING or changed is None
-            else stringify(changed)[:64], record)
+        changed = changed_path.evaluate(record) if changed_path is not None else None
+        found[record_id if type(record_id) is str else stringify(record_id)] = _Seen(
+            record, None if changed is MISSING or changed is None else stringify(changed)[:64])
     return found
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic garbage collection while ten thousand records are sorted out: they make
+    no cycles, and a full collection in the middle (triggered by their allocations) took
+    several times as long as the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Kept:
+    """Per process, the stamps of the records each data source holds, as of its last
+    sync (checked against the state row's ``synced_at``): a sync reads them from the
+    database only when another process synced since."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.found: OrderedDict[tuple[str, str], tuple[Any, dict[str, str]]] = OrderedDict()
+
+    def get(self, key: tuple[str, str], synced_at: Any) -> dict[str, str] | None:
+        with self.lock:
+            entry = self.found.get(key)
+        return dict(entry[1]) if entry is not None and entry[0] == synced_at else None
+
+    def put(self, key: tuple[str, str], synced_at: Any, stamps: dict[str, str]) -> None:
+        with self.lock:
+            self.found[key] = (synced_at, stamps)
+            self.found.move_to_end(key)
+            while len(self.found) > 32:
+                self.found.popitem(last=False)
+
+
+_KEPT = _Kept()
 
 
 def sync(app: Flask, installation: Installation, manifest: Manifest, name: str, *,
@@ -113,48 +185,74 @@ def sync(app: Flask, installation: Installation, manifest: Manifest, name: str, 
         _note_failure(app, installation.id, name, why, now, source.poll_seconds)
         raise UpstreamFailed(f"syncing {source.title} of {installation.name or installation.id}"
                              f" failed: {why}")
-    listed = _listed(source, result.bodies())
+    with _no_gc():
+        listed = _listed(source, result.bodies())
     database = get_database(app)
     created: list[str] = []
+    emitted: list[str] = []
+    key = (installation.id, name)
     with database.transaction() as db:
         state = db.execute(select(DataSourceState).where(
             DataSourceState.installation_id == installation.id,
-            DataSourceState.source == name)).scalar_one_or_none()
+            DataSourceState.source == name).with_for_update()).scalar_one_or_none()
         if state is None:
             state = DataSourceState(installation_id=installation.id, source=name, records=0)
             db.add(state)
         first = state.synced_at is None
-        kept = {row.record_id: (row.hash, row.record) for row in db.execute(
-            select(DataRecord.record_id, DataRecord.hash, DataRecord.record).where(
-                DataRecord.installation_id == installation.id, DataRecord.source == name))}
-        new = [key for key in listed if key not in kept]
-        changed = [key for key in listed if key in kept and kept[key][0] != listed[key][0]]
-        gone = [key for key in kept if key not in listed]
+        stamps = _KEPT.get(key, state.synced_at)
+        if stamps is None:  # stamps only: the records are read back for deletions alone
+            stamps = {record_id: _stamp_of(updated_at, digest)
+                      for record_id, updated_at, digest in db.execute(select(
+                          DataRecord.record_id, DataRecord.updated_at, DataRecord.hash).where(
+                          DataRecord.installation_id == installation.id,
+                          DataRecord.source == name)).all()}
+        new = [k for k in listed if k not in stamps]
+        changed = [k for k, seen in listed.items() if k in stamps and stamps[k] != seen.stamp()]
+        gone = [k for k in stamps if k not in listed]
+        kept = {} if first or not gone else _kept(db, installation.id, name, gone, stamps)
         _write(db, installation.id, name, listed, new, changed, gone, now)
         if not first:
-            created = _emit(db, installation, name, listed, kept, new, changed, gone, now)
+            emitted, created = _emit(db, installation, name, listed, kept, new, changed, gone,
+                                     now)
         state.synced_at, state.records, state.error = now, len(listed), None
         state.next_sync_at = now + timedelta(seconds=source.poll_seconds)
+        for k in gone:
+            del stamps[k]
+        for k in (*new, *changed):
+            stamps[k] = listed[k].stamp()
+    _KEPT.put(key, now, stamps)
     for event_id in created:
         events.hand_off(app, event_id)
     return Synced(name, len(listed), 0 if first else len(new), 0 if first else len(changed),
-                  0 if first else len(gone), first, created)
+                  0 if first else len(gone), first, emitted)
 
 
-def _write(db: Session, installation_id: str, name: str,
-           listed: dict[str, tuple[str, str | None, Any]], new: list[str], changed: list[str],
-           gone: list[str], now: Any) -> None:
+def _kept(db: Session, installation_id: str, name: str, keys: list[str],
+          stamps: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """The last seen records of ``keys`` (the deleted ones), with their stamps."""
+    found: dict[str, tuple[str, Any]] = {}
+    for start in range(0, len(keys), 500):
+        for key, record in db.execute(select(DataRecord.record_id, DataRecord.record).where(
+                DataRecord.installation_id == installation_id, DataRecord.source == name,
+                DataRecord.record_id.in_(keys[start:start + 500]))).all():
+            found[key] = (stamps[key], record)
+    return found
+
+
+def _write(db: Session, installation_id: str, name: str, listed: dict[str, _Seen],
+           new: list[str], changed: list[str], gone: list[str], now: Any) -> None:
     table = cast(Table, DataRecord.__table__)
     if new:
         db.execute(insert(table), [
             {"id": new_id("rec"), "installation_id": installation_id, "source": name,
-             "record_id": key, "hash": listed[key][0], "updated_at": listed[key][1],
-             "record": listed[key][2], "seen_at": now} for key in new])
+             "record_id": key, "hash": listed[key].hash, "updated_at": listed[key].updated_at,
+             "record": listed[key].record, "seen_at": now} for key in new])
     for key in changed:
+        seen = listed[key]
         db.execute(update(DataRecord).where(
             DataRecord.installation_id == installation_id, DataRecord.source == name,
-            DataRecord.record_id == key).values(hash=listed[key][0], updated_at=listed[key][1],
-                                                record=listed[key][2], seen_at=now))
+            DataRecord.record_id == key).values(hash=seen.hash, updated_at=seen.updated_at,
+                                                record=seen.record, seen_at=now))
     for start in range(0, len(gone), 500):
         db.execute(delete(DataRecord).where(
             DataRecord.installation_id == installation_id, DataRecord.source == name,
@@ -162,25 +260,35 @@ def _write(db: Session, installation_id: str, name: str,
 
 
 def _emit(db: Session, installation: Installation, name: str,
-          listed: dict[str, tuple[str, str | None, Any]], kept: dict[str, tuple[str, Any]],
-          new: list[str], changed: list[str], gone: list[str], now: Any) -> list[str]:
-    """One event per change, in the sync's transaction; their ids."""
+          listed: dict[str, _Seen], kept: dict[str, tuple[str, Any]],
+          new: list[str], changed: list[str], gone: list[str],
+          now: Any) -> tuple[list[str], list[str]]:
+    """One event per change, in the sync's transaction: all their ids, and those a flow
+    waits for (to dispatch)."""
+    waiting = set(db.execute(select(FlowEventTrigger.event).join(
+        Flow, Flow.id == FlowEventTrigger.flow_id).where(
+        FlowEventTrigger.workspace_id == installation.workspace_id,
+        FlowEventTrigger.connection == installation.name, Flow.enabled.is_(True))).scalars())
     rows = []
     for kind, keys in (("created", new), ("updated", changed), ("deleted", gone)):
         for key in keys:
-            digest, record = (kept[key] if kind == "deleted" else listed[key][::2])
+            digest, record = (kept[key] if kind == "deleted"
+                              else (listed[key].stamp(), listed[key].record))
             rows.append({
                 "id": new_id("evt"), "workspace_id": installation.workspace_id,
                 "installation_id": installation.id, "source": installation.id,
                 "type": f"{name}.{kind}",
                 # A change is one event however many syncs see it (a crash between the
                 # commit and the dispatch does not make it twice).
-                "delivery_id": f"sync:{name}:{key}:{kind}:{digest[:32]}"[:255],
-                "received_at": now, "verified": True, "status": "received", "reason": None,
+                "delivery_id": f"sync:{name}:{key}:{kind}:{digest[-40:]}"[:255],
+                "received_at": now, "verified": True, "reason": None,
+                # No flow waits for it: nothing to start, nothing for a dispatcher to do.
+                "status": "received" if {f"{name}.{kind}", "*"} & waiting else "dispatched",
                 "data": record, "size": 0})
     if rows:
         db.execute(insert(cast(Table, InboundEvent.__table__)), rows)
-    return [row["id"] for row in rows]
+    return ([row["id"] for row in rows],
+            [row["id"] for row in rows if row["status"] == "received"])
 
 
 def _note_failure(app: Flask, installation_id: str, name: str, why: str, now: Any,

@@ -128,7 +128,8 @@ def test_a_change_starts_the_flow_waiting_for_it(world):
         assert (state.source, state.synced_at, state.next_sync_at is not None) == (
             "contacts", None, True)
     sync(world)
-    world.contacts.rows["3"] = {**world.contacts.rows["3"], "email": "changed@acme.test"}
+    world.contacts.rows["3"] = {**world.contacts.rows["3"], "email": "changed@acme.test",
+                                "updatedAt": "2026-03-01T00:00:00Z"}
     assert sync(world).get_json()["updated"] == 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -176,7 +177,7 @@ def test_a_list_cut_short_by_max_pages_changes_nothing(tmp_path, provider):
 def test_ten_thousand_records_synced_twice_with_one_change_give_one_event(world):
     world.contacts.rows = Contacts(10_000).rows
     assert sync(world).get_json()["records"] == 10_000
-    world.contacts.rows["4242"]["email"] = "changed@acme.test"
+    world.contacts.rows["4242"].update(email="changed@acme.test", updatedAt="2026-03-01")
     second = sync(world).get_json()
     assert (second["records"], second["created"], second["updated"], second["deleted"]) == (
         10_000, 0, 1, 0)
@@ -194,3 +195,23 @@ def test_an_unknown_data_source_and_event_name_are_refused(world):
     assert [(e["field"], e["message"]) for e in answer.get_json()["errors"]] == [
         ("/triggers/0/event", "contacts is a data source: its events are contacts.created, "
                               "contacts.updated and contacts.deleted")]
+
+
+def test_without_updated_at_a_change_of_content_is_a_change(tmp_path, provider):
+    contacts = Contacts(120)
+    provider.route("/contacts", contacts)
+    doc = crm(provider.base, provider.address)
+    del doc["dataSources"]["contacts"]["updatedAt"]
+    built = build_hosted(tmp_path, provider, manifests={"crm": doc})
+    try:
+        installation = built.api("POST", "/api/v1/installations", built.alice_token, json={
+            "miniapp": "crm", "credentials": {"apiKey": "k-1"}}).get_json()["id"]
+        path = f"/api/v1/installations/{installation}/data-sources/contacts/sync"
+        assert built.api("POST", path, built.alice_token).get_json()["first"] is True
+        contacts.rows["7"]["email"] = "new@acme.test"  # updatedAt unchanged
+        contacts.rows["8"] = dict(reversed(list(contacts.rows["8"].items())))  # same content
+        second = built.api("POST", path, built.alice_token).get_json()
+        assert (second["updated"], second["created"], second["deleted"]) == (1, 0, 0)
+    finally:
+        get_database(built.app).engine.dispose()
+
