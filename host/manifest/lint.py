@@ -244,6 +244,15 @@ class Linter:
         self._check_webhooks(_obj(doc.get("webhooks")))
         for name, data_source in _obj(doc.get("dataSources")).items():
             self._check_data_source(name, _obj(data_source))
+        sources = _obj(doc.get("dataSources"))
+        for kind, mapping in _obj(_obj(doc.get("webhooks")).get("events")).items():
+            where = f"/webhooks/events/{_escape(kind)}"
+            mapping = _obj(mapping)
+            if "dataSource" in mapping and mapping["dataSource"] not in sources:
+                self.add(f"{where}/dataSource", f"{mapping['dataSource']!r} is not a data "
+                         f"source of this manifest (data sources: {_names(sources)})")
+            if isinstance(mapping.get("record"), str):
+                self._check_path(f"{where}/record", mapping["record"])
         for index, entry in enumerate(_list(doc.get("allowedHosts"))):
             if isinstance(entry, str):
                 reason = allowed_host_problem(entry.lower(), self.allow_private)

@@ -42,6 +42,7 @@ from .model import (
     Authorize,
     Challenge,
     DataSource,
+    EventMapping,
     Expect,
     Manifest,
     ObjectMapping,
@@ -480,7 +481,12 @@ def _compile_webhooks(spec: dict[str, Any]) -> Webhooks:
             [spec["eventType"]] if isinstance(spec.get("eventType"), str)
             else spec.get("eventType", []))),
         challenge=challenge, raw=MappingProxyType(spec),
-        data=compile_path(spec["data"]) if "data" in spec else None)
+        data=compile_path(spec["data"]) if "data" in spec else None,
+        events=MappingProxyType({
+            kind: EventMapping(data_source=m["dataSource"],
+                               record=compile_path(m["record"]) if "record" in m else None,
+                               delete=m.get("action") == "delete")
+            for kind, m in _obj(spec.get("events")).items()}))
 
 
 def _compile_expect(spec: dict[str, Any] | None) -> Expect | None:

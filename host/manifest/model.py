@@ -27,6 +27,7 @@ __all__ = [
     "Authorize",
     "Challenge",
     "DataSource",
+    "EventMapping",
     "Expect",
     "Manifest",
     "ObjectMapping",
@@ -164,6 +165,15 @@ class Challenge:
 
 
 @dataclass(frozen=True, slots=True)
+class EventMapping:
+    """A webhook event type that updates a data source's record."""
+
+    data_source: str
+    record: JsonPath | None
+    delete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Webhooks:
     verify: WebhookVerify | None
     delivery_id: JsonPath | None
@@ -171,6 +181,7 @@ class Webhooks:
     challenge: Challenge | None
     raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     data: JsonPath | None = None  # the part of the body triggers see as event.data
+    events: Mapping[str, EventMapping] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from flask import Flask
 from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..auth.refresh import Keeper
@@ -49,9 +50,9 @@ from ..errors import NotFound, UpstreamFailed
 from ..execution import Step, run_step
 from ..manifest import Manifest
 from ..manifest.model import DataSource
-from . import catalog, events
+from . import catalog, dispatching
 
-__all__ = ["SYNC_SECONDS", "Synced", "records", "sync", "sync_due"]
+__all__ = ["SYNC_SECONDS", "Synced", "apply_webhook", "records", "sync", "sync_due"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def sync(app: Flask, installation: Installation, manifest: Manifest, name: str, 
             stamps[k] = listed[k].stamp()
     _KEPT.put(key, now, stamps)
     for event_id in created:
-        events.hand_off(app, event_id)
+        dispatching.hand_off(app, event_id)
     return Synced(name, len(listed), 0 if first else len(new), 0 if first else len(changed),
                   0 if first else len(gone), first, emitted)
 
@@ -286,9 +287,61 @@ def _emit(db: Session, installation: Installation, name: str,
                 "status": "received" if {f"{name}.{kind}", "*"} & waiting else "dispatched",
                 "data": record, "size": 0})
     if rows:
-        db.execute(insert(cast(Table, InboundEvent.__table__)), rows)
+        table = cast(Table, InboundEvent.__table__)
+        # A change already emitted (by a webhook that updated the record, say) is kept once.
+        statement = (postgresql.insert(table) if db.get_bind().dialect.name == "postgresql"
+                     else sqlite.insert(table)).on_conflict_do_nothing()
+        db.execute(statement, rows)
     return ([row["id"] for row in rows],
             [row["id"] for row in rows if row["status"] == "received"])
+
+
+def apply_webhook(app: Flask, installation_id: str, manifest: Manifest, kind: str,
+                  body: Any) -> list[str]:
+    """A webhook event a mini-app maps onto a data source (``webhooks.events``): keep
+    its record and emit the change as a sync would — once a first sync has filled the
+    source (before that there is nothing to compare with). Returns the change events
+    to dispatch."""
+    mapping = manifest.webhooks.events.get(kind) if manifest.webhooks else None
+    if mapping is None or mapping.data_source not in manifest.data_sources:
+        return []
+    source = manifest.data_sources[mapping.data_source]
+    name = source.name
+    record = mapping.record.evaluate(body) if mapping.record is not None else body
+    if record is MISSING or record is None:
+        return []
+    record_id = source.id.evaluate(record)
+    if record_id is MISSING or record_id is None or record_id == "":
+        return []
+    key = stringify(record_id)[:255]
+    changed_at = source.updated_at.evaluate(record) if source.updated_at else None
+    listed = {} if mapping.delete else {key: _Seen(record, None if changed_at in (MISSING, None)
+                                                   else stringify(changed_at)[:64])}
+    now = utcnow()
+    with get_database(app).transaction() as db:
+        state = db.execute(select(DataSourceState).where(
+            DataSourceState.installation_id == installation_id,
+            DataSourceState.source == name).with_for_update()).scalar_one_or_none()
+        installation = db.get(Installation, installation_id)
+        if state is None or state.synced_at is None or installation is None:
+            return []
+        row = db.execute(select(DataRecord.updated_at, DataRecord.hash, DataRecord.record)
+                         .where(DataRecord.installation_id == installation_id,
+                                DataRecord.source == name, DataRecord.record_id == key)
+                         ).one_or_none()
+        stamp = None if row is None else _stamp_of(row.updated_at, row.hash)
+        new = [key] if not mapping.delete and row is None else []
+        changed = ([key] if not mapping.delete and row is not None
+                   and listed[key].stamp() != stamp else [])
+        gone = [key] if mapping.delete and row is not None else []
+        if not (new or changed or gone):
+            return []
+        kept = {key: (stamp or "", row.record)} if gone and row is not None else {}
+        _write(db, installation_id, name, listed, new, changed, gone, now)
+        _, created = _emit(db, installation, name, listed, kept, new, changed, gone, now)
+        state.records += len(new) - len(gone)
+        state.synced_at = now  # the stamps kept by each process are out of date
+    return created
 
 
 def _note_failure(app: Flask, installation_id: str, name: str, why: str, now: Any,

@@ -21,7 +21,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -56,13 +55,13 @@ from ..flows import render
 from ..flows.graph import condition_holds
 from ..manifest import Manifest
 from ..principal import Principal
-from . import catalog, flow_runs
+from . import catalog, data_sources, dispatching, flow_runs
 from . import flows as flow_service
 from .flows import FlowHead
 from .paging import Page, page_of
 
 __all__ = ["MAX_BODY", "Answer", "dispatch", "dispatch_pending", "event_object", "get_event",
-           "hand_off", "list_events", "receive", "send_internal"]
+           "list_events", "receive", "send_internal"]
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +322,8 @@ def receive(app: Flask, installation_id: str, token: str, body: bytes,
             delivery = "sha256:" + hashlib.sha256(signature.encode() + b"\0" + body).hexdigest()
         db.close()  # its connection goes back before the write queues for the database
         return _store(app, installation.workspace_id, installation.id, installation.name or "",
-                      kind, str(delivery)[:255], data, len(body), verified=True)
+                      kind, str(delivery)[:255], data, len(body), verified=True,
+                      mapped=kind in hooks.events)
 
 
 def _reject(app: Flask, installation: _Hooked, reason: str, size: int) -> None:
@@ -399,7 +399,7 @@ def _statements(app: Flask) -> _Statements:
 
 def _store(app: Flask, workspace_id: str, installation_id: str | None, connection: str,
            kind: str, delivery: str | None, data: Any, size: int, *,
-           verified: bool, hand_off: bool = True) -> Answer:
+           verified: bool, hand_off: bool = True, mapped: bool = False) -> Answer:
     """Commit the event (a replay of a stored delivery answers 200 with the first
     one's id and starts nothing); then hand it to the dispatcher."""
     statements = _statements(app)
@@ -416,7 +416,7 @@ def _store(app: Flask, workspace_id: str, installation_id: str | None, connectio
                     "any": "*", "limit": 1, "offset": 0})
             cursor.execute(statements.insert_event, _event_values(
                 workspace_id, installation_id, kind, delivery, event_id, verified,
-                "received" if wanted else "dispatched", None, data, size))
+                "received" if wanted or mapped else "dispatched", None, data, size))
     except database.engine.dialect.loaded_dbapi.IntegrityError:
         with database.reading() as cursor:
             first = cursor.rows(statements.by_delivery, {
@@ -425,8 +425,8 @@ def _store(app: Flask, workspace_id: str, installation_id: str | None, connectio
         if not first:
             raise
         return Answer(200, {"id": str(first[0][0]), "replay": True}, str(first[0][0]))
-    if wanted and hand_off:
-        _dispatcher(app).submit(event_id)
+    if (wanted or mapped) and hand_off:
+        dispatching.hand_off(app, event_id)
     return Answer(202 if installation_id is None else 200, {"id": event_id}, event_id)
 
 
@@ -463,49 +463,6 @@ def send_internal(app: Flask, principal: Principal, body: Any, *,
 # -- starting the runs ---------------------------------------------------------------------
 
 
-class _Dispatcher:
-    """One thread per process that starts the runs of the events it is handed."""
-
-    def __init__(self, app: Flask) -> None:
-        # The app itself, not the request's proxy of it: the thread outlives the request.
-        self.app: Flask = (app._get_current_object()
-                           if hasattr(app, "_get_current_object") else app)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minihost-events")
-
-    def submit(self, event_id: str) -> None:
-        try:
-            self.pool.submit(self._run, event_id)
-        except RuntimeError:  # shutting down: a timer takes the event later
-            pass
-
-    def _run(self, event_id: str) -> None:
-        with self.app.app_context():
-            try:
-                dispatch(self.app, event_id)
-            except Exception:
-                logger.exception("event %s: its runs could not be started now; a timer "
-                                 "tries again", event_id)
-
-
-_DISPATCH_LOCK = threading.Lock()
-
-
-def _dispatcher(app: Flask) -> _Dispatcher:
-    found: _Dispatcher | None = app.extensions.get("minihost.event_dispatcher")
-    if found is None:
-        with _DISPATCH_LOCK:
-            found = app.extensions.get("minihost.event_dispatcher")
-            if found is None:
-                found = _Dispatcher(app)
-                app.extensions["minihost.event_dispatcher"] = found
-    return found
-
-
-def hand_off(app: Flask, event_id: str) -> None:
-    """Start the runs of a stored event on this process's dispatcher thread."""
-    _dispatcher(app).submit(event_id)
-
-
 def event_scope(event: InboundEvent, connection: str | None,
                 data_path: Any = None) -> dict[str, Any]:
     """What a trigger's filter and input see: ``event.data`` is the part of the body the
@@ -528,13 +485,14 @@ def dispatch(app: Flask, event_id: str) -> int:
         event = db.get(InboundEvent, event_id)
         if event is None or event.status != "received":
             return 0
-        connection, data_path = None, None
+        connection, data_path, manifest = None, None, None
         if event.installation_id is not None:
             installation = db.get(Installation, event.installation_id)
             connection = installation.name if installation is not None else None
             if installation is not None:
-                hooks = catalog.get_catalog(app).require(
-                    db, installation.miniapp, installation.miniapp_version).webhooks
+                manifest = catalog.get_catalog(app).require(
+                    db, installation.miniapp, installation.miniapp_version)
+                hooks = manifest.webhooks
                 data_path = hooks.data if hooks is not None else None
         query = (select(FlowEventTrigger, Flow.key, Flow.version, Flow.enabled)
                  .join(Flow, Flow.id == FlowEventTrigger.flow_id)
@@ -549,6 +507,10 @@ def dispatch(app: Flask, event_id: str) -> int:
         done = set(db.execute(select(EventRun.flow_id, EventRun.trigger)
                               .where(EventRun.event_id == event.id)).all())
         db.expunge_all()
+    if manifest is not None and event.installation_id is not None and event.verified:
+        for change in data_sources.apply_webhook(app, event.installation_id, manifest,
+                                                 event.type, event.data):
+            dispatching.hand_off(app, change)
     scope = event_scope(event, connection, data_path)
     started = 0
     for row, key, version, enabled in matches:
@@ -671,3 +633,7 @@ def event_object(db: Session, event: InboundEvent) -> dict[str, Any]:
         "failures": [{"flow": key, "error": error} for run, error, key in started
                      if run is None],
     }
+
+
+dispatching.HANDLER = dispatch
+

@@ -215,3 +215,56 @@ def test_without_updated_at_a_change_of_content_is_a_change(tmp_path, provider):
     finally:
         get_database(built.app).engine.dispose()
 
+
+
+def test_a_webhook_mapped_onto_the_source_keeps_its_record_and_emits_the_change(tmp_path,
+                                                                                provider):
+    contacts = Contacts(150)
+    provider.route("/contacts", contacts)
+    doc = crm(provider.base, provider.address)
+    doc["webhooks"] = {
+        "verify": {"type": "token", "header": "X-Token", "secret": "[[webhookSecret]]"},
+        "eventType": "$.type", "deliveryId": "$.eventId",
+        "events": {"contact.changed": {"dataSource": "contacts", "record": "$.contact"},
+                   "contact.removed": {"dataSource": "contacts", "record": "$.contact",
+                                       "action": "delete"}}}
+    built = build_hosted(tmp_path, provider, manifests={"crm": doc}, FLOW_WORKERS=2)
+    try:
+        body = built.api("POST", "/api/v1/installations", built.alice_token, json={
+            "miniapp": "crm", "credentials": {"apiKey": "k-1"}}).get_json()
+        path = f"/api/v1/installations/{body['id']}/data-sources/contacts/sync"
+        secret = built.api("GET", f"/api/v1/installations/{body['id']}/webhook-secret",
+                           built.alice_token).get_json()["secret"]
+        client = built.app.test_client()
+        url = body["webhookUrl"].removeprefix("http://127.0.0.1:5000")
+
+        def deliver(payload):
+            answer = client.post(url, json=payload, headers={"X-Token": secret})
+            assert answer.status_code == 200, answer.get_json()
+
+        changed = {**contacts.rows["5"], "email": "five@acme.test", "updatedAt": "2026-05-05"}
+        deliver({"type": "contact.changed", "eventId": "e-0", "contact": changed})
+        time.sleep(0.3)
+        assert [k for k, _ in change_events_of(built)] == ["contact.changed"]  # not synced yet
+        built.api("POST", path, built.alice_token)  # the first sync fills the records
+        deliver({"type": "contact.changed", "eventId": "e-1", "contact": changed})
+        deliver({"type": "contact.removed", "eventId": "e-2", "contact": contacts.rows["6"]})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(change_events_of(built)) < 5:
+            time.sleep(0.05)
+        assert [(k, d) for k, d in change_events_of(built) if k.startswith("contacts.")] == [
+            ("contacts.updated", changed), ("contacts.deleted", contacts.rows["6"])]
+        # The provider's list now agrees; the next sync finds those changes already kept.
+        contacts.rows["5"] = changed
+        del contacts.rows["6"]
+        again = built.api("POST", path, built.alice_token).get_json()
+        assert (again["updated"], again["deleted"], again["records"]) == (0, 0, 149)
+    finally:
+        executor.stop(built.app)
+        get_database(built.app).engine.dispose()
+
+
+def change_events_of(host) -> list[tuple[str, Any]]:
+    with get_database(host.app).sessions() as db:
+        return [(e.type, e.data) for e in db.execute(
+            select(InboundEvent).order_by(InboundEvent.received_at, InboundEvent.id)).scalars()]
