@@ -36,8 +36,8 @@ _TASK_FIELDS = ("output", "status", "error")
 _RUN_FIELDS = ("id", "startedAt")
 _FLOW_FIELDS = ("key", "title")
 _KINDS = ("connection", "map", "forEach", "wait")
-ONE_KIND = ("a task is exactly one of: an action (connection and action), map, forEach or "
-            "wait")
+ONE_KIND = ("a task is exactly one of: an action (connection and action), a data source "
+            "(connection and dataSource), map, forEach or wait")
 
 
 def _escape(token: str) -> str:
@@ -272,7 +272,9 @@ class _Lint:
 
     def _task(self, key: str, task: dict[str, Any]) -> None:
         pointer = f"/tasks/{_escape(key)}"
-        if "connection" in task or "action" in task:
+        if "dataSource" in task:
+            self._data_source(pointer, task)
+        elif "connection" in task or "action" in task:
             action = self._action(pointer, task)
             if action is not None:
                 self.actions[key] = action
@@ -306,6 +308,21 @@ class _Lint:
         if isinstance(conditions, list):
             for index, condition in enumerate(conditions):
                 self._condition(f"{pointer}/if/{index}", condition, key)
+
+    def _data_source(self, pointer: str, task: dict[str, Any]) -> None:
+        connection, name = task.get("connection"), task.get("dataSource")
+        if not isinstance(connection, str) or not isinstance(name, str):
+            return
+        if connection not in self.connections:
+            self.add(f"{pointer}/connection",
+                     f"no installation is called {connection!r} in this workspace",
+                     f"install the mini-app and name it {connection!r}")
+            return
+        manifest = self.connections[connection]
+        if manifest is not None and name not in manifest.data_sources:
+            self.add(f"{pointer}/dataSource", f"{manifest.title} has no data source {name!r}",
+                     f"use one of: {_names(manifest.data_sources)}"
+                     if manifest.data_sources else "this mini-app declares no data sources")
 
     def _condition(self, pointer: str, condition: Any, key: str | None) -> None:
         if not isinstance(condition, dict):
@@ -454,6 +471,11 @@ class _Lint:
             return None
         if "wait" in task:
             return f"a wait task ({task_key!r}) has no output"
+        if "dataSource" in task:
+            if rest[0] not in ("records", "count"):
+                return (f"the output of {task_key!r} has records and count "
+                        f"(not {rest[0]!r})")
+            return None
         if "forEach" in task:
             if not rest[0].lstrip("-").isdigit():
                 return (f"the output of {task_key!r} is a list (one entry per item): "
@@ -534,6 +556,7 @@ def compile_flow(doc: Any, connections: Mapping[str, Manifest | None], *,
     validator = Draft202012Validator(copy.deepcopy(input_schema))
     _check_trigger_inputs(schedules, validator)
     connections_used = sorted({t.call.connection for t in tasks.values() if t.call} |
+                              {t.data_source[0] for t in tasks.values() if t.data_source} |
                               {t.for_each.call.connection for t in tasks.values()
                                if t.for_each and t.for_each.call})
     return Flow(
@@ -608,6 +631,9 @@ def _compile_task(key: str, spec: dict[str, Any], lint: _Lint) -> Task:
                                  compile_value(c.get("to"))) for c in spec.get("if") or ())
     common: dict[str, Any] = {"key": key, "needs": needs, "join": spec.get("join", "all"),
                               "conditions": conditions}
+    if "dataSource" in spec:
+        return Task(kind="dataSource", data_source=(spec["connection"], spec["dataSource"]),
+                    **common)
     if "connection" in spec:
         return Task(kind="action", call=_call(spec, lint.actions[key]), **common)
     if "map" in spec:
@@ -679,6 +705,8 @@ def _derive_input(doc: dict[str, Any], tasks: Mapping[str, Task],
             blanks[key] = blank_schema
 
     for key, spec in doc["tasks"].items():
+        if "dataSource" in spec:
+            continue  # no inputs
         if "connection" in spec:
             scan_call(key, spec, lint.actions[key])
         elif "forEach" in spec:

@@ -84,7 +84,7 @@ class Task:
     (``wait_seconds`` or ``wait_until``). ``needs`` keeps the document's order."""
 
     key: str
-    kind: str  # action | map | forEach | wait
+    kind: str  # action | map | forEach | wait | dataSource
     needs: tuple[tuple[str, str], ...]
     join: str
     conditions: tuple[Condition, ...]
@@ -93,6 +93,8 @@ class Task:
     for_each: ForEach | None = None
     wait_seconds: float | None = None
     wait_until: Any = None
+    # dataSource: (connection, data source name): the task lists its records.
+    data_source: tuple[str, str] | None = None
 
     @property
     def retry(self) -> Retry | None:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from .. import audit, executor
 from ..auth.refresh import Keeper
 from ..db import (
+    DataSourceState,
     Flow,
     FlowRun,
     Prepared,
@@ -64,7 +65,7 @@ from ..flows.model import ActionCall, Task
 from ..forms import validate
 from ..principal import Principal
 from ..processes import holder, holder_dead
-from . import flow_rows
+from . import data_sources, flow_rows
 from . import flows as flow_service
 from .flow_rows import RunState, TaskState
 from .flows import FlowHead
@@ -486,6 +487,9 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
         task = compiled.tasks[row.key]
         if task.kind == "wait":
             return record("succeeded", None, None, None)
+        if task.kind == "dataSource":
+            assert task.data_source is not None
+            return _list_records(app, db, run, task.data_source, record)
         call = task.call if task.call is not None else (
             task.for_each.call if task.for_each else None)
         assert call is not None
@@ -557,6 +561,47 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
         if isinstance(failure, RateLimited) and failure.retry_after:
             delay = max(delay, float(failure.retry_after))
     return record("failed", None, recorded, delay, parameters)
+
+
+def _list_records(app: Flask, db: Session, run: RunState, target: tuple[str, str],
+                  record: Callable[..., list[Claim]]) -> list[Claim]:
+    """A data source task: its records, synced first unless the last sync is fresher
+    than the source's ``pollSeconds`` (a sandbox run syncs nothing: it lists what is
+    kept)."""
+    connection, name = target
+    installation = for_task(app, db, run.workspace_id, connection)
+    if installation is None:
+        return record("failed", None, _error(
+            f"no installation is called {connection!r} in this workspace any more "
+            "(renamed or uninstalled?); name one so and retry the run"), None)
+    try:
+        manifest = manifest_of(app, db, installation)
+        source = data_sources.data_source(manifest, name)
+    except MinihostError as error:
+        return record("failed", None, _error(error.detail), None)
+    synced = db.execute(select(DataSourceState.synced_at).where(
+        DataSourceState.installation_id == installation.id,
+        DataSourceState.source == name)).scalar_one_or_none()
+    fresh = synced is not None and (utcnow() - synced).total_seconds() < source.poll_seconds
+    db.commit()  # hand the connection back while the provider answers
+    if not fresh and not run.sandbox:
+        try:
+            data_sources.sync(app, installation, manifest, name,
+                              actor=f"flow:{run.flow_id}", actor_id=run.actor_id)
+        except MinihostError as error:
+            return record("failed", None, run_error(error), None)
+    found: list[Any] = []
+    after: str | None = None
+    while True:
+        page, after = data_sources.records(db, installation, name, 1000, after)
+        found.extend(page)
+        if after is None:
+            break
+    output = {"records": found, "count": len(found)}
+    problem = _check_output(output)
+    if problem is not None:
+        return record("failed", None, problem, None)
+    return record("succeeded", output, None, None)
 
 
 def _read(app: Flask, claim: Claim) -> flow_rows.Loaded | None:

@@ -128,8 +128,8 @@ def test_ten_errors_are_all_reported_at_their_pointers():
 @pytest.mark.parametrize(("change", "expected"), [
     ({"tasks": {"x": {"connection": "linear", "action": "createIssue", "map": {},
                       "inputs": {"title": "t"}}}},
-     [("/tasks/x", "a task is exactly one of: an action (connection and action), map, "
-                   "forEach or wait")]),
+     [("/tasks/x", "a task is exactly one of: an action (connection and action), a data "
+                   "source (connection and dataSource), map, forEach or wait")]),
     ({"tasks": {"x": {"connection": "linear", "action": "createIssue", "inputs": {}}}},
      [("/tasks/x/inputs", "Create issue needs 'title'")]),
     ({"tasks": {"x": {"map": {"a": "{{input.tasks.x}}"}}}},

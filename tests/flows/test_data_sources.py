@@ -268,3 +268,29 @@ def change_events_of(host) -> list[tuple[str, Any]]:
     with get_database(host.app).sessions() as db:
         return [(e.type, e.data) for e in db.execute(
             select(InboundEvent).order_by(InboundEvent.received_at, InboundEvent.id)).scalars()]
+
+
+def test_a_data_source_is_a_flow_task(world):
+    doc = {"key": "count-contacts", "title": "Count contacts",
+           "tasks": {"contacts": {"connection": "crm", "dataSource": "contacts"},
+                     "report": {"needs": {"contacts": "completed"},
+                                "map": {"count": "{{tasks.contacts.output.count}}",
+                                        "first": "{{tasks.contacts.output.records.0.email}}"}}},
+           "output": {"count": "{{tasks.report.output.count}}"}}
+    saved = world.api("POST", "/api/v1/flows", world.alice_token, json=doc)
+    assert saved.status_code == 201, saved.get_json()
+    run = world.api("POST", "/api/v1/flows/count-contacts/runs", world.alice_token, json={},
+                    headers={"Prefer": "wait=20"}).get_json()
+    assert (run["status"], run["output"]) == ("succeeded", {"count": 250}), run
+    assert world.contacts.pages == 3  # never synced: the task synced it first
+    report = {t["key"]: t for t in run["tasks"]}["report"]
+    assert report["output"] == {"count": 250, "first": "c0@acme.test"}
+    again = world.api("POST", "/api/v1/flows/count-contacts/runs", world.alice_token, json={},
+                      headers={"Prefer": "wait=20"}).get_json()
+    assert again["status"] == "succeeded" and world.contacts.pages == 3  # fresh: kept records
+    bad = dict(doc, key="bad")
+    bad["tasks"] = {"x": {"connection": "crm", "dataSource": "deals"}}
+    del bad["output"]
+    answer = world.api("POST", "/api/v1/flows", world.alice_token, json=bad)
+    assert [(e["field"], e["message"]) for e in answer.get_json()["errors"]] == [
+        ("/tasks/x/dataSource", "CRM has no data source 'deals'")]
