@@ -253,8 +253,13 @@ COMPONENTS: dict[str, Any] = {
                                          "enabled": {"type": "boolean"},
                                          "tasks": {"type": "array", "items": {
                                              "type": "object",
+                                             "description": "A task (its action or data "
+                                                            "source), or an event trigger.",
                                              "properties": {"task": {"type": "string"},
-                                                            "action": {"type": "string"}}}}}}},
+                                                            "action": {"type": "string"},
+                                                            "dataSource": {"type": "string"},
+                                                            "trigger": {"type": "integer"},
+                                                            "event": {"type": "string"}}}}}}},
         },
     },
     "FormField": {

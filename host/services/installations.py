@@ -306,8 +306,14 @@ def flows_using(db: Session, installation: Installation) -> list[dict[str, Any]]
         for task_key, task in (document.get("tasks") or {}).items():
             inner = (task.get("forEach") or {}).get("task") or {}
             if installation.name in (task.get("connection"), inner.get("connection")):
-                action = task.get("action") or inner.get("action")
-                tasks.append({"task": task_key, "action": action})
+                if "dataSource" in task:
+                    tasks.append({"task": task_key, "dataSource": task["dataSource"]})
+                else:
+                    action = task.get("action") or inner.get("action")
+                    tasks.append({"task": task_key, "action": action})
+        for index, trigger in enumerate(document.get("triggers") or []):
+            if isinstance(trigger, dict) and trigger.get("connection") == installation.name:
+                tasks.append({"trigger": index, "event": trigger.get("event")})
         if tasks:
             found.append({"flow": key, "title": title, "enabled": enabled, "tasks": tasks})
     return found
