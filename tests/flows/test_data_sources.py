@@ -123,6 +123,11 @@ def test_a_change_starts_the_flow_waiting_for_it(world):
            "tasks": {"note": {"map": {"email": "{{input.email}}"}}}}
     saved = world.api("POST", "/api/v1/flows", world.alice_token, json=doc)
     assert saved.status_code == 201, saved.get_json()
+    usage = world.api("GET", f"/api/v1/installations/{world.installation}/usage",
+                      world.alice_token).get_json()
+    assert usage["flows"] == [{"flow": "on-contact", "title": "On contact change",
+                               "enabled": True,
+                               "tasks": [{"trigger": 0, "event": "contacts.updated"}]}]
     with get_database(world.app).sessions() as db:  # the flow made the source polled
         state = db.execute(select(DataSourceState)).scalar_one()
         assert (state.source, state.synced_at, state.next_sync_at is not None) == (
