@@ -299,3 +299,26 @@ def test_a_data_source_is_a_flow_task(world):
     answer = world.api("POST", "/api/v1/flows", world.alice_token, json=bad)
     assert [(e["field"], e["message"]) for e in answer.get_json()["errors"]] == [
         ("/tasks/x/dataSource", "CRM has no data source 'deals'")]
+
+
+def test_a_dropdown_source_offers_the_options_of_every_page(tmp_path, provider):
+    contacts = Contacts(230)
+    provider.route("/contacts", contacts)
+    doc = crm(provider.base, provider.address)
+    doc["sources"] = {"rpc_contacts": {
+        "requests": [{"url": provider.base + "/contacts", "method": "GET",
+                      "headers": {"Authorization": "Bearer [[apiKey]]"},
+                      "pagination": {"type": "cursor", "next": "$.paging.next.after",
+                                     "param": "after"}}],
+        "options": {"items": "$.results[*]", "value": "$.id", "label": "$.email"}}}
+    built = build_hosted(tmp_path, provider, manifests={"crm": doc})
+    try:
+        installation = built.api("POST", "/api/v1/installations", built.alice_token, json={
+            "miniapp": "crm", "credentials": {"apiKey": "k-1"}}).get_json()["id"]
+        answer = built.api("GET", f"/api/v1/installations/{installation}/sources/rpc_contacts",
+                           built.alice_token)
+        options = answer.get_json()["options"]
+        assert len(options) == 230 and contacts.pages == 3
+        assert options[229] == {"value": "229", "label": "c229@acme.test"}
+    finally:
+        get_database(built.app).engine.dispose()
