@@ -36,10 +36,13 @@ from .. import audit, executor
 from ..auth.refresh import Keeper
 from ..db import (
     DataSourceState,
+    EventRun,
     Flow,
     FlowRun,
+    InboundEvent,
     Prepared,
     RawCursor,
+    ScheduleTick,
     TaskRun,
     get_database,
     new_id,
@@ -778,10 +781,28 @@ def prune(app: Flask, now: datetime | None = None, force: bool = False) -> int:
                 FlowRun.status.in_(FINISHED_RUN), FlowRun.finished_at < cutoff)
                 .limit(PRUNE_BATCH)).scalars())
             if not ids:
-                return removed
+                break
             db.execute(delete(TaskRun).where(TaskRun.flow_run_id.in_(ids)))
             db.execute(delete(FlowRun).where(FlowRun.id.in_(ids)))
         removed += len(ids)
+    _prune_triggers(app, cutoff)
+    return removed
+
+
+def _prune_triggers(app: Flask, cutoff: datetime) -> None:
+    """Events (with the runs they started) and schedule ticks kept as long as runs: a
+    replay is recognised for the whole retention. An event not yet dispatched stays."""
+    while True:
+        with get_database(app).transaction() as db:
+            ids = list(db.execute(select(InboundEvent.id).where(
+                InboundEvent.received_at < cutoff, InboundEvent.status != "received")
+                .limit(PRUNE_BATCH)).scalars())
+            if ids:
+                db.execute(delete(EventRun).where(EventRun.event_id.in_(ids)))
+                db.execute(delete(InboundEvent).where(InboundEvent.id.in_(ids)))
+            db.execute(delete(ScheduleTick).where(ScheduleTick.fire_at < cutoff))
+        if len(ids) < PRUNE_BATCH:
+            return
 
 
 def _recover(app: Flask, task_id: str, attempt: int, now: datetime) -> None:

@@ -485,3 +485,27 @@ def test_registration_is_skipped_while_the_provider_could_not_reach_this_host(tm
     finally:
         executor.stop(built.app)
         get_database(built.app).engine.dispose()
+
+
+def test_events_past_the_retention_are_deleted_unless_not_yet_dispatched(hooks):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from host.db import utcnow
+    from host.services.flow_runs import prune
+
+    host = hooks.host
+    old = host.api("POST", "/api/v1/events", host.alice_token,
+                   json={"type": "a", "id": "old"}).get_json()["id"]
+    waiting = host.api("POST", "/api/v1/events", host.alice_token,
+                       json={"type": "b", "id": "waiting"}).get_json()["id"]
+    kept = host.api("POST", "/api/v1/events", host.alice_token, json={"type": "c"}).get_json()
+    long_ago = utcnow() - timedelta(days=31)
+    with get_database(host.app).transaction() as db:
+        db.execute(update(InboundEvent).where(InboundEvent.id.in_([old, waiting]))
+                   .values(received_at=long_ago))
+        db.execute(update(InboundEvent).where(InboundEvent.id == waiting)
+                   .values(status="received"))
+    prune(host.app, force=True)
+    assert {e.id for e in hooks.stored()} == {waiting, kept["id"]}
