@@ -509,3 +509,25 @@ def test_events_past_the_retention_are_deleted_unless_not_yet_dispatched(hooks):
                    .values(status="received"))
     prune(host.app, force=True)
     assert {e.id for e in hooks.stored()} == {waiting, kept["id"]}
+
+
+def test_a_trigger_whose_run_cannot_start_is_listed_with_the_reason(hooks):
+    host = hooks.host
+    doc = {"key": "strict", "title": "Strict",
+           "triggers": [{"type": "event", "event": "order.paid",
+                         "input": {"amount": "{{event.data.amount}}"}}],
+           "input": {"type": "object", "properties": {"amount": {"type": "integer"}},
+                     "required": ["amount"]},
+           "tasks": {"note": {"map": {"amount": "{{input.amount}}"}}}}
+    assert host.api("POST", "/api/v1/flows", host.alice_token, json=doc).status_code == 201
+    sent = host.api("POST", "/api/v1/events", host.alice_token,
+                    json={"type": "order.paid", "data": {"amount": "ten"}}).get_json()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        event = host.api("GET", f"/api/v1/events/{sent['id']}", host.alice_token).get_json()
+        if event["failures"]:
+            break
+        time.sleep(0.05)
+    assert event["runs"] == []
+    assert event["failures"] == [{"flow": "strict", "error": "amount: 'ten' is not of type "
+                                                             "'integer'"}]
