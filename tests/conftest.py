@@ -316,6 +316,9 @@ def local_manifests(base: str, port: int) -> dict[str, dict]:
                                               "expect": {"error": "$.message"}}],
                                 "options": {"items": "$[*]", "value": "$", "label": "$"}},
             },
+            "dataSources": {"boards": {
+                "title": "Boards", "list": {"url": base + "/boards", "method": "GET"},
+                "items": "$.boards[*]", "id": "$.id"}},
             "actions": [{
                 "name": "addCard", "title": "Add card", "description": "Add a card to a list.",
                 "parameters": {

@@ -123,32 +123,33 @@ def put_webhook_secret(installation_id: str) -> dict[str, Any]:
     return {"secret": secret, "webhookUrl": installations.webhook_url(current_app, installation)}
 
 
-def sync_data_source(installation_id: str, source: str) -> dict[str, Any]:
+def sync_data_source(installation_id: str, data_source: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
     manifest = installations.manifest_of(current_app, db, installation)
-    data_sources.data_source(manifest, source)  # 404 before anything is sent
+    data_sources.data_source(manifest, data_source)  # 404 before anything is sent
     db.commit()  # hand the connection back while the provider answers
-    return data_sources.sync(current_app, installation, manifest, source,
+    return data_sources.sync(current_app, installation, manifest, data_source,
                              actor=principal.actor, actor_id=principal.user.id).as_dict()
 
 
-def data_source_records(installation_id: str, source: str) -> dict[str, Any]:
+def data_source_records(installation_id: str, data_source: str) -> dict[str, Any]:
     principal = require_principal()
     db = db_session()
     installation = installations.get_installation(db, principal, installation_id)
-    data_sources.data_source(installations.manifest_of(current_app, db, installation), source)
+    data_sources.data_source(installations.manifest_of(current_app, db, installation),
+                             data_source)
     page = page_args()
-    items, after = data_sources.records(db, installation, source, page.limit, page.after)
+    items, after = data_sources.records(db, installation, data_source, page.limit, page.after)
     return {"items": items, "next": next_cursor(after)}
 
 
 def register(blueprint: Blueprint) -> None:
-    blueprint.add_url_rule("/installations/<installation_id>/data-sources/<source>/sync",
+    blueprint.add_url_rule("/installations/<installation_id>/data-sources/<data_source>/sync",
                            view_func=sync_data_source, methods=["POST"],
                            endpoint="installation_data_source_sync")
-    blueprint.add_url_rule("/installations/<installation_id>/data-sources/<source>/records",
+    blueprint.add_url_rule("/installations/<installation_id>/data-sources/<data_source>/records",
                            view_func=data_source_records, methods=["GET"],
                            endpoint="installation_data_source_records")
     blueprint.add_url_rule("/installations/<installation_id>/webhook-secret",

@@ -182,12 +182,12 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(400, 404, 422),
               description="The secret the provider gave you (Stripe's whsec_…, Slack's "
                           "signing secret, Discord's public key), or none for a new one."),
-    Operation("post", f"{INSTALLATION}/data-sources/{{source}}/sync", "Sync a data source",
+    Operation("post", f"{INSTALLATION}/data-sources/{{data_source}}/sync", "Sync a data source",
               "installations", {200: "Synced"}, errors=(404, 409, 502),
               description="Lists every record (all pages) and emits `<source>.created`, "
                           "`.updated` and `.deleted` events for what changed; the first sync "
                           "only fills the records. A failing page changes nothing (502)."),
-    Operation("get", f"{INSTALLATION}/data-sources/{{source}}/records",
+    Operation("get", f"{INSTALLATION}/data-sources/{{data_source}}/records",
               "A data source's records as last synced, by id", "installations",
               {200: "RecordPage"}, query=PAGE, errors=(404, 422)),
     Operation("post", "/api/v1/events", "Send an internal event", "events",
@@ -212,7 +212,8 @@ OPERATIONS: tuple[Operation, ...] = (
 PATH_PARAMETERS = {
     "installation_id": "An installation id (`ins_…`).",
     "action": "An action name of the installation's mini-app.",
-    "source": "A source name (`rpc_…`), or a data source's (`contacts`).",
+    "source": "A source name (`rpc_…`).",
+    "data_source": "A data source's name (`contacts`).",
     "run_id": "A run id (`run_…`).",
     "name": "A mini-app name.",
     "key": "A flow's key.",

@@ -59,7 +59,7 @@ def objects(hosted):
                      hosted.alice_token, json={"parameters": {
                          "board": {"id": "b1"}, "list": "l1", "title": "t"}}).get_json()
     return {"installation_id": created["id"], "run_id": run["id"], "action": "addCard",
-            "source": "rpc_boards"}
+            "source": "rpc_boards", "data_source": "boards"}
 
 
 def fill(path, values):
