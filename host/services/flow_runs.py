@@ -800,7 +800,7 @@ def _prune_triggers(app: Flask, cutoff: datetime) -> None:
             if ids:
                 db.execute(delete(EventRun).where(EventRun.event_id.in_(ids)))
                 db.execute(delete(InboundEvent).where(InboundEvent.id.in_(ids)))
-            db.execute(delete(ScheduleTick).where(ScheduleTick.fire_at < cutoff))
+            db.execute(delete(ScheduleTick).where(ScheduleTick.created_at < cutoff))
         if len(ids) < PRUNE_BATCH:
             return
 
