@@ -74,8 +74,15 @@ def parse_body(response: Response) -> Any:
     :class:`~host.engine.jsonlimits.TooDeep` when it nests past the limit."""
     if not response.body:
         return None
-    text = response.body.decode("utf-8", errors="replace")
     content_type = (response.header("content-type") or "").lower()
+    if "json" in content_type and response.body[:1] in (b"{", b"["):
+        try:  # the usual answer, parsed from its bytes without a copy as text first
+            return jsonlimits.loads(response.body)
+        except TooDeep:
+            raise
+        except ValueError:
+            pass  # not JSON after all: the text path below says what it is
+    text = response.body.decode("utf-8", errors="replace")
     stripped = text.lstrip("\ufeff").strip()
     if "json" in content_type or stripped[:1] in ("{", "["):
         try:
@@ -366,14 +373,18 @@ def _more_pages(request: Any, outgoing: Outgoing, response: Response, body: Any,
                 f"request {request.pointer}: the time budget ran out after {len(pages)} "
                 "pages", request.pointer)
         url, request_body = following
+        body_changed = request_body is not None and request_body is not outgoing.body
         outgoing = replace(outgoing, url=url, body=request_body, body_trace=(
-            json.loads(request_body) if request_body is not None
-            and request_body is not outgoing.body else outgoing.body_trace))
+            json.loads(request_body) if body_changed and request_body is not None
+            else outgoing.body_trace))
         hooks.prepare_request(outgoing)
+        # The first page's entry has the headers (the same on every page): later pages
+        # record what changes — the URL, or the body that carries the cursor.
         entry: dict[str, Any] = {"request": request.pointer, "method": request.method,
-                                 "page": len(pages) + 1}
+                                 "page": len(pages) + 1, "url": redactor.text(outgoing.url)}
+        if body_changed:
+            entry["body"] = redactor.value(outgoing.body_trace)
         result.trace.append(entry)
-        _record_outgoing(entry, outgoing, redactor)
         sent = time.monotonic()
         response = client.send(outgoing, request, allowed_hosts, deadline, follow_redirects)
         entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)

@@ -79,9 +79,13 @@ class JsonPath:
     steps: tuple[Step, ...]
     header: str | None = None
     multi: bool = False
+    key: str | None = None  # ``$.name``: one key, read without the general walk
 
     def evaluate(self, body: Any, headers: Mapping[str, str] | None = None) -> Any:
         """The value at this path in ``body`` (or in ``headers`` for ``$headers.X``)."""
+        key = self.key
+        if key is not None:  # the commonest path by far (ids, fields of records)
+            return body.get(key, MISSING) if isinstance(body, dict) else MISSING
         if self.header is not None:
             if headers is None:
                 return MISSING
@@ -164,7 +168,8 @@ def _compile(source: str) -> JsonPath:
         position = starts[outside.index] if outside.index < len(starts) else 0
         raise _syntax(source, position, "unexpected text") from None
     multi = any(kind in ("all", "deep") for kind, _ in steps)
-    return JsonPath(source, tuple(steps), multi=multi)
+    single = steps[0][1] if len(steps) == 1 and steps[0][0] == "key" else None
+    return JsonPath(source, tuple(steps), multi=multi, key=single)
 
 
 @dataclass(frozen=True, slots=True)

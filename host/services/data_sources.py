@@ -174,11 +174,13 @@ def sync(app: Flask, installation: Installation, manifest: Manifest, name: str, 
          actor: str, actor_id: str | None = None) -> Synced:
     """List the data source ``name`` of ``installation`` and record what changed."""
     source = data_source(manifest, name)
-    result, _ = run_step(app, Step(
-        installation=installation, manifest=manifest, requests=(source.list,), kind="source",
-        name=name, actor=actor, actor_id=actor_id, persist="none", pages_items=source.items,
-        deadline=time.monotonic() + SYNC_SECONDS,
-        keeper=Keeper(app, installation, manifest, actor=actor, reason="data source sync")))
+    with _no_gc():  # the pages parsed so far stay alive: each collection would walk them
+        result, _ = run_step(app, Step(
+            installation=installation, manifest=manifest, requests=(source.list,),
+            kind="source", name=name, actor=actor, actor_id=actor_id, persist="none",
+            pages_items=source.items, deadline=time.monotonic() + SYNC_SECONDS,
+            keeper=Keeper(app, installation, manifest, actor=actor,
+                          reason="data source sync")))
     now = utcnow()
     if not result.ok or not result.complete:
         why = (result.error.detail if result.error is not None else
