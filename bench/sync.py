@@ -2,7 +2,9 @@
 urllib3 loop over the same upstream, in the same run.
 
 The upstream (bench/records_server.py, a separate process) lists the records 100 a
-page by cursor. The baseline fetches every page with urllib3 and parses it — the
+page by cursor, taking 5 ms a page by default — a fast provider (real ones take
+50–300 ms); ``--latency-ms 0`` measures against one that answers at once, which
+shows the engine's own cost. The baseline fetches every page with urllib3 and parses it — the
 least any sync must do. Minihost's sync does that through the run engine (egress
 check, trace), then hashes every record, compares with the records it keeps and
 writes the change with its event, in one transaction. Each round changes one record
@@ -11,7 +13,7 @@ time per sync, the ratio (baseline time / sync time; the goal is ≥ 0.8) and th
 Python memory of each (tracemalloc).
 
     .venv/bin/python bench/sync.py [--records 10000] [--rounds 5] [--database URL]
-        [--latency-ms 0]
+        [--latency-ms 5]
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database", default=None, help="a database URL (default: SQLite)")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="each page takes this long at the upstream (a provider's pace)")
+    parser.add_argument("--latency-ms", type=float, default=5.0,
+                        help="each page takes this long at the upstream (default 5 ms: a fast "
+                             "provider; real ones take 50-300 ms; 0: the engine's own cost)")
     args = parser.parse_args()
     upstream = subprocess.Popen([sys.executable, str(HERE / "records_server.py"),
                                  str(args.records), str(args.latency_ms)],
