@@ -80,6 +80,7 @@ __all__ = [
     "exclusive",
     "first_id_at",
     "get_database",
+    "insert_ignoring",
     "new_id",
     "record_action_use",
     "session",
@@ -497,6 +498,13 @@ def record_action_use(connection: Connection, installation_id: str, action: str,
     connection.execute(_USAGE_UPSERTS["postgresql" if connection.dialect.name == "postgresql"
                                       else "sqlite"],
                        {"installation_id": installation_id, "action": action, "at": at})
+
+
+def insert_ignoring(table: Table, dialect: Any) -> Any:
+    """An INSERT that skips rows whose unique key is taken (a claim another process
+    wrote first, an event already kept), in the dialect's own words."""
+    insert_for = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    return insert_for(table).on_conflict_do_nothing()
 
 
 def action_use_statement(dialect: Any) -> Prepared:

@@ -60,6 +60,7 @@ __all__ = [
     "Step",
     "context_for",
     "finish_write",
+    "operator_values",
     "run_step",
     "system_values",
 ]
@@ -329,8 +330,9 @@ def system_values(app: Flask, installation: Installation) -> dict[str, Any]:
     return values
 
 
-def _client(app: Flask, db: Session, manifest: Manifest, installation: Installation | None,
-            actor: str, reason: str, requests: Sequence[Request] | None) -> dict[str, str]:
+def operator_values(app: Flask, db: Session, manifest: Manifest,
+                    installation: Installation | None, actor: str, reason: str,
+                    requests: Sequence[Request] | None) -> dict[str, str]:
     """The operator's client values, read only when the requests about to run use
     them — and the secret decrypted (and audited) only when they use it."""
     if requests is None:
@@ -371,7 +373,7 @@ def context_for(app: Flask, db: Session, installation: Installation, manifest: M
         parameters=parameters or {},
         credentials=credentials,
         metadata=dict(installation.meta or {}),
-        client=_client(app, db, manifest, installation, actor, reason, requests),
+        client=operator_values(app, db, manifest, installation, actor, reason, requests),
         config=config,
         system=system,
     )

@@ -274,19 +274,8 @@ def run_chain(
                 outgoing = render_request(request, ctx)
                 hooks.prepare_request(outgoing)
                 _record_outgoing(entry, outgoing, redactor)
-                sent = time.monotonic()
-                response = client.send(outgoing, request, allowed_hosts, deadline,
-                                       follow_redirects)
-                entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
-                hooks.response_received(outgoing, response)
-                _record_response(entry, response, redactor)
-                try:
-                    body = parse_body(response)
-                except TooDeep:
-                    raise ResponseTooDeep(
-                        f"request {request.pointer}: the provider's answer nests deeper than "
-                        f"{jsonlimits.MAX_DEPTH} levels, so it was not used", request.pointer
-                    ) from None
+                response, body = _exchange(request, outgoing, entry, client, allowed_hosts,
+                                           deadline, follow_redirects, hooks, redactor)
                 if refresh is not None and not refreshed and _expired(response, body,
                                                                       refresh_on):
                     refreshed = True
@@ -349,6 +338,23 @@ def run_chain(
     return result
 
 
+def _exchange(request: Any, outgoing: Outgoing, entry: dict[str, Any], client: Client,
+              allowed_hosts: Sequence[str], deadline: float, follow_redirects: bool,
+              hooks: Hooks, redactor: Redactor) -> tuple[Response, Any]:
+    """Send a prepared request, record the answer in ``entry`` and parse it."""
+    sent = time.monotonic()
+    response = client.send(outgoing, request, allowed_hosts, deadline, follow_redirects)
+    entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
+    hooks.response_received(outgoing, response)
+    _record_response(entry, response, redactor)
+    try:
+        return response, parse_body(response)
+    except TooDeep:
+        raise ResponseTooDeep(
+            f"request {request.pointer}: the provider's answer nests deeper than "
+            f"{jsonlimits.MAX_DEPTH} levels, so it was not used", request.pointer) from None
+
+
 def _more_pages(request: Any, outgoing: Outgoing, response: Response, body: Any,
                 values: dict[str, Any], result: ChainResult, client: Client,
                 allowed_hosts: Sequence[str], deadline: float, follow_redirects: bool,
@@ -385,18 +391,8 @@ def _more_pages(request: Any, outgoing: Outgoing, response: Response, body: Any,
         if body_changed:
             entry["body"] = redactor.value(outgoing.body_trace)
         result.trace.append(entry)
-        sent = time.monotonic()
-        response = client.send(outgoing, request, allowed_hosts, deadline, follow_redirects)
-        entry["durationMs"] = round((time.monotonic() - sent) * 1000, 1)
-        hooks.response_received(outgoing, response)
-        _record_response(entry, response, redactor)
-        try:
-            body = parse_body(response)
-        except TooDeep:
-            raise ResponseTooDeep(
-                f"request {request.pointer}: the provider's answer nests deeper than "
-                f"{jsonlimits.MAX_DEPTH} levels, so it was not used", request.pointer
-            ) from None
+        response, body = _exchange(request, outgoing, entry, client, allowed_hosts, deadline,
+                                   follow_redirects, hooks, redactor)
         _check(request, response, body, redactor)
         more, _ = _map(request, response, body)
         for name, value in more.items():

@@ -27,7 +27,6 @@ from typing import Any, cast
 
 from flask import Flask
 from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..auth.refresh import Keeper
@@ -40,6 +39,7 @@ from ..db import (
     Installation,
     changed,
     get_database,
+    insert_ignoring,
     new_id,
     utcnow,
 )
@@ -289,11 +289,9 @@ def _emit(db: Session, installation: Installation, name: str,
                 "status": "received" if {f"{name}.{kind}", "*"} & waiting else "dispatched",
                 "data": record, "size": 0})
     if rows:
-        table = cast(Table, InboundEvent.__table__)
         # A change already emitted (by a webhook that updated the record, say) is kept once.
-        statement = (postgresql.insert(table) if db.get_bind().dialect.name == "postgresql"
-                     else sqlite.insert(table)).on_conflict_do_nothing()
-        db.execute(statement, rows)
+        db.execute(insert_ignoring(cast(Table, InboundEvent.__table__),
+                                   db.get_bind().dialect), rows)
     return ([row["id"] for row in rows],
             [row["id"] for row in rows if row["status"] == "received"])
 

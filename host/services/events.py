@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from .. import audit, vault
 from ..db import (
-    AppClient,
     EventRun,
     Flow,
     FlowEventTrigger,
@@ -47,10 +46,10 @@ from ..db import (
 )
 from ..engine import jsonlimits
 from ..engine.paths import MISSING
-from ..engine.render import Context, operator_client, render_text
+from ..engine.render import Context, render_text
 from ..engine.signatures import Inbound, Rejected, verify
 from ..errors import FieldError, MinihostError, NotFound, RenderFailed, ValidationError
-from ..execution import system_values
+from ..execution import operator_values, system_values
 from ..flows import render
 from ..flows.graph import condition_holds
 from ..manifest import Manifest
@@ -168,7 +167,7 @@ class _Secrets:
                 credentials["webhookSecret"] = own[0]
         client: dict[str, str] = {}
         if roots & {"clientId", "clientSecret", "clientBasicAuth"}:
-            client = _client(app, db, manifest, installation)
+            client = operator_values(app, db, manifest, installation, actor, reason, None)
         config = {**dict(manifest.auth.config), **(installation.config or {})}
         ctx = Context(credentials=credentials, metadata=dict(installation.meta or {}),
                       client=client, config=config, system=system_values(app, installation))
@@ -184,18 +183,6 @@ class _Secrets:
             while len(self.found) > _CACHE_SIZE:
                 self.found.popitem(last=False)
         return str(value)
-
-
-def _client(app: Flask, db: Session, manifest: Manifest,
-            installation: Installation) -> dict[str, str]:
-    client = db.scalar(select(AppClient).where(AppClient.miniapp == manifest.name))
-    if client is None:
-        return {}
-    secret = vault.read_client_secret(app, client, actor="system",
-                                      reason="checking a webhook's signature",
-                                      workspace_id=installation.workspace_id,
-                                      installation_id=installation.id)
-    return operator_client(client.client_id, secret)
 
 
 _SECRETS = _Secrets()

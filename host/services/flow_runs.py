@@ -40,6 +40,7 @@ from ..db import (
     Flow,
     FlowRun,
     InboundEvent,
+    Installation,
     Prepared,
     RawCursor,
     ScheduleTick,
@@ -66,6 +67,7 @@ from ..flows import MISSING, TERMINAL, TemplateError, advance, outcome, render
 from ..flows import Flow as CompiledFlow
 from ..flows.model import ActionCall, Task
 from ..forms import validate
+from ..manifest import Manifest
 from ..principal import Principal
 from ..processes import holder, holder_dead
 from . import data_sources, flow_rows
@@ -505,15 +507,10 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
         except TemplateError as error:
             return record("failed", None, _error(f"an input could not be filled: {error}"),
                           None)
-        installation = for_task(app, db, run.workspace_id, call.connection)
-        if installation is None:
-            return record("failed", None, _error(
-                f"no installation is called {call.connection!r} in this workspace any more "
-                "(renamed or uninstalled?); name one so and retry the run"), None)
-        try:
-            manifest = manifest_of(app, db, installation)
-        except MinihostError as error:
-            return record("failed", None, _error(error.detail), None)
+        found = _connection(app, db, run, call.connection)
+        if isinstance(found, dict):
+            return record("failed", None, found, None)
+        installation, manifest = found
     action = manifest.action(call.action)
     if action is None:
         return record("failed", None, _error(
@@ -566,19 +563,30 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     return record("failed", None, recorded, delay, parameters)
 
 
+def _connection(app: Flask, db: Session, run: RunState,
+                connection: str) -> tuple[Installation, Manifest] | dict[str, Any]:
+    """The installation a task names and its manifest, or the task's error."""
+    installation = for_task(app, db, run.workspace_id, connection)
+    if installation is None:
+        return _error(f"no installation is called {connection!r} in this workspace any more "
+                      "(renamed or uninstalled?); name one so and retry the run")
+    try:
+        return installation, manifest_of(app, db, installation)
+    except MinihostError as error:
+        return _error(error.detail)
+
+
 def _list_records(app: Flask, db: Session, run: RunState, target: tuple[str, str],
                   record: Callable[..., list[Claim]]) -> list[Claim]:
     """A data source task: its records, synced first unless the last sync is fresher
     than the source's ``pollSeconds`` (a sandbox run syncs nothing: it lists what is
     kept)."""
     connection, name = target
-    installation = for_task(app, db, run.workspace_id, connection)
-    if installation is None:
-        return record("failed", None, _error(
-            f"no installation is called {connection!r} in this workspace any more "
-            "(renamed or uninstalled?); name one so and retry the run"), None)
+    found = _connection(app, db, run, connection)
+    if isinstance(found, dict):
+        return record("failed", None, found, None)
+    installation, manifest = found
     try:
-        manifest = manifest_of(app, db, installation)
         source = data_sources.data_source(manifest, name)
     except MinihostError as error:
         return record("failed", None, _error(error.detail), None)
@@ -593,14 +601,14 @@ def _list_records(app: Flask, db: Session, run: RunState, target: tuple[str, str
                               actor=f"flow:{run.flow_id}", actor_id=run.actor_id)
         except MinihostError as error:
             return record("failed", None, run_error(error), None)
-    found: list[Any] = []
+    kept: list[Any] = []
     after: str | None = None
     while True:
         page, after = data_sources.records(db, installation, name, 1000, after)
-        found.extend(page)
+        kept.extend(page)
         if after is None:
             break
-    output = {"records": found, "count": len(found)}
+    output = {"records": kept, "count": len(kept)}
     problem = _check_output(output)
     if problem is not None:
         return record("failed", None, problem, None)

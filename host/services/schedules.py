@@ -22,7 +22,6 @@ from typing import Any, cast
 
 from flask import Flask
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..db import (
@@ -33,6 +32,7 @@ from ..db import (
     RawCursor,
     ScheduleTick,
     get_database,
+    insert_ignoring,
     new_id,
     utcnow,
 )
@@ -172,10 +172,7 @@ def _tick_insert(app: Flask, ignore: bool = False) -> Prepared:
     if found is None:
         dialect = get_database(app).engine.dialect
         table = cast(Table, ScheduleTick.__table__)
-        statement: Any = insert(table)
-        if ignore:
-            statement = (postgresql.insert(table) if dialect.name == "postgresql"
-                         else sqlite.insert(table)).on_conflict_do_nothing()
+        statement = insert_ignoring(table, dialect) if ignore else insert(table)
         types = {column.key: column.type for column in table.columns}
         found = app.extensions.setdefault(key, Prepared(statement, dialect, _COLUMNS, types))
     return found
