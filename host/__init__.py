@@ -29,6 +29,7 @@ def create_app(
     from . import db, identity, logs, outbound, plugins, vault
     from .api import init_app as init_api
     from .auth import types as auth_types
+    from .executor import broker
     from .services import catalog, data_sources, events, flow_runs, runs, schedules
     from .web import init_app as init_web
 
@@ -48,4 +49,5 @@ def create_app(
     runs.init_app(app)
     flow_runs.init_app(app, timers=[schedules.fire_due, events.dispatch_pending,
                                     data_sources.sync_due])
+    broker.init_app(app)
     return app

@@ -191,6 +191,35 @@ def serve(host: str, port: int, demo: bool) -> None:
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 
 
+@cli.command()
+@click.option("--concurrency", "-c", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Pool processes: attempts this worker runs at once.")
+@click.option("--name", default=None,
+              help="Worker name (default minihost-HOST-PID@HOST); unique per worker.")
+@with_appcontext
+def worker(concurrency: int, name: str | None) -> None:
+    """Run flow task attempts from the broker (CELERY_BROKER_URL) until stopped.
+
+    Uses the host's configuration: the same instance folder or environment, the same
+    plugins. Start any number, on any machines that reach the database and broker.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not app.config.get("CELERY_BROKER_URL"):
+        raise click.ClickException(
+            "CELERY_BROKER_URL is not set: without a broker every host process runs flow "
+            "work itself; set it (for example redis://127.0.0.1:6379/0) to run workers")
+    if not instance_service.is_initialised(app):
+        raise click.ClickException(
+            f"the instance at {app.instance_path} is not initialised; run `minihost init` "
+            "(or start a host) with the same configuration first")
+    from .executor import broker
+
+    click.echo(f"Minihost {__version__} worker, {concurrency} at once "
+               f"(instance {app.instance_path})")
+    broker.run_worker(app, concurrency, name=name, loglevel=app.config["LOG_LEVEL"],
+                      ready=lambda: click.echo("ready: taking flow tasks from the broker"))
+
+
 def _demo_app(host: str, port: int) -> Flask:
     """An app with the demo provider mounted, its client registered, and a demo login."""
     if (host, port) != DEMO_ADDRESS or current_app.config["PUBLIC_URL"] != "http://127.0.0.1:5000":

@@ -190,18 +190,34 @@ def parse_string_list(key: str, value: Any) -> list[str]:
     return value
 
 
-def parse_celery_broker_url(key: str, value: Any) -> None:
-    """Refuse a broker until workers exist.
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 
-    Setting it says "run background work on Celery workers", which this version
-    cannot do; starting anyway would let an operator believe workers carry the
-    load. The value is not repeated: broker URLs carry passwords.
-    """
-    if parse_optional_string(key, value) is not None:
-        raise ConfigError(
-            f"{key} is set, but Celery workers are not available yet in this version of "
-            f"Minihost; unset {key} (all work runs in the host processes)"
-        )
+
+def parse_celery_broker_url(key: str, value: Any) -> str | None:
+    """A Redis or RabbitMQ URL for Celery, or None (attempts run in the host
+    processes). Messages never repeat it: it carries a password."""
+    text = parse_optional_string(key, value)
+    if text is None:
+        return None
+    text = text.strip()
+    parts = urlsplit(text)
+    example = "redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//"
+    if parts.scheme not in BROKER_SCHEMES:
+        raise ConfigError(f"{key} is not a Redis or RabbitMQ URL (its scheme is "
+                          f"{parts.scheme or 'missing'!r}); use for example {example}")
+    if not parts.hostname:
+        raise ConfigError(f"{key} names no broker host; use for example {example}")
+    return text
+
+
+def parse_queue_name(key: str, value: Any) -> str:
+    """A queue name both brokers accept (letters, digits, ``.-_:``)."""
+    text = parse_string(key, value).strip()
+    if not (0 < len(text) <= 200) or not all(c.isascii() and (c.isalnum() or c in ".-_:")
+                                               for c in text):
+        raise ConfigError(f"{key}={value!r} is not a queue name; use letters, digits and "
+                          ". - _ : (for example minihost or minihost-staging)")
+    return text
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -296,6 +312,7 @@ KEYS: Mapping[str, Key] = {
     "SANDBOX": Key(parse_bool, lambda inst: False),
     "ACTION_TIMEOUT": Key(parse_positive_number, lambda inst: 60),
     "CELERY_BROKER_URL": Key(parse_celery_broker_url, lambda inst: None),
+    "CELERY_QUEUE": Key(parse_queue_name, lambda inst: "minihost"),
     "API_RATE_LIMIT": Key(parse_count, lambda inst: 600),
     "REDIS_URL": Key(parse_redis_url, lambda inst: None),
     "RUN_RETENTION_DAYS": Key(parse_days, lambda inst: 90),

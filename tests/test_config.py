@@ -202,28 +202,29 @@ def test_log_settings_in_any_case(tmp_path, monkeypatch):
     create_app({"LOG_LEVEL": "INFO", "LOG_FORMAT": "text"}, instance_path=tmp_path)
 
 
-CELERY_REFUSED = ("CELERY_BROKER_URL is set, but Celery workers are not available yet in this "
-                  "version of Minihost; unset CELERY_BROKER_URL (all work runs in the host "
-                  "processes)")
-
-
-def test_a_celery_broker_stops_start_up_until_workers_exist(tmp_path, monkeypatch):
-    (tmp_path / "minihost.cfg").write_text('CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"\n')
-    with pytest.raises(ConfigError) as info:
-        create_app(instance_path=tmp_path)
-    assert str(info.value) == CELERY_REFUSED
+def test_a_celery_broker_url_is_read_and_a_bad_one_stops_start_up(tmp_path, monkeypatch):
+    (tmp_path / "minihost.cfg").write_text('CELERY_BROKER_URL = "amqp://guest:guest@mq:5672//"\n')
+    assert create_app(instance_path=tmp_path).config["CELERY_BROKER_URL"] == \
+        "amqp://guest:guest@mq:5672//"
     monkeypatch.setenv("MINIHOST_CELERY_BROKER_URL", "")  # empty is unset
     assert create_app(instance_path=tmp_path).config["CELERY_BROKER_URL"] is None
+    monkeypatch.setenv("MINIHOST_CELERY_BROKER_URL", "sqs://key:secret-77@queue")
+    with pytest.raises(ConfigError) as info:
+        create_app(instance_path=tmp_path)
+    assert str(info.value) == (
+        "CELERY_BROKER_URL is not a Redis or RabbitMQ URL (its scheme is 'sqs'); use for "
+        "example redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//")
 
 
-def test_serve_with_a_celery_broker_says_so_in_one_line(tmp_path):
+def test_serve_with_a_bad_broker_url_says_so_in_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIHOST_")}
-    env["MINIHOST_CELERY_BROKER_URL"] = "redis://:broker-pw-42@127.0.0.1:6379/0"
+    env["MINIHOST_CELERY_BROKER_URL"] = "redis:///broker-pw-42"
     served = subprocess.run([sys.executable, "-m", "host", "--instance", str(tmp_path / "inst"),
                              "serve", "--port", "1"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert (served.returncode, served.stdout) == (1, "")
-    assert served.stderr == f"Error: {CELERY_REFUSED}\n"  # no password, no traceback
+    assert served.stderr == (  # no password, no traceback
+        "Error: CELERY_BROKER_URL names no broker host; use for example redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//\n")
 
 
 def test_redis_url_is_unset_by_default_and_read_from_the_environment(tmp_path, monkeypatch):

@@ -18,6 +18,13 @@ with the first of them itself. A process holds at most ``2 × FLOW_WORKERS`` cla
 length at most); polling claims only for idle threads, so work it cannot take soon
 stays ready for other processes. A claim handed over is an ordinary claim in the
 database: if this process dies, it expires and is recovered like any other.
+
+With a broker (``CELERY_BROKER_URL``, :mod:`host.executor.broker`) no thread here runs
+attempts: a task made ready is marked *sent* in the transaction that made it ready
+(holder :data:`SENT`, its lease the moment it may be sent again) and its ids go to the
+broker after the commit; a Celery worker claims it by the same compare-and-set and
+runs it. The loop here then only sends what became ready later (a retry's backoff, a
+wait) or whose message was lost, and runs the timers.
 """
 
 from __future__ import annotations
@@ -35,21 +42,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import Prepared, RawCursor, TaskRun, get_database, new_id, utcnow
 from ..processes import holder
 
-__all__ = ["Claim", "Executor", "configure", "get_executor", "lease_until", "reserve",
-           "take_ready", "wake"]
+__all__ = ["SENT", "Claim", "Executor", "Sender", "configure", "get_executor", "lease_until",
+           "reserve", "send_ready", "sender", "take_ready", "wake"]
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25  # how soon a task another process made ready is seen here
+# With a broker, a commit sends what it makes ready itself: polling finds only the ends
+# of backoffs and waits, and lost messages.
+SEND_POLL_SECONDS = 1.0
 TIMER_SECONDS = 2.0  # how often expired claims and deadlines are looked for
 LEASE_MARGIN = 10.0  # seconds past an attempt's own deadline before its claim expires
 BATCH = 32
+# A ready task whose message went to the broker: its holder is this, its lease the
+# moment another process may send it again (a message lost with a broker that keeps
+# nothing, or with a process killed between its commit and the send). A copy sent
+# while the first still waits in a long queue costs a claim that finds nothing.
+SENT = "broker"
+RESEND_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,28 @@ class Claim:
 Handler = Callable[[Flask, Claim], "list[Claim] | None"]
 Timer = Callable[[Flask], object]
 LeaseFor = Callable[[Flask, str], float]
+# What a broker message names: a ready task run, the attempt it is ready after, its run.
+Ready = tuple[str, int, str]
+
+
+class Sender:
+    """Sends ready task runs to workers (the broker executor implements it)."""
+
+    def send(self, items: list[Ready]) -> None:
+        raise NotImplementedError
+
+
+def sender(app: Flask) -> Sender | None:
+    """The broker's sender when attempts run on workers, else None (this process's
+    threads run them)."""
+    return app.extensions.get(_SENDER)
+
+
+def set_sender(app: Flask, found: Sender | None) -> None:
+    if found is None:
+        app.extensions.pop(_SENDER, None)
+    else:
+        app.extensions[_SENDER] = found
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +117,9 @@ class _Statements:
 
     ready: Prepared
     claim: Prepared
+    sendable: Prepared  # ready now, with no message in flight
+    mark_sent: Prepared
+    unmark: Prepared
 
 
 def _statements(app: Flask) -> _Statements:
@@ -100,7 +141,26 @@ def _statements(app: Flask) -> _Statements:
                 .values(status=bindparam("running"), attempt=bindparam("next"),
                         holder=bindparam("holder"), lease_expires_at=bindparam("lease"),
                         started_at=bindparam("now"), current_run=bindparam("run")),
-                dialect, (), {"lease": moment, "now": moment}))
+                dialect, (), {"lease": moment, "now": moment}),
+            sendable=Prepared(
+                select(TaskRun.id, TaskRun.attempt, TaskRun.flow_run_id)
+                .where(TaskRun.status == bindparam("ready"), TaskRun.ready_at <= bindparam("now"),
+                       or_(TaskRun.holder.is_(None), TaskRun.lease_expires_at < bindparam("now")))
+                .order_by(TaskRun.ready_at).limit(bindparam("limit")),
+                dialect, (), {"now": moment}),
+            mark_sent=Prepared(
+                update(TaskRun)
+                .where(TaskRun.id == bindparam("task"), TaskRun.status == bindparam("ready"),
+                       TaskRun.attempt == bindparam("previous"),
+                       or_(TaskRun.holder.is_(None), TaskRun.lease_expires_at < bindparam("now")))
+                .values(holder=bindparam("sent"), lease_expires_at=bindparam("lease")),
+                dialect, (), {"lease": moment, "now": moment}),
+            unmark=Prepared(
+                update(TaskRun)
+                .where(TaskRun.id == bindparam("task"), TaskRun.status == bindparam("ready"),
+                       TaskRun.holder == bindparam("sent"))
+                .values(holder=None, lease_expires_at=None),
+                dialect, (), {}))
         app.extensions["minihost.executor_statements"] = found
     return found
 
@@ -148,6 +208,56 @@ def claim_on(cursor: RawCursor, app: Flask, found: list[tuple[str, int, str]],
     return taken
 
 
+def mark_sent(now: datetime) -> tuple[str, datetime]:
+    """The holder and lease of a ready task whose message is being sent ``now``."""
+    return SENT, now + timedelta(seconds=RESEND_SECONDS)
+
+
+def send_ready(app: Flask, found: Sender, limit: int = BATCH) -> int:
+    """Send the ready task runs that no message is in flight for (their backoff or
+    wait ended, or a message was lost): each marked sent by compare-and-set, so of
+    processes doing this together one sends it; then the ids go to the broker. A
+    send that fails unmarks them for the next round. How many were sent."""
+    statements = _statements(app)
+    now = utcnow()
+    database = get_database(app)
+    rows = database.read_rows(statements.sendable, {"ready": "ready", "now": now,
+                                                    "limit": limit})
+    if not rows:
+        return 0
+    name, lease = mark_sent(now)
+    taken: list[Ready] = []
+    with database.raw() as cursor:
+        for task, attempt, run in rows:
+            if cursor.execute(statements.mark_sent, {
+                    "task": task, "ready": "ready", "previous": attempt, "now": now,
+                    "sent": name, "lease": lease}):
+                taken.append((str(task), int(attempt), str(run)))
+    send(app, found, taken)
+    return len(taken)
+
+
+def send(app: Flask, found: Sender, items: list[Ready]) -> None:
+    """Send committed ready task runs; unmark them when the broker cannot be reached
+    (the next round of :func:`send_ready` tries again)."""
+    if not items:
+        return
+    try:
+        found.send(items)
+    except Exception:
+        logger.exception("could not send %d ready task(s) to the broker; trying again shortly",
+                         len(items))
+        statements = _statements(app)
+        try:
+            with get_database(app).raw() as cursor:
+                for task, _attempt, _run in items:
+                    cursor.execute(statements.unmark, {"task": task, "ready": "ready",
+                                                       "sent": SENT})
+        except SQLAlchemyError:
+            logger.exception("could not unmark unsent tasks; they are sent again within "
+                             "%d s", RESEND_SECONDS)
+
+
 def take_ready(app: Flask, cursor: RawCursor, lease_for: LeaseFor) -> Claim | None:
     """In the caller's write transaction, claim one task that is ready now: what a
     thread about to go idle does instead of waiting for the next poll (and its own
@@ -165,15 +275,18 @@ class Executor:
     ``FLOW_WORKERS`` threads that run the claimed attempts."""
 
     def __init__(self, app: Flask, workers: int, handler: Handler, lease_for: LeaseFor,
-                 timers: list[Timer]) -> None:
+                 timers: list[Timer], remote: Sender | None = None) -> None:
         self.app = app
-        self.workers = workers
+        self.remote = remote
+        # With a broker, workers run the attempts: no thread here takes a claim.
+        self.workers = 0 if remote is not None else workers
         self.handler = handler
         self.lease_for = lease_for
         self.timers = timers
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minihost-flow")
+        self.pool = ThreadPoolExecutor(max_workers=max(1, self.workers),
+                                       thread_name_prefix="minihost-flow")
         self.busy = 0  # claims this process holds: running, or queued for a thread
-        self.limit = 2 * workers
+        self.limit = 2 * self.workers
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
@@ -232,7 +345,10 @@ class Executor:
             except SQLAlchemyError:
                 logger.exception("the executor could not read its work; trying again")
                 found = 0
-            if found == 0 or self.busy >= self.workers:
+            if self.remote is not None:
+                self.wakeup.wait(SEND_POLL_SECONDS)
+                self.wakeup.clear()
+            elif found == 0 or self.busy >= self.workers:
                 self.wakeup.wait(POLL_SECONDS)
                 self.wakeup.clear()
 
@@ -243,6 +359,8 @@ class Executor:
             logger.exception("a flow timer failed; it runs again shortly")
 
     def _dispatch(self) -> int:
+        if self.remote is not None:
+            return send_ready(self.app, self.remote)
         free = self.workers - self.busy
         if free <= 0:
             return 0
@@ -285,6 +403,7 @@ class Executor:
 
 _KEY = "minihost.executor"
 _SETUP = "minihost.executor_setup"
+_SENDER = "minihost.executor_sender"
 _ALL: weakref.WeakSet[Executor] = weakref.WeakSet()
 
 
@@ -307,7 +426,8 @@ def get_executor(app: Flask) -> Executor | None:
         if found is None:
             handler, lease_for, timers = setup
             real = app._get_current_object() if hasattr(app, "_get_current_object") else app
-            found = Executor(real, int(app.config["FLOW_WORKERS"]), handler, lease_for, timers)
+            found = Executor(real, int(app.config["FLOW_WORKERS"]), handler, lease_for, timers,
+                             sender(app))
             app.extensions[_KEY] = found
             _ALL.add(found)
     return found
@@ -322,6 +442,8 @@ def stop(app: Flask) -> None:
 def reserve(app: Flask, wanted: int) -> tuple[Executor | None, int]:
     """Free threads of this process's executor for ``wanted`` claims about to be
     taken by a transaction (:meth:`Executor.hand_over` them, or ``release``)."""
+    if sender(app) is not None:
+        return None, 0
     found = get_executor(app)
     if found is None or wanted <= 0:
         return found, 0
@@ -329,7 +451,15 @@ def reserve(app: Flask, wanted: int) -> tuple[Executor | None, int]:
 
 
 def wake(app: Flask) -> None:
-    """Look for ready work now (after a commit made some ready)."""
+    """Look for ready work now (after a commit made some ready). With a broker, send
+    it now: a short command has no loop that would."""
+    remote = sender(app)
+    if remote is not None:
+        try:
+            send_ready(app, remote)
+        except SQLAlchemyError:
+            logger.exception("could not send ready work; the executor's loop sends it")
+        return
     found = get_executor(app)
     if found is not None:
         found.wake()

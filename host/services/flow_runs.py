@@ -195,7 +195,7 @@ def start_triggered(app: Flask, db: Session, workspace_id: str, actor_id: str | 
         with database.raw() as cursor:
             if claim is not None:
                 claim(cursor, run.id)
-            taken = _claim(loaded, created, now, reserved)
+            taken = _claim(loaded, created, now, reserved, executor.sender(app) is not None)
             flow_rows.write(cursor, flow_rows.statements(app), loaded, created)
             loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
         claims = taken  # committed: now they are this process's
@@ -233,11 +233,21 @@ def _made_ready(loaded: flow_rows.Loaded, created: list[TaskState],
 
 
 def _claim(loaded: flow_rows.Loaded, created: list[TaskState], now: datetime,
-           capacity: int) -> list[Claim]:
+           capacity: int, remote: bool = False) -> list[Claim]:
     """Claim up to ``capacity`` of the tasks this transaction made ready, in the rows
-    it is about to write: no other process can have seen them."""
+    it is about to write: no other process can have seen them. With ``remote`` (a
+    broker), mark every one sent instead: the claims returned are to be sent after the
+    commit, and a worker claims each."""
     claims: list[Claim] = []
-    if capacity <= 0 or loaded.run.status != "running":
+    if loaded.run.status != "running":
+        return claims
+    if remote:
+        name, lease = executor.mark_sent(now)
+        for row in _made_ready(loaded, created, now):
+            row.holder, row.lease_expires_at = name, lease
+            claims.append(Claim(row.id, row.attempt, "", row.flow_run_id))
+        return claims
+    if capacity <= 0:
         return claims
     # A claim handed over may wait in this process's queue for one task's length first.
     name, lease = holder(), executor.lease_until(now, 2 * ACTION_LEASE)
@@ -253,7 +263,13 @@ def _hand_over(app: Flask, pool: executor.Executor | None, reserved: int, claims
                loaded: flow_rows.Loaded, created: list[TaskState]) -> None:
     """After the commit: the claims to the threads reserved for them (none when the
     transaction failed), the rest of the reservation back, and a wake-up when work
-    is ready that no thread here took."""
+    is ready that no thread here took. With a broker, the claims are messages to
+    send."""
+    remote = executor.sender(app)
+    if remote is not None:
+        executor.send(app, remote, [(c.task_run_id, c.attempt, c.flow_run_id or "")
+                                    for c in claims])
+        return
     if pool is not None:
         pool.release(reserved - len(claims))
         if claims:
@@ -655,6 +671,7 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
             compiled = _compiled_for(app, db, run)
     # This thread goes on with one task it makes ready; more need threads of their own.
     pool, reserved = executor.reserve(app, len(compiled.downstream.get(key, ())) - 1)
+    remote = executor.sender(app) is not None
     claims: list[Claim] = []
     loaded: flow_rows.Loaded | None = None
     created: list[TaskState] = []
@@ -686,17 +703,17 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
                 _item_done(locked, compiled, row, loaded.tasks, now, created)
             elif locked.status == "running" and row.status in TERMINAL:
                 _decide(locked, compiled, loaded.by_key(), now, created)
-            taken = _claim(loaded, created, now, reserved + 1)
+            taken = _claim(loaded, created, now, reserved + 1, remote)
             flow_rows.write(cursor, found, loaded, created)
             loaded.tasks.extend(created)  # the items belong to the run's tasks from now on
             if not taken and pool is not None:  # this thread would go idle: take work
                 taken = _take_ready(app, cursor, found, pool)
         claims = taken  # committed: now they are this process's
     finally:
-        first_here = 1 if claims else 0
+        first_here = 1 if claims and not remote else 0
         _hand_over(app, pool, reserved, claims[first_here:],
                    loaded or flow_rows.Loaded(run, []), created)
-    return claims[:1]
+    return claims[:first_here]
 
 
 def _take_ready(app: Flask, cursor: RawCursor, found: flow_rows.Statements,

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Request, Response
 
 from host import executor
 
-from ..conftest import Hosted, Provider, build_hosted
+from ..conftest import Hosted, Provider, build_hosted, serve
 from .manifests import mailer, tracker
 
 
@@ -68,3 +68,9 @@ def flowhost(tmp_path: Path, provider: Provider) -> Iterator[Hosted]:
     yield built
     executor.stop(built.app)
     built.app.extensions["minihost.db"].engine.dispose()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Provider]:
+    """A real HTTP server on 127.0.0.1 that the tests' mini-apps call."""
+    yield from serve("127.0.0.1")

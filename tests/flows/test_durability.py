@@ -19,10 +19,11 @@ from werkzeug.wrappers import Response
 
 from host import create_app
 from host.db import get_database
+from host.executor import broker
 from host.services import accounts
 from host.services import instance as instance_service
 
-from ..conftest import REPO, make_config, serve
+from ..conftest import REPO, make_config
 from .manifests import mailer, tracker
 
 WORKER = Path(__file__).with_name("host_process.py")
@@ -51,11 +52,6 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.communicate()
 
 
-@pytest.fixture
-def upstream():
-    yield from serve("127.0.0.1")
-
-
 @pytest.fixture(autouse=True)
 def dispose_engines():
     """Every app a test here made lets go of its connections at the end."""
@@ -64,6 +60,7 @@ def dispose_engines():
     yield
     for app in made:
         get_database(app).engine.dispose()
+        broker.close(app)
 
 
 def setup_host(tmp_path: Path, upstream, database: str) -> tuple[dict, object, str]:

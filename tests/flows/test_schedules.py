@@ -18,9 +18,9 @@ from host.flows.schedule import parse_schedule, plan_ticks
 from host.services import schedules
 from host.services.flows import CLOCK
 
-from .test_durability import dispose_engines, host_process, setup_host, stop, upstream
+from .test_durability import dispose_engines, host_process, setup_host, stop
 
-__all__ = ["dispose_engines", "upstream"]  # fixtures the two-process test uses
+__all__ = ["dispose_engines"]  # the fixture the two-process test uses
 
 BERLIN = "Europe/Berlin"
 
