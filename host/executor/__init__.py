@@ -60,12 +60,16 @@ SEND_POLL_SECONDS = 1.0
 TIMER_SECONDS = 2.0  # how often expired claims and deadlines are looked for
 LEASE_MARGIN = 10.0  # seconds past an attempt's own deadline before its claim expires
 BATCH = 32
-# A ready task whose message went to the broker: its holder is this, its lease the
-# moment another process may send it again (a message lost with a broker that keeps
-# nothing, or with a process killed between its commit and the send). A copy sent
-# while the first still waits in a long queue costs a claim that finds nothing.
+# A ready task whose message went to the broker: its holder is ``broker:<sends>``, its
+# lease the moment another process may send it again — a message lost with a broker
+# that keeps nothing, with a process killed between its commit and the send, or with
+# a worker killed after taking it but before claiming it (Redis would give it again
+# only after its visibility timeout). A copy sent while the first still waits in a
+# long queue costs a claim that finds nothing; the wait doubles with each send
+# (10 s, 20 s, 40 s … at most 10 min), so a deep queue gets few copies.
 SENT = "broker"
-RESEND_SECONDS = 60.0
+RESEND_SECONDS = 10.0
+RESEND_MAX_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +147,7 @@ def _statements(app: Flask) -> _Statements:
                         started_at=bindparam("now"), current_run=bindparam("run")),
                 dialect, (), {"lease": moment, "now": moment}),
             sendable=Prepared(
-                select(TaskRun.id, TaskRun.attempt, TaskRun.flow_run_id)
+                select(TaskRun.id, TaskRun.attempt, TaskRun.flow_run_id, TaskRun.holder)
                 .where(TaskRun.status == bindparam("ready"), TaskRun.ready_at <= bindparam("now"),
                        or_(TaskRun.holder.is_(None), TaskRun.lease_expires_at < bindparam("now")))
                 .order_by(TaskRun.ready_at).limit(bindparam("limit")),
@@ -158,7 +162,7 @@ def _statements(app: Flask) -> _Statements:
             unmark=Prepared(
                 update(TaskRun)
                 .where(TaskRun.id == bindparam("task"), TaskRun.status == bindparam("ready"),
-                       TaskRun.holder == bindparam("sent"))
+                       TaskRun.holder.like(bindparam("sent")))
                 .values(holder=None, lease_expires_at=None),
                 dialect, (), {}))
         app.extensions["minihost.executor_statements"] = found
@@ -208,9 +212,14 @@ def claim_on(cursor: RawCursor, app: Flask, found: list[tuple[str, int, str]],
     return taken
 
 
-def mark_sent(now: datetime) -> tuple[str, datetime]:
-    """The holder and lease of a ready task whose message is being sent ``now``."""
-    return SENT, now + timedelta(seconds=RESEND_SECONDS)
+def mark_sent(now: datetime, previous: str | None = None) -> tuple[str, datetime]:
+    """The holder and lease of a ready task whose message is being sent ``now``, after
+    the sends ``previous`` (its holder) counts."""
+    sends = 0
+    if previous and previous.startswith(SENT + ":") and previous[len(SENT) + 1:].isdigit():
+        sends = int(previous[len(SENT) + 1:])
+    wait = min(RESEND_SECONDS * 2 ** min(sends, 16), RESEND_MAX_SECONDS)
+    return f"{SENT}:{sends + 1}", now + timedelta(seconds=wait)
 
 
 def send_ready(app: Flask, found: Sender, limit: int = BATCH) -> int:
@@ -225,10 +234,10 @@ def send_ready(app: Flask, found: Sender, limit: int = BATCH) -> int:
                                                     "limit": limit})
     if not rows:
         return 0
-    name, lease = mark_sent(now)
     taken: list[Ready] = []
     with database.raw() as cursor:
-        for task, attempt, run in rows:
+        for task, attempt, run, previous in rows:
+            name, lease = mark_sent(now, previous)
             if cursor.execute(statements.mark_sent, {
                     "task": task, "ready": "ready", "previous": attempt, "now": now,
                     "sent": name, "lease": lease}):
@@ -252,10 +261,10 @@ def send(app: Flask, found: Sender, items: list[Ready]) -> None:
             with get_database(app).raw() as cursor:
                 for task, _attempt, _run in items:
                     cursor.execute(statements.unmark, {"task": task, "ready": "ready",
-                                                       "sent": SENT})
+                                                       "sent": SENT + ":%"})
         except SQLAlchemyError:
             logger.exception("could not unmark unsent tasks; they are sent again within "
-                             "%d s", RESEND_SECONDS)
+                             "%d s", RESEND_MAX_SECONDS)
 
 
 def take_ready(app: Flask, cursor: RawCursor, lease_for: LeaseFor) -> Claim | None:

@@ -29,7 +29,6 @@ from typing import Any
 from flask import Flask
 
 from ..errors import ConfigError
-
 from ..processes import holder
 from . import Ready, Sender, claim, get_executor, set_sender
 

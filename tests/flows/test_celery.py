@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
+import requests
 from sqlalchemy import create_engine, text
 from werkzeug.wrappers import Response
 
@@ -15,7 +17,7 @@ from host import create_app
 from .test_durability import dispose_engines, setup_host, wait_all
 
 __all__ = ["dispose_engines"]  # the fixture the processes' tests use
-from .workers import broker_config, start_worker, stop, write_config
+from .workers import broker_config, kill_9, start_host, start_worker, stop, write_config
 
 THREE_TASKS = {"key": "three", "title": "Three tasks", "tasks": {
     "issue": {"connection": "linear", "action": "createIssue",
@@ -57,7 +59,7 @@ def celery_host(tmp_path, upstream, database, kind):
     """A host on ``database`` with a broker of ``kind``: its configuration written for
     the workers, and an app of the test's that starts runs (and sends their tasks)."""
     config, app, token = setup_host(tmp_path, upstream, database)
-    config = {**config, **broker_config(kind), "FLOW_WORKERS": 4}
+    config = {**config, **broker_config(kind), "FLOW_WORKERS": 4, "API_RATE_LIMIT": 0}
     write_config(tmp_path, config)
     app = create_app(config, instance_path=tmp_path)
     setup_host.made.append(app)  # type: ignore[attr-defined]
@@ -87,3 +89,105 @@ def test_runs_go_to_a_worker_and_each_task_runs_once(tmp_path, upstream, postgre
     # The worker ran every attempt: two messages a run (the map task runs with its run's
     # decision), none twice.
     assert worker.log.read_text().count("succeeded in") == 40
+
+
+def settled(app, token, run_ids, seconds=120):
+    """Wait until every run has ended or waits only on a person (an ``unknown`` task
+    and nothing ready or running); the runs as the API gives them."""
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + seconds
+    pending = set(run_ids)
+    runs: dict[str, dict] = {}
+    while pending and time.monotonic() < deadline:
+        for run_id in sorted(pending):
+            run = client.get(f"/api/v1/flow-runs/{run_id}", headers=headers).get_json()
+            runs[run_id] = run
+            states = {task["status"] for task in run["tasks"]}
+            if run["status"] not in ("queued", "running") or (
+                    "unknown" in states and not states & {"ready", "running"}):
+                pending.discard(run_id)
+        if pending:
+            time.sleep(0.2)
+    assert not pending, {run_id: [(t["key"], t["status"]) for t in runs[run_id]["tasks"]]
+                         for run_id in sorted(pending)[:5]}
+    return runs
+
+
+def test_kill_9_workers_during_200_runs_loses_and_doubles_nothing(tmp_path, upstream,
+                                                                   postgres):
+    """Two host processes and two workers on PostgreSQL and Redis; a worker is killed
+    with ``kill -9`` every 1.5 s (and another started) while 200 runs go through."""
+    # What the provider received, and the effects it had: like a real provider, it
+    # creates one issue per Idempotency-Key, whatever the number of calls carrying it.
+    calls: dict[str, list[str]] = {"/issues": [], "/mail": []}
+    effects: dict[str, dict[str, str]] = {"/issues": {}, "/mail": {}}
+    lock = threading.Lock()
+
+    def effect(field):
+        def answer(request):
+            time.sleep(0.01)  # a provider takes a moment: kills land mid-request too
+            value = json.loads(request.get_data())[field]
+            with lock:
+                calls[request.path].append(value)
+                key = request.headers.get("Idempotency-Key") or f"call-{len(calls[request.path])}"
+                effects[request.path].setdefault(key, value)
+            return Response(json.dumps({"id": "ISS-1", "url": "u"}),
+                            mimetype="application/json")
+        return answer
+
+    upstream.route("/issues", effect("title"))
+    upstream.route("/mail", effect("subject"))
+    config, app, token = celery_host(tmp_path, upstream, postgres, "redis")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().post("/api/v1/flows", json=THREE_TASKS,
+                                  headers=headers).status_code == 201
+    hosts = [start_host(tmp_path) for _ in range(2)]
+    workers = [start_worker(tmp_path, concurrency=2) for _ in range(2)]
+    kills = {"n": 0}
+    done = threading.Event()
+
+    def killer():
+        index = 0
+        while not done.wait(1.5):
+            kill_9(workers[index])
+            kills["n"] += 1
+            workers[index] = start_worker(tmp_path, concurrency=2)
+            index = 1 - index
+
+    thread = threading.Thread(target=killer, daemon=True)
+    try:
+        thread.start()
+        session = requests.Session()
+        ids = []
+        for n in range(200):
+            port = hosts[n % 2][1]
+            answer = session.post(f"http://127.0.0.1:{port}/api/v1/flows/three/runs",
+                                  json={"n": str(n)}, headers=headers, timeout=30)
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+        began = time.monotonic()
+        runs = settled(app, token, ids)
+        print(f"settled in {time.monotonic() - began:.1f} s")
+        done.set()
+        thread.join(timeout=30)
+    finally:
+        done.set()
+        for process in [*workers, *(host for host, _ in hosts)]:
+            stop(process)
+    by_input = {run["input"]["n"]: run for run in runs.values()}
+    succeeded = [n for n, run in by_input.items() if run["status"] == "succeeded"]
+    unknown = [n for n, run in by_input.items()
+               if any(task["status"] == "unknown" for task in run["tasks"])]
+    made = {path: list(found.values()) for path, found in effects.items()}
+    doubled = [n for path in made for n in set(made[path]) if made[path].count(n) > 1]
+    lost = sorted(set(by_input) - set(succeeded) - set(unknown), key=int)
+    repeated = len(calls["/issues"]) - len(made["/issues"])
+    print(f"\nchaos: 200 runs, {kills['n']} kill -9, {len(succeeded)} succeeded, "
+          f"{len(unknown)} unknown, {len(lost)} lost, {len(doubled)} doubled; "
+          f"{repeated} issue call(s) repeated under their Idempotency-Key")
+    assert kills["n"] >= 2
+    assert (lost, doubled) == ([], [])
+    for n in succeeded:  # each side effect of a run that succeeded happened exactly once
+        assert made["/issues"].count(n) == 1
+        assert calls["/mail"].count(n) == 1  # no key: never sent twice

@@ -109,3 +109,25 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         kill_9(process)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def start_host(instance: Path) -> tuple[subprocess.Popen[str], int]:
+    """A host process serving HTTP on ``instance`` (its ``minihost.cfg``); its port."""
+    import json
+
+    script = Path(__file__).with_name("host_process.py")
+    settings = {"repo": str(REPO), "instance": str(instance), "serve": True}
+    log = instance / f"host-{secrets.token_hex(3)}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, str(script), json.dumps(settings)],
+                                   stdout=subprocess.PIPE, stderr=output, text=True,
+                                   env=environment(), start_new_session=True)
+    process.log = log  # type: ignore[attr-defined]
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("ready "):
+        kill_9(process)
+        raise AssertionError(log.read_text())
+    return process, int(line.split()[1])
