@@ -60,6 +60,10 @@ def celery_for(app: Flask) -> Any:
 
     url = app.config["CELERY_BROKER_URL"]
     celery = Celery("minihost", broker=url, set_as_current=False)
+    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_SECONDS}
+    if url.startswith(("redis", "rediss")):  # CLIENT LIST tells whose connection is whose
+        role = "worker" if _WORKER else "host"
+        transport["client_name"] = f"minihost-{role}:{app.config['CELERY_QUEUE']}"
     celery.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -68,7 +72,7 @@ def celery_for(app: Flask) -> Any:
         result_backend=None,
         task_soft_time_limit=SOFT_LIMIT_SECONDS,
         task_time_limit=HARD_LIMIT_SECONDS,
-        broker_transport_options={"visibility_timeout": VISIBILITY_SECONDS},
+        broker_transport_options=transport,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=4,
@@ -141,7 +145,7 @@ def queue_depth(app: Flask) -> int | None:
 # -- the worker --------------------------------------------------------------------------
 
 _WORKER: dict[str, Any] = {}  # the Flask app of this worker (a pool process inherits it)
-_STATE = {"running": False, "stop": False}
+_STATE: dict[str, Any] = {"running": False, "stop": False, "previous": signal.SIG_DFL}
 
 
 def _attempt(task_run_id: str, attempt: int, flow_run_id: str) -> None:
@@ -149,6 +153,7 @@ def _attempt(task_run_id: str, attempt: int, flow_run_id: str) -> None:
     (run, cancelled, taken again) claims nothing and is done."""
     app: Flask = _WORKER["app"]
     handler, lease_for, _timers = app.extensions["minihost.executor_setup"]
+    _guard_termination()
     with app.app_context():
         for claimed in claim(app, [(task_run_id, int(attempt), flow_run_id)], lease_for):
             _STATE["running"] = True
@@ -156,6 +161,17 @@ def _attempt(task_run_id: str, attempt: int, flow_run_id: str) -> None:
                 handler(app, claimed)
             finally:
                 _STATE["running"] = False
+    if _STATE["stop"]:
+        _terminate_now()
+
+
+def _guard_termination() -> None:
+    """Install :func:`_on_terminate` (the pool installs its own handler after a pool
+    process starts, so it is installed here, by the first attempt)."""
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_terminate:
+        _STATE["previous"] = current
+        signal.signal(signal.SIGTERM, _on_terminate)
 
 
 def _on_terminate(signum: int, frame: Any) -> None:
@@ -165,14 +181,14 @@ def _on_terminate(signum: int, frame: Any) -> None:
     if _STATE["running"]:
         _STATE["stop"] = True
         return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _terminate_now()
+
+
+def _terminate_now() -> None:
+    """End as the pool would have on the signal (its handler exits cleanly)."""
+    previous = _STATE["previous"]
+    signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _after_task(**_: Any) -> None:
-    if _STATE["stop"]:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _pool_process_started(**_: Any) -> None:
@@ -185,7 +201,6 @@ def _pool_process_started(**_: Any) -> None:
 
     app: Flask = _WORKER["app"]
     get_database(app).engine.dispose(close=False)
-    signal.signal(signal.SIGTERM, _on_terminate)
     if getattr(current_process(), "index", 0) == 0:
         with app.app_context():
             get_executor(app)
@@ -198,10 +213,9 @@ def run_worker(app: Flask, concurrency: int, name: str | None = None,
     processes, each running one attempt at a time."""
     from celery import signals
 
-    celery = celery_for(app)
     _WORKER["app"] = app
+    celery = celery_for(app)
     signals.worker_process_init.connect(_pool_process_started, weak=False)
-    signals.task_postrun.connect(_after_task, weak=False)
     if ready is not None:
         signals.worker_ready.connect(lambda **_: ready(), weak=False)
     hostname = name or f"minihost-{holder().replace('|', '-')}@%h"

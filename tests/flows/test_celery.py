@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import redis
 import requests
 from sqlalchemy import create_engine, text
 from werkzeug.wrappers import Response
@@ -114,10 +115,10 @@ def settled(app, token, run_ids, seconds=120):
     return runs
 
 
-def test_kill_9_workers_during_200_runs_loses_and_doubles_nothing(tmp_path, upstream,
-                                                                   postgres):
-    """Two host processes and two workers on PostgreSQL and Redis; a worker is killed
-    with ``kill -9`` every 1.5 s (and another started) while 200 runs go through."""
+def chaos(tmp_path, upstream, postgres, fault, runs=200):
+    """Two host processes and two workers (concurrency 2) on PostgreSQL and Redis run
+    ``runs`` three-task runs while ``fault(workers)`` strikes every second. Returns
+    what the upstream saw, by run: succeeded, unknown, lost, doubled."""
     # What the provider received, and the effects it had: like a real provider, it
     # creates one issue per Idempotency-Key, whatever the number of calls carrying it.
     calls: dict[str, list[str]] = {"/issues": [], "/mail": []}
@@ -126,7 +127,7 @@ def test_kill_9_workers_during_200_runs_loses_and_doubles_nothing(tmp_path, upst
 
     def effect(field):
         def answer(request):
-            time.sleep(0.01)  # a provider takes a moment: kills land mid-request too
+            time.sleep(0.02)  # a provider takes a moment: faults land mid-request too
             value = json.loads(request.get_data())[field]
             with lock:
                 calls[request.path].append(value)
@@ -144,38 +145,35 @@ def test_kill_9_workers_during_200_runs_loses_and_doubles_nothing(tmp_path, upst
                                   headers=headers).status_code == 201
     hosts = [start_host(tmp_path) for _ in range(2)]
     workers = [start_worker(tmp_path, concurrency=2) for _ in range(2)]
-    kills = {"n": 0}
+    faults = {"n": 0}
     done = threading.Event()
 
-    def killer():
-        index = 0
-        while not done.wait(1.5):
-            kill_9(workers[index])
-            kills["n"] += 1
-            workers[index] = start_worker(tmp_path, concurrency=2)
-            index = 1 - index
+    def strike():
+        while not done.wait(1.0):
+            fault(tmp_path, config, workers)
+            faults["n"] += 1
 
-    thread = threading.Thread(target=killer, daemon=True)
+    thread = threading.Thread(target=strike, daemon=True)
     try:
         thread.start()
         session = requests.Session()
         ids = []
-        for n in range(200):
+        for n in range(runs):
             port = hosts[n % 2][1]
             answer = session.post(f"http://127.0.0.1:{port}/api/v1/flows/three/runs",
                                   json={"n": str(n)}, headers=headers, timeout=30)
             assert answer.status_code == 202, answer.text
             ids.append(answer.json()["id"])
         began = time.monotonic()
-        runs = settled(app, token, ids)
-        print(f"settled in {time.monotonic() - began:.1f} s")
+        found = settled(app, token, ids)
+        seconds = time.monotonic() - began
         done.set()
         thread.join(timeout=30)
     finally:
         done.set()
         for process in [*workers, *(host for host, _ in hosts)]:
             stop(process)
-    by_input = {run["input"]["n"]: run for run in runs.values()}
+    by_input = {run["input"]["n"]: run for run in found.values()}
     succeeded = [n for n, run in by_input.items() if run["status"] == "succeeded"]
     unknown = [n for n, run in by_input.items()
                if any(task["status"] == "unknown" for task in run["tasks"])]
@@ -183,11 +181,46 @@ def test_kill_9_workers_during_200_runs_loses_and_doubles_nothing(tmp_path, upst
     doubled = [n for path in made for n in set(made[path]) if made[path].count(n) > 1]
     lost = sorted(set(by_input) - set(succeeded) - set(unknown), key=int)
     repeated = len(calls["/issues"]) - len(made["/issues"])
-    print(f"\nchaos: 200 runs, {kills['n']} kill -9, {len(succeeded)} succeeded, "
-          f"{len(unknown)} unknown, {len(lost)} lost, {len(doubled)} doubled; "
-          f"{repeated} issue call(s) repeated under their Idempotency-Key")
-    assert kills["n"] >= 2
+    print(f"\nchaos ({fault.__name__}): {runs} runs, {faults['n']} faults, "
+          f"{len(succeeded)} succeeded, {len(unknown)} unknown, {len(lost)} lost, "
+          f"{len(doubled)} doubled; {repeated} issue call(s) repeated under their "
+          f"Idempotency-Key; settled {seconds:.1f} s after the last start")
+    assert faults["n"] >= 2
     assert (lost, doubled) == ([], [])
     for n in succeeded:  # each side effect of a run that succeeded happened exactly once
         assert made["/issues"].count(n) == 1
         assert calls["/mail"].count(n) == 1  # no key: never sent twice
+    return {"succeeded": len(succeeded), "unknown": len(unknown)}
+
+
+def kill_9_a_worker(instance, config, workers):
+    """``kill -9`` one worker (in turn) and start another in its place."""
+    index = getattr(kill_9_a_worker, "next", 0)
+    kill_9(workers[index])
+    workers[index] = start_worker(instance, concurrency=2)
+    kill_9_a_worker.next = 1 - index  # type: ignore[attr-defined]
+
+
+def drop_broker_connections(instance, config, workers):
+    """Drop every broker connection of this test's workers, as a broker restart does
+    (Redis itself is shared by the machine: it is not restarted)."""
+    client = redis.Redis.from_url(config["CELERY_BROKER_URL"])
+    try:
+        name = f"minihost-worker:{config['CELERY_QUEUE']}"
+        for entry in client.client_list():
+            if entry.get("name") == name:
+                client.client_kill_filter(_id=entry["id"])
+    finally:
+        client.close()
+
+
+def test_kill_9_workers_during_200_runs_loses_and_doubles_nothing(tmp_path, upstream,
+                                                                   postgres):
+    chaos(tmp_path, upstream, postgres, kill_9_a_worker)
+
+
+def test_dropped_broker_connections_lose_and_double_nothing(tmp_path, upstream, postgres):
+    outcome = chaos(tmp_path, upstream, postgres, drop_broker_connections)
+    # An attempt Celery cancels on the lost connection finishes its request first: no
+    # side effect is left unknown by a broker restart.
+    assert outcome == {"succeeded": 200, "unknown": 0}
