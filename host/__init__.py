@@ -30,7 +30,7 @@ def create_app(
     from .api import init_app as init_api
     from .auth import types as auth_types
     from .executor import broker
-    from .services import catalog, data_sources, events, flow_runs, runs, schedules
+    from .services import catalog, data_sources, events, flow_runs, runs, schedules, tokens
     from .web import init_app as init_web
 
     instance = Path(instance_path) if instance_path else config_module.default_instance_path()
@@ -48,6 +48,6 @@ def create_app(
     plugins.register_extensions(app)
     runs.init_app(app)
     flow_runs.init_app(app, timers=[schedules.fire_due, events.dispatch_pending,
-                                    data_sources.sync_due])
+                                    data_sources.sync_due, tokens.refresh_due])
     broker.init_app(app)
     return app

@@ -28,6 +28,7 @@ from .services import accounts, flow_runs
 from .services import catalog as catalog_service
 from .services import clients as clients_service
 from .services import instance as instance_service
+from .services import workers as workers_service
 from .version import __version__
 
 
@@ -218,6 +219,39 @@ def worker(concurrency: int, name: str | None) -> None:
                f"(instance {app.instance_path})")
     broker.run_worker(app, concurrency, name=name, loglevel=app.config["LOG_LEVEL"],
                       ready=lambda: click.echo("ready: taking flow tasks from the broker"))
+
+
+@cli.group()
+def workers() -> None:
+    """The Celery workers that run flow tasks."""
+
+
+@workers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="The JSON of /-/workers.json.")
+@with_appcontext
+def workers_list(as_json: bool) -> None:
+    """Each worker heard of in the last day, what it runs now, and the queue."""
+    found = workers_service.overview(current_app)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if found["executor"] == "in-process":
+        click.echo("No broker is configured (CELERY_BROKER_URL): host processes run flow "
+                   "tasks themselves.")
+        return
+    queued = "the broker does not answer" if found["queued"] is None else \
+        f"{found['queued']} waiting"
+    click.echo(f"queue {found['queue']}: {queued}")
+    if not found["workers"]:
+        click.echo("No worker has answered in the last day: start one with `minihost worker`.")
+    for worker in found["workers"]:
+        state = "answering" if worker["alive"] else "silent"
+        click.echo(f"{worker['name']}  {state}  {len(worker['running'])}/"
+                   f"{worker['concurrency']} running  last heard {worker['seenAt']}  "
+                   f"pid {worker['pid']} on {worker['hostname']}")
+        for task in worker["running"]:
+            click.echo(f"    {task['task']} of flow run {task['flowRun']} since "
+                       f"{task['startedAt']}")
 
 
 def _demo_app(host: str, port: int) -> Flask:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -316,6 +317,12 @@ class Installation(Base):
     lease_expires_at: Mapped[datetime | None]
     refresh_started_at: Mapped[datetime | None]
     row_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The provider answered 429 asking to wait this long: no flow task of this
+    # installation starts before (FLOWS.md §8).
+    paused_until: Mapped[datetime | None]
+    # When the stored access token expires (from its ``expiresAt``), in the clear so
+    # timers find tokens to renew without decrypting every installation.
+    token_expires_at: Mapped[datetime | None] = mapped_column(index=True)
 
     def as_dict(self) -> dict[str, Any]:
         """The installation as the API and plugins see it: never a credential value,
@@ -707,6 +714,32 @@ class EventRun(Base):
     flow_run_id: Mapped[str | None] = mapped_column(ID)
     error: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboundPace(Base):
+    """The shared pacing of one installation's (or mini-app's) requests under its
+    manifest's ``rateLimit``: the theoretical arrival time (epoch seconds) of the
+    next request, as the generic cell rate algorithm keeps it."""
+
+    __tablename__ = "outbound_pace"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float)
+
+
+class Worker(Base):
+    """A ``minihost worker`` that answered recently: written by the worker every few
+    seconds, read by ``/healthz`` and the workers page."""
+
+    __tablename__ = "worker"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class DataSourceState(Base):

@@ -48,9 +48,10 @@ from .engine import ChainResult, Context, run_chain
 from .engine.chain import Persist
 from .engine.redact import secret_values
 from .engine.render import operator_client
-from .errors import Bug, MinihostError, run_error
+from .errors import Bug, MinihostError, RateLimited, run_error
 from .manifest import Manifest, Request
 from .outbound import client_for, hooks_for
+from .pacing import Paced, PaceExceeded, pace_key, pause
 from .plugins import get_plugins
 from .processes import holder
 
@@ -188,15 +189,18 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
                 seconds=max(0.0, deadline - time.monotonic()) + LEASE_MARGIN)},
             *_count_use(statements, run))
     secrets = tuple(step.secrets)
+    hooks = hooks_for(app, manifest.name, recorded_id, lambda: secret_values(
+        ctx.credentials, ctx.client.get("clientSecret"), ctx.client.get("clientBasicAuth"),
+        *secrets))
+    if manifest.rate_limit is not None and not sandbox:
+        hooks = Paced(hooks, app, pace_key(manifest.rate_limit, manifest.name, installation.id),
+                      manifest.rate_limit, deadline)
     try:
         result = run_chain(
             step.requests, ctx, client_for(app, sandbox), allowed_hosts=manifest.allowed_hosts,
             deadline=deadline, persist=step.persist, follow_redirects=step.follow_redirects,
             refresh=renew, refresh_on=manifest.auth.refresh_on, extra_secrets=secrets,
-            stop=step.stop, pages_items=step.pages_items,
-            hooks=hooks_for(app, manifest.name, recorded_id, lambda: secret_values(
-                ctx.credentials, ctx.client.get("clientSecret"),
-                ctx.client.get("clientBasicAuth"), *secrets)))
+            stop=step.stop, pages_items=step.pages_items, hooks=hooks)
     except MinihostError as error:
         # A renewal that needs a reconnect, say: recorded as the run's failure.
         result = ChainResult(ok=False, error=error)
@@ -206,6 +210,10 @@ def _execute(app: Flask, step: Step, ctx: Context, sandbox: bool, deadline: floa
         result = ChainResult(ok=False, error=Bug(
             "the run stopped on an internal error, which was logged for the operator; "
             "try again, and tell the operator if it happens again"))
+    failure = result.error
+    if isinstance(failure, RateLimited) and failure.retry_after and failure.http_status == 429 \
+            and not sandbox and not isinstance(failure, PaceExceeded):
+        pause(app, installation.id, failure.retry_after)
     if run is not None:
         _settle(run, result, step.persist)
         if not step.defer_finish:

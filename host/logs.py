@@ -9,6 +9,11 @@ instead of adding a second one, so every record is written once.
 ``time`` (UTC, ISO 8601), ``level``, ``logger`` and ``message`` (and
 ``exception`` when a traceback is attached), for log collectors.
 
+Work that belongs to a flow run says so: what is logged while a task attempt runs
+(:func:`context`) carries ``flowRun``, ``taskRun``, ``task`` and ``attempt`` — as
+fields in ``json``, in brackets after the message in ``text`` — whichever process,
+host or worker, runs it.
+
 Secrets are kept out before a record is made, never by the formatter: the
 development server's access log drops OAuth codes and hook tokens from URLs
 (``host.cli``), plugin failures are redacted before they are logged, urllib3's
@@ -22,8 +27,11 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from flask import Flask
 
@@ -33,6 +41,33 @@ HANDLER_NAME = "minihost"
 QUIET_BELOW_DEBUG = ("alembic",)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("minihost_log_context", default=None)
+
+
+@contextmanager
+def context(**fields: Any) -> Iterator[None]:
+    """Records logged inside carry ``fields`` (the flow run and task an attempt is
+    for)."""
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class TextFormatter(logging.Formatter):
+    """The text line, with the record's context in brackets after the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = _CONTEXT.get()
+        if not fields:
+            return line
+        head, _, tail = line.partition("\n")
+        shown = " ".join(f"{key}={value}" for key, value in fields.items())
+        return f"{head} [{shown}]" + (f"\n{tail}" if tail else "")
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +83,9 @@ class JsonFormatter(logging.Formatter):
             # werkzeug colours its access log for terminals; a JSON reader wants text.
             "message": _TERMINAL_STYLE.sub("", record.getMessage()),
         }
+        fields = _CONTEXT.get()
+        if fields:
+            document.update(fields)
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -75,7 +113,7 @@ def init_app(app: Flask) -> None:
     if app.config["LOG_FORMAT"] == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for previous in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(previous)

@@ -11,14 +11,23 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["holder", "holder_dead"]
+__all__ = ["holder", "holder_dead", "set_label"]
 
 _HOST = socket.gethostname()[:24]
+_LABEL = {"text": ""}
 
 
-def holder() -> str:
-    """This process, as a lease names it (read each time: a fork has a new pid)."""
-    return f"{_HOST}|{os.getpid()}"
+def set_label(label: str) -> None:
+    """Name what this process belongs to (a worker's pool process: its worker), so a
+    lease it holds says whose it is."""
+    _LABEL["text"] = label
+
+
+def holder(labelled: bool = True) -> str:
+    """This process, as a lease names it (read each time: a fork has a new pid), with
+    its label after a second ``|`` when it has one; at most 64 characters."""
+    label = _LABEL["text"] if labelled else ""
+    return f"{_HOST}|{os.getpid()}|{label}"[:64] if label else f"{_HOST}|{os.getpid()}"
 
 
 def holder_dead(name: str) -> bool:

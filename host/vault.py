@@ -31,6 +31,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +193,16 @@ def _installation_binding(installation: Installation) -> dict[str, str]:
 
 
 def store_credentials(app: Flask, installation: Installation, credentials: dict[str, Any]) -> None:
-    """Encrypt ``credentials`` onto the row (the caller commits)."""
+    """Encrypt ``credentials`` onto the row (the caller commits), and note in the clear
+    when its access token expires."""
     binding = _installation_binding(installation)
     installation.credentials = encrypt(app, credentials, binding)
     installation.credential_keys = sorted(credentials)
+    expires = credentials.get("expiresAt")
+    installation.token_expires_at = (
+        datetime.fromtimestamp(expires, UTC)
+        if isinstance(expires, (int, float)) and not isinstance(expires, bool)
+        and 0 < expires < 32503680000 else None)
 
 
 def read_credentials(

@@ -153,7 +153,8 @@ class Keeper:
 def _owner() -> str:
     """Who holds a lease: the process (so a dead holder can be recognised), then the
     thread and a counter (so each attempt is its own)."""
-    return f"{holder()}|{threading.get_ident() % 10**6}|{time.monotonic_ns() % 10**12}"
+    return (f"{holder(labelled=False)}|{threading.get_ident() % 10**6}|"
+            f"{time.monotonic_ns() % 10**12}")
 
 
 def _break_lease(app: Flask, installation_id: str, owner: str) -> None:

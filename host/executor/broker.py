@@ -23,13 +23,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 
+from ..db import Worker, get_database, utcnow
 from ..errors import ConfigError
-from ..processes import holder
+from ..processes import set_label
+from ..version import __version__
 from . import Ready, Sender, claim, get_executor, set_sender
 
 __all__ = ["CeleryDispatch", "celery_for", "close", "init_app", "queue_depth",
@@ -45,6 +48,7 @@ HARD_LIMIT_SECONDS = 120
 # Redis gives an unacknowledged message to another worker after this long: above the
 # hard limit, so a message is only given again when its worker is really gone.
 VISIBILITY_SECONDS = 600
+BEAT_SECONDS = 5.0  # how often a worker says it is alive
 # A send that cannot reach the broker gives up quickly: the request that started a
 # run must not hang, and the executor loop sends the task again.
 SEND_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
@@ -201,9 +205,33 @@ def _pool_process_started(**_: Any) -> None:
 
     app: Flask = _WORKER["app"]
     get_database(app).engine.dispose(close=False)
+    set_label(_WORKER["name"])
     if getattr(current_process(), "index", 0) == 0:
+        handler, lease_for, timers = app.extensions["minihost.executor_setup"]
+        app.extensions["minihost.executor_setup"] = (handler, lease_for, [*timers, beat])
         with app.app_context():
             get_executor(app)
+
+
+def beat(app: Flask) -> None:
+    """Say this worker is alive (every few seconds, from its first pool process):
+    what ``/healthz`` and the workers page count."""
+    now = utcnow()
+    last = _WORKER.get("beaten")
+    if last is not None and (now - last).total_seconds() < BEAT_SECONDS:
+        return
+    _WORKER["beaten"] = now
+    values = {"hostname": socket.gethostname(), "pid": os.getppid(),
+              "concurrency": _WORKER["concurrency"], "version": __version__, "seen_at": now}
+    with get_database(app).transaction() as db:
+        found = db.get(Worker, _WORKER["name"])
+        if found is None:
+            db.add(Worker(name=_WORKER["name"], started_at=now, **values))
+        else:
+            if found.pid != values["pid"]:  # a worker started again under its name
+                found.started_at = now
+            for key, value in values.items():
+                setattr(found, key, value)
 
 
 def run_worker(app: Flask, concurrency: int, name: str | None = None,
@@ -213,13 +241,13 @@ def run_worker(app: Flask, concurrency: int, name: str | None = None,
     processes, each running one attempt at a time."""
     from celery import signals
 
-    _WORKER["app"] = app
+    name = name or f"minihost-{os.getpid()}@{socket.gethostname()}"
+    _WORKER.update(app=app, name=name, concurrency=concurrency)
     celery = celery_for(app)
     signals.worker_process_init.connect(_pool_process_started, weak=False)
     if ready is not None:
         signals.worker_ready.connect(lambda **_: ready(), weak=False)
-    hostname = name or f"minihost-{holder().replace('|', '-')}@%h"
-    argv = ["worker", f"--concurrency={concurrency}", "--pool=prefork", f"--hostname={hostname}",
+    argv = ["worker", f"--concurrency={concurrency}", "--pool=prefork", f"--hostname={name}",
             f"--queues={app.config['CELERY_QUEUE']}", f"--loglevel={loglevel}", "--without-mingle",
             "--without-gossip"]
     celery.worker_main(argv=argv)

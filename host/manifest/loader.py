@@ -46,6 +46,7 @@ from .model import (
     Expect,
     Manifest,
     ObjectMapping,
+    RateLimit,
     Request,
     Source,
     Webhooks,
@@ -420,6 +421,10 @@ def compile_manifest(
         data_sources=MappingProxyType({
             name: _compile_data_source(name, spec)
             for name, spec in _obj(doc.get("dataSources")).items()}),
+        rate_limit=RateLimit(int(doc["rateLimit"]["requests"]),
+                             float(doc["rateLimit"]["perSeconds"]),
+                             doc["rateLimit"].get("scope", "installation"))
+        if "rateLimit" in doc else None,
     )
 
 

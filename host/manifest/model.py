@@ -101,6 +101,21 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """``rateLimit``: at most ``requests`` in any ``per_seconds``, counted per
+    installation or for the whole mini-app (``scope``)."""
+
+    requests: int
+    per_seconds: float
+    scope: str = "installation"
+
+    @property
+    def interval(self) -> float:
+        """Seconds between requests at the steady rate."""
+        return self.per_seconds / self.requests
+
+
+@dataclass(frozen=True, slots=True)
 class DataSource:
     """A collection kept in sync (FLOWS.md §6): its list request (pages followed), the
     records on each page, and each record's id and change time."""
@@ -207,6 +222,7 @@ class Manifest:
     uses_client: bool = False
     uses_client_secret: bool = False
     data_sources: Mapping[str, DataSource] = field(default_factory=lambda: EMPTY)
+    rate_limit: RateLimit | None = None
 
     @property
     def auth_type(self) -> str:

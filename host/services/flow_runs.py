@@ -32,7 +32,7 @@ from flask import Flask
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from .. import audit, executor
+from .. import audit, executor, logs
 from ..auth.refresh import Keeper
 from ..db import (
     DataSourceState,
@@ -70,7 +70,7 @@ from ..forms import validate
 from ..manifest import Manifest
 from ..principal import Principal
 from ..processes import holder, holder_dead
-from . import data_sources, flow_rows
+from . import data_sources, flow_rows, workers
 from . import flows as flow_service
 from .flow_rows import RunState, TaskState
 from .flows import FlowHead
@@ -485,7 +485,14 @@ def _safe_to_repeat(error: MinihostError | None, call: ActionCall) -> bool:
 
 def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     """Run one claimed attempt and record what came of it. Returns the claims its
-    outcome took for this process (the tasks it made ready)."""
+    outcome took for this process (the tasks it made ready). What is logged meanwhile
+    names the flow run, task run and attempt."""
+    with logs.context(flowRun=claim.flow_run_id or "", taskRun=claim.task_run_id,
+                      attempt=claim.attempt):
+        return _run_attempt(app, claim)
+
+
+def _run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     loaded: flow_rows.Loaded | None = claim.context
     if loaded is None:
         loaded = _read(app, claim)
@@ -541,6 +548,13 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
         return record("failed", None, _error(
             f"the installation {installation.name!r} is {installation.status}: "
             f"{installation.error or 'connect it again'}"), None)
+    paused = installation.paused_until
+    if paused is not None and paused > utcnow():
+        # The provider asked this installation to wait: the task waits too, without
+        # spending an attempt, in whichever process picks it up.
+        return record("ready", None, _error(
+            f"waiting until {paused.isoformat()}: the provider answered 429 for "
+            f"{installation.name!r} and asked to wait"), None, defer_until=paused)
     remaining = (run.deadline - utcnow()).total_seconds()
     deadline = time.monotonic() + max(0.0, min(call.timeout, remaining))
     actor = f"flow:{compiled.key}/{row.key}"
@@ -660,7 +674,8 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
             error: dict[str, Any] | None, retry_in: float | None,
             parameters: dict[str, Any] | None = None, *,
             compiled: CompiledFlow | None = None,
-            finish: tuple[Prepared, dict[str, Any]] | None = None) -> list[Claim]:
+            finish: tuple[Prepared, dict[str, Any]] | None = None,
+            defer_until: datetime | None = None) -> list[Claim]:
     """An attempt's outcome, and what it decides, in one transaction — with ``finish``,
     the attempt's action run row's outcome too — and the tasks it makes ready claimed
     for this process as far as it has threads free (this thread goes on with the first).
@@ -689,16 +704,21 @@ def _record(app: Flask, claim: Claim, run: RunState, key: str, status: str, outp
             if row is None or row.status != "running" or row.attempt != claim.attempt:
                 loaded = None
                 return []
-            if status != "cancelled" or flow_rows.recorded(cursor, found, claim.run_id):
-                row.runs = [*(row.runs or []), claim.run_id]
             if parameters is not None and row.item < 0:
                 row.input = parameters
-            if retry_in is not None and locked.status == "running":
-                row.status, row.error = "ready", error
-                row.ready_at = min(now + timedelta(seconds=retry_in), locked.deadline)
-                row.holder = row.lease_expires_at = None
+            if defer_until is not None:  # the attempt did not happen: ready again then
+                row.status, row.error, row.attempt = "ready", error, claim.attempt - 1
+                row.ready_at = min(defer_until, locked.deadline)
+                row.holder = row.lease_expires_at = row.current_run = None
             else:
-                _finish_row(row, status, now, output=output, error=error)
+                if status != "cancelled" or flow_rows.recorded(cursor, found, claim.run_id):
+                    row.runs = [*(row.runs or []), claim.run_id]
+                if retry_in is not None and locked.status == "running":
+                    row.status, row.error = "ready", error
+                    row.ready_at = min(now + timedelta(seconds=retry_in), locked.deadline)
+                    row.holder = row.lease_expires_at = None
+                else:
+                    _finish_row(row, status, now, output=output, error=error)
             if row.item >= 0:
                 _item_done(locked, compiled, row, loaded.tasks, now, created)
             elif locked.status == "running" and row.status in TERMINAL:
@@ -811,6 +831,7 @@ def prune(app: Flask, now: datetime | None = None, force: bool = False) -> int:
             db.execute(delete(FlowRun).where(FlowRun.id.in_(ids)))
         removed += len(ids)
     _prune_triggers(app, cutoff)
+    workers.prune(app)
     return removed
 
 

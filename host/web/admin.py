@@ -1,4 +1,4 @@
-"""Operator pages: OAuth clients, catalog errors and plugin problems."""
+"""Operator pages: OAuth clients, catalog errors, plugin problems and workers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..db import session as db_session
 from ..errors import ValidationError
 from ..identity import admin_required, require_principal
 from ..plugins import describe, get_plugins
-from ..services import catalog, clients
+from ..services import catalog, clients, workers
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 meta = Blueprint("meta", __name__, url_prefix="/-")
@@ -28,6 +28,19 @@ def plugin_page() -> str:
 @admin_required
 def plugin_json() -> dict[str, Any]:
     return describe(get_plugins(current_app))
+
+
+@meta.get("/workers")
+@admin_required
+def workers_page() -> str:
+    """The Celery workers, what each runs, and the queue (operators only)."""
+    return render_template("admin/workers.html", found=workers.overview(current_app))
+
+
+@meta.get("/workers.json")
+@admin_required
+def workers_json() -> dict[str, Any]:
+    return workers.overview(current_app)
 
 
 @blueprint.get("/")

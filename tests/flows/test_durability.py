@@ -63,9 +63,11 @@ def dispose_engines():
         broker.close(app)
 
 
-def setup_host(tmp_path: Path, upstream, database: str) -> tuple[dict, object, str]:
+def setup_host(tmp_path: Path, upstream, database: str,
+               tracker_extra: dict | None = None) -> tuple[dict, object, str]:
     apps = tmp_path / "apps"
-    for name, doc in (("tracker", tracker(upstream.base)), ("mailer", mailer(upstream.base))):
+    for name, doc in (("tracker", {**tracker(upstream.base), **(tracker_extra or {})}),
+                      ("mailer", mailer(upstream.base))):
         (apps / name).mkdir(parents=True)
         (apps / name / "manifest.json").write_text(json.dumps(doc))
     upstream.route("/me", lambda r: Response("{}", mimetype="application/json"))

@@ -67,7 +67,8 @@ def environment() -> dict[str, str]:
 
 
 def start_worker(instance: Path, concurrency: int = 2, name: str | None = None,
-                 timeout: float = 60) -> subprocess.Popen[str]:
+                 timeout: float = 60, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen[str]:
     """``minihost worker`` on ``instance``; returns once it takes tasks. What it
     writes goes to ``<name>.log`` in the instance (a pipe nobody reads would fill up
     and stop it)."""
@@ -77,8 +78,8 @@ def start_worker(instance: Path, concurrency: int = 2, name: str | None = None,
         process = subprocess.Popen(
             [sys.executable, "-m", "host", "--instance", str(instance), "worker",
              "--concurrency", str(concurrency), "--name", name],
-            stdout=output, stderr=subprocess.STDOUT, text=True, env=environment(),
-            start_new_session=True)
+            stdout=output, stderr=subprocess.STDOUT, text=True,
+            env={**environment(), **(env or {})}, start_new_session=True)
     process.log = log  # type: ignore[attr-defined]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
