@@ -10,7 +10,7 @@ instead of adding a second one, so every record is written once.
 ``exception`` when a traceback is attached), for log collectors.
 
 Work that belongs to a flow run says so: what is logged while a task attempt runs
-(:func:`context`) carries ``flowRun``, ``taskRun``, ``task`` and ``attempt`` — as
+(:func:`context`) carries ``flowRun``, ``taskRun``, ``attempt`` and ``task`` (its key) — as
 fields in ``json``, in brackets after the message in ``text`` — whichever process,
 host or worker, runs it.
 
@@ -55,6 +55,13 @@ def context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _CONTEXT.reset(token)
+
+
+def annotate(**fields: Any) -> None:
+    """Add ``fields`` to the current :func:`context` (what became known inside it)."""
+    current = _CONTEXT.get()
+    if current is not None:
+        current.update(fields)
 
 
 class TextFormatter(logging.Formatter):

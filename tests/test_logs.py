@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 from host import create_app
-from host.logs import HANDLER_NAME, JsonFormatter
+from host.logs import HANDLER_NAME, TEXT_FORMAT, JsonFormatter, TextFormatter, context
 
 from .conftest import FIXTURES
 from .test_serve import MINIHOST, free_port
@@ -107,6 +107,17 @@ def test_an_exception_is_one_more_field():
         "ERROR", "host.web", "failed x")
     assert document["exception"].startswith("Traceback (most recent call last):")
     assert document["exception"].endswith("ValueError: no good")
+
+
+def test_records_inside_a_task_attempt_name_its_flow_run_and_task():
+    record = logging.LogRecord("host.pacing", logging.INFO, __file__, 1, "paused", (), None)
+    with context(flowRun="frn_1", taskRun="tsk_1", attempt=2):
+        document = json.loads(JsonFormatter().format(record))
+        line = TextFormatter(TEXT_FORMAT).format(record)
+    assert {key: document[key] for key in ("message", "flowRun", "taskRun", "attempt")} == {
+        "message": "paused", "flowRun": "frn_1", "taskRun": "tsk_1", "attempt": 2}
+    assert line.endswith(" INFO host.pacing: paused [flowRun=frn_1 taskRun=tsk_1 attempt=2]")
+    assert "flowRun" not in json.loads(JsonFormatter().format(record))  # outside: none
 
 
 def test_each_application_replaces_the_handler_rather_than_adding_one(tmp_path):

@@ -487,8 +487,7 @@ def run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     """Run one claimed attempt and record what came of it. Returns the claims its
     outcome took for this process (the tasks it made ready). What is logged meanwhile
     names the flow run, task run and attempt."""
-    with logs.context(flowRun=claim.flow_run_id or "", taskRun=claim.task_run_id,
-                      attempt=claim.attempt):
+    with logs.context(taskRun=claim.task_run_id, attempt=claim.attempt):
         return _run_attempt(app, claim)
 
 
@@ -502,6 +501,7 @@ def _run_attempt(app: Flask, claim: Claim) -> list[Claim]:
     if row is None:
         return []
     run = loaded.run
+    logs.annotate(flowRun=run.id, task=row.key)
     record = partial(_record, app, claim, run, row.key)
     if run.status != "running":
         return record("cancelled", None, _error("the run was stopped"), None)

@@ -4,6 +4,8 @@ and RabbitMQ and real ``minihost worker`` processes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,11 +16,24 @@ from sqlalchemy import create_engine, text
 from werkzeug.wrappers import Response
 
 from host import create_app
+from host.db import get_database
+from host.executor import broker
+from host.services import instance as instance_service
 
+from ..conftest import make_config
+from ..plugins.test_catalog_http import operator_client
 from .test_durability import dispose_engines, setup_host, wait_all
 
 __all__ = ["dispose_engines"]  # the fixture the processes' tests use
-from .workers import broker_config, kill_9, start_host, start_worker, stop, write_config
+from .workers import (
+    broker_config,
+    environment,
+    kill_9,
+    start_host,
+    start_worker,
+    stop,
+    write_config,
+)
 
 THREE_TASKS = {"key": "three", "title": "Three tasks", "tasks": {
     "issue": {"connection": "linear", "action": "createIssue",
@@ -224,3 +239,60 @@ def test_dropped_broker_connections_lose_and_double_nothing(tmp_path, upstream, 
     # An attempt Celery cancels on the lost connection finishes its request first: no
     # side effect is left unknown by a broker restart.
     assert outcome == {"succeeded": 200, "unknown": 0}
+
+
+def test_health_the_workers_page_and_command_show_workers_and_the_queue(tmp_path, upstream,
+                                                                        postgres):
+    counted_upstream(upstream)
+    config, app, token = celery_host(tmp_path, upstream, postgres, "redis")
+    operator = operator_client(app)
+    client = app.test_client()
+    assert client.get("/healthz").get_json() == {
+        "status": "degraded", "database": "ok", "broker": "ok", "workers": 0, "queued": 0}
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/flows", json=THREE_TASKS, headers=headers).status_code == 201
+    run_id = client.post("/api/v1/flows/three/runs", json={"n": "1"},
+                         headers=headers).get_json()["id"]
+    assert client.get("/healthz").get_json()["queued"] == 2  # two tasks wait for a worker
+    worker = start_worker(tmp_path, concurrency=3, name="ops-worker@test")
+    try:
+        assert wait_all(app, token, [run_id])[run_id]["status"] == "succeeded"
+        deadline = time.monotonic() + 20
+        while client.get("/healthz").get_json()["workers"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert client.get("/healthz").get_json() == {
+            "status": "ok", "database": "ok", "broker": "ok", "workers": 1, "queued": 0}
+        found = operator.get("/-/workers.json").get_json()
+        assert (found["executor"], found["queue"], found["queued"]) == (
+            "celery", config["CELERY_QUEUE"], 0)
+        [entry] = found["workers"]
+        assert {key: entry[key] for key in ("name", "pid", "concurrency", "alive", "running")} \
+            == {"name": "ops-worker@test", "pid": worker.pid, "concurrency": 3, "alive": True,
+                "running": []}
+        page = operator.get("/-/workers").get_data(as_text=True)
+        assert "<strong>ops-worker@test</strong>" in page and "answering" in page
+        assert client.get("/-/workers.json").status_code != 200  # operators only
+        listed = subprocess.run(
+            [sys.executable, "-m", "host", "--instance", str(tmp_path), "workers", "list"],
+            env=environment(), capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines()[0] == f"queue {config['CELERY_QUEUE']}: 0 waiting"
+        assert listed.stdout.splitlines()[1].startswith(
+            "ops-worker@test  answering  0/3 running  last heard ")
+    finally:
+        stop(worker)
+
+
+def test_health_says_so_when_the_broker_does_not_answer(tmp_path):
+    app = create_app(make_config(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:9/0"),
+                     instance_path=tmp_path)
+    instance_service.init(app)
+    try:
+        answer = app.test_client().get("/healthz")
+        assert answer.status_code == 200  # hosts still take runs: none leaves rotation
+        assert answer.get_json() == {"status": "degraded", "database": "ok",
+                                     "broker": "unreachable", "workers": 0, "queued": None}
+    finally:
+        get_database(app).engine.dispose()
+        broker.close(app)

@@ -4,6 +4,7 @@ pause a provider's 429 puts on an installation's flow tasks."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
@@ -13,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from host import create_app
 from host.db import Installation, get_database
+from host.logs import JsonFormatter
 
 from .test_durability import dispose_engines, setup_host, wait_all
 from .workers import start_host, stop, write_config
@@ -86,6 +88,11 @@ def test_a_429_pauses_the_installations_flow_tasks_everywhere(tmp_path, upstream
                         headers={"Retry-After": "120"}, mimetype="application/json")
 
     upstream.route("/issues", issue)
+    lines: list[dict] = []
+    handler = logging.Handler()
+    handler.setFormatter(JsonFormatter())
+    handler.emit = lambda record: lines.append(json.loads(handler.format(record)))  # type: ignore[method-assign]
+    logging.getLogger("host.pacing").addHandler(handler)
     config, app, token = setup_host(tmp_path, upstream, f"sqlite:///{tmp_path / 'm.db'}")
     app = create_app({**config, "FLOW_WORKERS": 2}, instance_path=tmp_path)
     setup_host.made.append(app)  # type: ignore[attr-defined]
@@ -97,7 +104,11 @@ def test_a_429_pauses_the_installations_flow_tasks_everywhere(tmp_path, upstream
     assert client.post("/api/v1/flows", json=doc, headers=headers).status_code == 201
     first = client.post("/api/v1/flows/one/runs", json={"n": "1"}, headers=headers)
     run = wait_all(app, token, [first.get_json()["id"]])[first.get_json()["id"]]
+    logging.getLogger("host.pacing").removeHandler(handler)
     assert run["status"] == "failed"
+    paused_line = next(line for line in lines if line["message"].startswith("installation"))
+    assert (paused_line["flowRun"], paused_line["task"], paused_line["attempt"]) == (
+        run["id"], "issue", 1)  # the log says which run and task
     assert run["tasks"][0]["error"]["message"].startswith(
         "request /actions/0/requests/0: the provider answered 429 and asks to retry after")
     with get_database(app).sessions() as db:
