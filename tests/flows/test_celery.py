@@ -8,15 +8,16 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta
 
 import pytest
 import redis
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from werkzeug.wrappers import Response
 
 from host import create_app
-from host.db import get_database
+from host.db import FlowRun, ScheduleTick, get_database
 from host.executor import broker
 from host.services import instance as instance_service
 
@@ -296,3 +297,45 @@ def test_health_says_so_when_the_broker_does_not_answer(tmp_path):
     finally:
         get_database(app).engine.dispose()
         broker.close(app)
+
+
+def test_two_hosts_and_two_workers_fire_20_ticks_as_20_runs(tmp_path, upstream, postgres):
+    """Every host and worker runs the schedule timer: four schedulers, one run a tick,
+    each run's task done by a worker."""
+    counted_upstream(upstream)
+    config, app, token = celery_host(tmp_path, upstream, postgres, "redis")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    doc = {"key": "ticker", "title": "Ticker",
+           "triggers": [{"type": "schedule", "cron": "* * * * * *", "overlap": "allow"}],
+           "tasks": {"mail": {"connection": "mail", "action": "send",
+                              "inputs": {"to": "a@acme.test", "subject": "{{run.id}}"}}}}
+    hosts = [start_host(tmp_path) for _ in range(2)]
+    workers = [start_worker(tmp_path, concurrency=2) for _ in range(2)]
+    try:
+        assert client.post("/api/v1/flows", json=doc, headers=headers).status_code == 201
+        deadline = time.monotonic() + 60
+        while count_fired(app) < 22 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.post("/api/v1/flows/ticker/disable", headers=headers).status_code == 200
+        time.sleep(2.5)  # a pass that read the schedule before the switch ends
+        with get_database(app).sessions() as db:
+            ids = list(db.execute(select(FlowRun.id)).scalars())
+        runs = wait_all(app, token, ids)
+    finally:
+        for process in [*workers, *(host for host, _ in hosts)]:
+            stop(process)
+    times = sorted(datetime.fromisoformat(run["scheduledFor"]) for run in runs.values())
+    # Twenty whole ticks in the middle (the first and last may straddle the switches):
+    # one run each, every second, none twice, none skipped.
+    assert len(times) >= 20
+    assert times == [times[0] + timedelta(seconds=n) for n in range(len(times))]
+    assert {run["status"] for run in runs.values()} == {"succeeded"}
+    subjects = [json.loads(r.body)["subject"] for r in upstream.received if r.path == "/mail"]
+    assert sorted(subjects) == sorted(runs)  # each run's task sent its mail once
+
+
+def count_fired(app) -> int:
+    with get_database(app).sessions() as db:
+        return len(db.execute(select(ScheduleTick.id).where(
+            ScheduleTick.status == "fired")).all())
