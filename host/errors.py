@@ -14,6 +14,7 @@
     ├── UpstreamFailed             a provider answered badly or not at all; its message is kept
     │   ├── RequestFailed          it answered, but not with success
     │   │   └── RateLimited        429/503 whose Retry-After does not fit the deadline
+    │   │       └── PaceExceeded   the mini-app's own rateLimit has no slot in time (not sent)
     │   ├── RequestNotCompleted    no usable answer arrived
     │   │   ├── ConnectFailed      no connection was made (safe to retry any method)
     │   │   ├── ConnectionBroken   it broke after the request may have arrived
@@ -74,6 +75,7 @@ __all__ = [
     "NotReady",
     "OperatorSetup",
     "PluginFailed",
+    "PaceExceeded",
     "PolicyDenied",
     "RateLimited",
     "ReconnectRequired",
@@ -330,6 +332,11 @@ class RateLimited(RequestFailed):
     def __init__(self, detail: str, pointer: str, status: int, retry_after: float | None) -> None:
         super().__init__(detail, pointer, status)
         self.retry_after = retry_after
+
+
+class PaceExceeded(RateLimited):
+    """The mini-app's own ``rateLimit`` has no free moment before the deadline: nothing
+    was sent (safe to retry), and the provider asked for no pause."""
 
 
 class RequestNotCompleted(UpstreamFailed):

@@ -48,10 +48,10 @@ from .engine import ChainResult, Context, run_chain
 from .engine.chain import Persist
 from .engine.redact import secret_values
 from .engine.render import operator_client
-from .errors import Bug, MinihostError, RateLimited, run_error
+from .errors import Bug, MinihostError, PaceExceeded, RateLimited, run_error
 from .manifest import Manifest, Request
 from .outbound import client_for, hooks_for
-from .pacing import Paced, PaceExceeded, pace_key, pause
+from .pacing import Paced, pace_key, pause
 from .plugins import get_plugins
 from .processes import holder
 

@@ -29,10 +29,10 @@ from sqlalchemy import text, update
 
 from .db import Installation, get_database, utcnow
 from .engine import Hooks, Outgoing, Response
-from .errors import RateLimited
+from .errors import PaceExceeded
 from .manifest.model import RateLimit
 
-__all__ = ["PaceExceeded", "Paced", "pace_key", "pause", "take_slot"]
+__all__ = ["Paced", "pace_key", "pause", "take_slot"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,6 @@ def pace_key(limit: RateLimit, miniapp: str, installation_id: str | None) -> str
     if limit.scope == "miniapp" or installation_id is None:
         return f"miniapp:{miniapp}"
     return f"installation:{installation_id}"
-
-
-class PaceExceeded(RateLimited):
-    """The mini-app's own ``rateLimit`` has no slot before the deadline (nothing was
-    sent: safe to retry)."""
 
 
 class Paced:

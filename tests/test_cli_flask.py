@@ -28,7 +28,7 @@ def test_python_m_host_is_the_minihost_command(tmp_path):
     assert [line.split()[0] for line in commands] == [
         "catalog", "clients", "events", "flow-schema", "flows", "init", "plugins",
         "rotate-keys", "routes", "run-action", "runs", "schema", "serve", "shell", "tokens",
-        "users", "validate"]
+        "users", "validate", "worker", "workers"]
     initialised = python_m_host(tmp_path, "init").stdout.splitlines()
     assert initialised[0] == f"Instance: {tmp_path / 'instance'}"
 

@@ -166,7 +166,16 @@ COMPONENTS: dict[str, Any] = {
                       "errors": [{"field": "title", "message": "is required"}]}],
     },
     "Health": {"type": "object", "required": ["status"],
-               "properties": {"status": {"const": "ok"}}},
+               "properties": {
+                   "status": {"enum": ["ok", "degraded"],
+                              "description": "degraded: a broker is configured and it, or "
+                                             "every worker, is silent"},
+                   "database": {"const": "ok"},
+                   "broker": {"enum": ["ok", "unreachable"]},
+                   "workers": {"type": "integer", "minimum": 0,
+                               "description": "workers that answered in the last 30 s"},
+                   "queued": {"type": ["integer", "null"], "minimum": 0,
+                              "description": "task messages waiting in the broker"}}},
     "ActionSummary": {"type": "object", "required": ["name", "title", "description"],
                       "properties": {"name": {"type": "string"}, "title": {"type": "string"},
                                      "description": {"type": "string"}}},

@@ -55,7 +55,10 @@ FLOW_RUN = "/api/v1/flow-runs/{flow_run_id}"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/healthz", "Health of the host", "meta", {200: "Health"}, public=True,
-              description="200 while the database answers, else a 503 problem."),
+              description="200 while the database answers, else a 503 problem. With a broker "
+                          "(CELERY_BROKER_URL) it also reports the broker, the workers that "
+                          "answered in the last 30 s and the queue; `degraded` (still 200) "
+                          "when the broker or every worker is silent."),
     Operation("get", "/api/v1/openapi.json", "This document", "meta", {200: None},
               public=True),
     Operation("get", "/api/v1/miniapps", "Search the catalog", "catalog", {200: "MiniAppPage"},

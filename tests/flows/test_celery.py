@@ -3,6 +3,7 @@ and RabbitMQ and real ``minihost worker`` processes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -252,9 +253,17 @@ def test_health_the_workers_page_and_command_show_workers_and_the_queue(tmp_path
         "status": "degraded", "database": "ok", "broker": "ok", "workers": 0, "queued": 0}
     headers = {"Authorization": f"Bearer {token}"}
     assert client.post("/api/v1/flows", json=THREE_TASKS, headers=headers).status_code == 201
-    run_id = client.post("/api/v1/flows/three/runs", json={"n": "1"},
+    run_id = client.post("/api/v1/flows/three/runs", json={"n": "input-7781"},
                          headers=headers).get_json()["id"]
     assert client.get("/healthz").get_json()["queued"] == 2  # two tasks wait for a worker
+    # A message names the task run, the attempt it is ready after and the run: ids only.
+    waiting = redis.Redis.from_url(config["CELERY_BROKER_URL"]).lrange(
+        config["CELERY_QUEUE"], 0, -1)
+    assert len(waiting) == 2 and not any(b"input-7781" in raw for raw in waiting)
+    for raw in waiting:
+        message = json.loads(raw)
+        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        assert (args[0][:4], args[1], args[2], kwargs) == ("tsk_", 0, run_id, {})
     worker = start_worker(tmp_path, concurrency=3, name="ops-worker@test")
     try:
         assert wait_all(app, token, [run_id])[run_id]["status"] == "succeeded"
