@@ -49,7 +49,7 @@ from ..db import Prepared, RawCursor, TaskRun, get_database, new_id, utcnow
 from ..processes import holder
 
 __all__ = ["SENT", "Claim", "Executor", "Sender", "configure", "get_executor", "lease_until",
-           "reserve", "send_ready", "sender", "take_ready", "wake"]
+           "reserve", "send_ready", "sender", "take_ready", "take_sent", "wake"]
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +267,17 @@ def send(app: Flask, found: Sender, items: list[Ready]) -> None:
                              "%d s", RESEND_MAX_SECONDS)
 
 
+def take_sent(app: Flask, item: Ready) -> list[Claim]:
+    """Claim the attempt a broker message names: the configured ``take``, else a plain
+    claim."""
+    take = app.extensions.get(_TAKE)
+    if take is not None:
+        found: list[Claim] = take(app, item)
+        return found
+    _handler, lease_for, _timers = app.extensions[_SETUP]
+    return claim(app, [item], lease_for)
+
+
 def take_ready(app: Flask, cursor: RawCursor, lease_for: LeaseFor) -> Claim | None:
     """In the caller's write transaction, claim one task that is ready now: what a
     thread about to go idle does instead of waiting for the next poll (and its own
@@ -413,12 +424,17 @@ class Executor:
 _KEY = "minihost.executor"
 _SETUP = "minihost.executor_setup"
 _SENDER = "minihost.executor_sender"
+_TAKE = "minihost.executor_take"
 _ALL: weakref.WeakSet[Executor] = weakref.WeakSet()
 
 
-def configure(app: Flask, handler: Handler, lease_for: LeaseFor, timers: list[Timer]) -> None:
-    """What the executor does with a claim, how long a claim lasts, and its timers."""
+def configure(app: Flask, handler: Handler, lease_for: LeaseFor, timers: list[Timer],
+              take: Callable[[Flask, Ready], list[Claim]] | None = None) -> None:
+    """What the executor does with a claim, how long a claim lasts, and its timers;
+    ``take`` claims a task a broker message names (with what it read in the same
+    transaction), else :func:`claim` does."""
     app.extensions[_SETUP] = (handler, lease_for, timers)
+    app.extensions[_TAKE] = take
 
 
 def get_executor(app: Flask) -> Executor | None:

@@ -33,7 +33,7 @@ from ..db import Worker, get_database, utcnow
 from ..errors import ConfigError
 from ..processes import set_label
 from ..version import __version__
-from . import Ready, Sender, claim, get_executor, set_sender
+from . import Ready, Sender, get_executor, set_sender, take_sent
 
 __all__ = ["CeleryDispatch", "celery_for", "close", "init_app", "queue_depth",
            "run_worker"]
@@ -156,10 +156,10 @@ def _attempt(task_run_id: str, attempt: int, flow_run_id: str) -> None:
     """Claim the attempt a message names and run it; a message whose attempt is gone
     (run, cancelled, taken again) claims nothing and is done."""
     app: Flask = _WORKER["app"]
-    handler, lease_for, _timers = app.extensions["minihost.executor_setup"]
+    handler, _lease_for, _timers = app.extensions["minihost.executor_setup"]
     _guard_termination()
     with app.app_context():
-        for claimed in claim(app, [(task_run_id, int(attempt), flow_run_id)], lease_for):
+        for claimed in take_sent(app, (task_run_id, int(attempt), flow_run_id)):
             _STATE["running"] = True
             try:
                 handler(app, claimed)

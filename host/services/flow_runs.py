@@ -747,6 +747,16 @@ def _take_ready(app: Flask, cursor: RawCursor, found: flow_rows.Statements,
     return [replace(claim, context=loaded)] if loaded is not None else []
 
 
+def _take_sent(app: Flask, item: tuple[str, int, str]) -> list[Claim]:
+    """Claim the attempt a broker message names and read its run in the same
+    transaction (the worker goes on without another round trip)."""
+    found = flow_rows.statements(app)
+    with get_database(app).raw() as cursor:
+        claims = executor.claim_on(cursor, app, [item], lambda app, task_run_id: ACTION_LEASE)
+        loaded = flow_rows.load(cursor, found, item[2]) if claims else None
+    return [replace(claims[0], context=loaded)] if claims and loaded is not None else claims
+
+
 def _item_done(run: RunState, compiled: CompiledFlow, item_row: TaskState, tasks: list[TaskState],
                now: datetime, created: list[TaskState]) -> None:
     """One forEach item ended (or waits for a retry): start the next waiting item, and
@@ -1136,7 +1146,7 @@ def init_app(app: Flask, timers: Sequence[executor.Timer] = ()) -> None:
     (``minihost serve`` at once); a command starts it only when it starts a run, so a
     short command never holds a claim when it exits."""
     executor.configure(app, run_attempt, lambda app, task_run_id: ACTION_LEASE,
-                       [sweep, *timers])
+                       [sweep, *timers], take=_take_sent)
     if app.testing:
         return
 

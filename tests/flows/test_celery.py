@@ -31,7 +31,7 @@ from .workers import (
     broker_config,
     environment,
     kill_9,
-    start_host,
+    start_fleet,
     start_worker,
     stop,
     write_config,
@@ -160,8 +160,7 @@ def chaos(tmp_path, upstream, postgres, fault, runs=200):
     headers = {"Authorization": f"Bearer {token}"}
     assert app.test_client().post("/api/v1/flows", json=THREE_TASKS,
                                   headers=headers).status_code == 201
-    hosts = [start_host(tmp_path) for _ in range(2)]
-    workers = [start_worker(tmp_path, concurrency=2) for _ in range(2)]
+    hosts, workers = start_fleet(tmp_path, hosts=2, workers=2)
     faults = {"n": 0}
     done = threading.Event()
 
@@ -319,8 +318,7 @@ def test_two_hosts_and_two_workers_fire_20_ticks_as_20_runs(tmp_path, upstream, 
            "triggers": [{"type": "schedule", "cron": "* * * * * *", "overlap": "allow"}],
            "tasks": {"mail": {"connection": "mail", "action": "send",
                               "inputs": {"to": "a@acme.test", "subject": "{{run.id}}"}}}}
-    hosts = [start_host(tmp_path) for _ in range(2)]
-    workers = [start_worker(tmp_path, concurrency=2) for _ in range(2)]
+    hosts, workers = start_fleet(tmp_path, hosts=2, workers=2)
     try:
         assert client.post("/api/v1/flows", json=doc, headers=headers).status_code == 201
         deadline = time.monotonic() + 60

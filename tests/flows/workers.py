@@ -132,3 +132,17 @@ def start_host(instance: Path) -> tuple[subprocess.Popen[str], int]:
         kill_9(process)
         raise AssertionError(log.read_text())
     return process, int(line.split()[1])
+
+
+def start_fleet(instance: Path, hosts: int, workers: int, concurrency: int = 2
+                ) -> tuple[list[tuple[subprocess.Popen[str], int]], list[subprocess.Popen[str]]]:
+    """``hosts`` host processes and ``workers`` workers, started side by side (each
+    takes seconds to import and connect; one after another they would add up)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=hosts + workers) as pool:
+        started_hosts = [pool.submit(start_host, instance) for _ in range(hosts)]
+        started_workers = [pool.submit(start_worker, instance, concurrency)
+                           for _ in range(workers)]
+        return ([found.result() for found in started_hosts],
+                [found.result() for found in started_workers])
