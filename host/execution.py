@@ -145,6 +145,15 @@ def run_step(app: Flask, step: Step) -> tuple[ChainResult, RunRecord | None]:
     if deadline is None:
         deadline = time.monotonic() + float(app.config["ACTION_TIMEOUT"])
     sandbox = step.sandbox or installation.sandbox or bool(app.config["SANDBOX"])
+    paused = getattr(installation, "paused_until", None)
+    if paused is not None and not sandbox and paused > utcnow():
+        # The provider asked this installation to wait: nothing is sent until then.
+        wait = (paused - utcnow()).total_seconds()
+        error = RateLimited(
+            f"the provider answered 429 for {installation.name or installation.id} and asked "
+            f"to wait until {paused.isoformat(timespec='seconds')}; nothing was sent, try "
+            f"again in {wait:.0f} s", "", 429, wait)
+        return ChainResult(ok=False, error=error), _record_failure(app, step, sandbox, error)
     reason = step.reason or step.kind
     renew: Callable[[], Mapping[str, Any]] | None = None
     credentials = step.credentials

@@ -100,7 +100,7 @@ def get_installation(db: Session, principal: Principal, installation_id: str) ->
 # What tells a run's cached installation is stale: every write that matters to a run
 # bumps row_version (credentials, metadata, uninstall) or updated_at (status, error).
 _STAMP = (select(Installation.workspace_id, Installation.deleted_at, Installation.row_version,
-                 Installation.updated_at, Installation.status)
+                 Installation.updated_at, Installation.status, Installation.paused_until)
           .where(Installation.id == bindparam("id")))
 MAX_CACHED_INSTALLATIONS = 1024
 

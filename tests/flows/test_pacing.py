@@ -127,6 +127,19 @@ def test_a_429_pauses_the_installations_flow_tasks_everywhere(tmp_path, upstream
         f"waiting until {paused.isoformat()}: the provider answered 429 for 'linear' and "
         "asked to wait")
     assert calls == ["1"]  # the second run's task never called the paused provider
+    linear = run_installation_id(app)
+    direct = client.post(f"/api/v1/installations/{linear}/actions/createIssue/runs",
+                         json={"parameters": {"title": "3"}}, headers=headers).get_json()
+    assert (direct["status"], direct["error"]["type"]) == ("failed", "rate-limited")
+    assert direct["error"]["message"].startswith(
+        f"the provider answered 429 for linear and asked to wait until "
+        f"{paused.isoformat(timespec='seconds')}; nothing was sent, try again in ")
+    assert calls == ["1"]  # nor did a person's run of an action
+
+
+def run_installation_id(app):
+    with get_database(app).sessions() as db:
+        return run_installation(db)
 
 
 def run_installation(db):
