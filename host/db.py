@@ -600,6 +600,9 @@ class TaskRun(Base):
     __table_args__ = (
         UniqueConstraint("flow_run_id", "key", "item"),
         Index("ix_task_run_status_ready_at", "status", "ready_at"),
+        # What a process sends to the broker: never sent, or due to be sent again.
+        Index("ix_task_run_status_holder_ready_at", "status", "holder", "ready_at"),
+        Index("ix_task_run_status_lease_expires_at", "status", "lease_expires_at"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=lambda: new_id("tsk"))

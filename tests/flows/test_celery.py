@@ -17,8 +17,8 @@ import requests
 from sqlalchemy import create_engine, select, text
 from werkzeug.wrappers import Response
 
-from host import create_app
-from host.db import FlowRun, ScheduleTick, get_database
+from host import create_app, executor
+from host.db import FlowRun, ScheduleTick, TaskRun, get_database
 from host.executor import broker
 from host.services import instance as instance_service
 
@@ -346,3 +346,32 @@ def count_fired(app) -> int:
     with get_database(app).sessions() as db:
         return len(db.execute(select(ScheduleTick.id).where(
             ScheduleTick.status == "fired")).all())
+
+
+def test_a_run_started_while_the_broker_is_down_is_kept_and_sent_later(tmp_path, upstream):
+    """The run commits; its ready tasks stay unmarked for the executor's next round to
+    send once the broker answers (nothing is lost, the start does not hang)."""
+    counted_upstream(upstream)
+    config, app, token = setup_host(tmp_path, upstream, f"sqlite:///{tmp_path / 'm.db'}")
+    app = create_app({**config, "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",
+                      "CELERY_QUEUE": "minihost-test-down"}, instance_path=tmp_path)
+    setup_host.made.append(app)  # type: ignore[attr-defined]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/flows", json=THREE_TASKS, headers=headers).status_code == 201
+    began = time.monotonic()
+    started = client.post("/api/v1/flows/three/runs", json={"n": "1"}, headers=headers)
+    assert started.status_code == 202 and time.monotonic() - began < 10
+    with get_database(app).sessions() as db:
+        rows = db.execute(select(TaskRun.key, TaskRun.status, TaskRun.holder)
+                          .order_by(TaskRun.key)).all()
+    assert [tuple(row) for row in rows] == [
+        ("after", "pending", None), ("issue", "ready", None), ("mail", "ready", None)]
+    # The broker answers again: the next round of any process's loop sends them.
+    back = create_app({**config, **broker_config("redis")}, instance_path=tmp_path)
+    setup_host.made.append(back)  # type: ignore[attr-defined]
+    assert executor.send_ready(back, executor.sender(back)) == 2
+    assert executor.send_ready(back, executor.sender(back)) == 0  # sent once, not again
+    queue = redis.Redis.from_url(back.config["CELERY_BROKER_URL"])
+    assert queue.llen(back.config["CELERY_QUEUE"]) == 2
+    queue.delete(back.config["CELERY_QUEUE"])

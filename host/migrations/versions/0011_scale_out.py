@@ -41,9 +41,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_worker")),
     )
     op.create_index("ix_worker_seen_at", "worker", ["seen_at"])
+    op.create_index("ix_task_run_status_holder_ready_at", "task_run",
+                    ["status", "holder", "ready_at"])
+    op.create_index("ix_task_run_status_lease_expires_at", "task_run",
+                    ["status", "lease_expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_task_run_status_lease_expires_at", table_name="task_run")
+    op.drop_index("ix_task_run_status_holder_ready_at", table_name="task_run")
     op.drop_index("ix_worker_seen_at", table_name="worker")
     op.drop_table("worker")
     op.drop_table("outbound_pace")
