@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -14,8 +15,9 @@ from flask import (
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
+from .. import vault
 from ..db import session as db_session
-from ..errors import PolicyDenied, TooManyAttempts
+from ..errors import MinihostError, PolicyDenied, TooManyAttempts
 from ..identity import SignedIn, login_required, require_principal
 from ..services import accounts
 from .helpers import safe_next
@@ -78,22 +80,42 @@ def _account_page(new_token: dict[str, str] | None = None) -> str:
     )
 
 
+# The new token's secret, carried from the create to the page after its redirect:
+# encrypted with the vault and bound to the person (the session cookie is only
+# signed), read once and dropped.
+_NEW_TOKEN = "new_token"
+
+
 @blueprint.get("/account")
 @login_required
 def account() -> str:
-    return _account_page()
+    principal = require_principal()
+    sealed = session.pop(_NEW_TOKEN, None)
+    new_token = None
+    if isinstance(sealed, str):
+        try:
+            new_token = vault.decrypt(current_app, sealed.encode(), {"user": principal.user.id},
+                                      "a new API token on its way to its page")
+        except MinihostError:
+            new_token = None  # another person's, or a key since rotated away: not shown
+    return _account_page(new_token)
 
 
 @blueprint.post("/account/tokens")
 @login_required
-def create_token() -> str:
+def create_token() -> Response:
+    """Create a token, then redirect (post/redirect/get: reloading the page shows it
+    but makes no second token). It is shown on that page once: stored as a hash, it is
+    never readable again."""
     principal = require_principal()
     db = db_session()
     token, secret = accounts.create_token(db, principal.user, request.form.get("name", ""),
                                           principal.actor)
     db.commit()
-    # Shown in this answer only: it is stored as a hash and never again readable.
-    return _account_page({"id": token.id, "name": token.name, "secret": secret})
+    session[_NEW_TOKEN] = vault.encrypt(
+        current_app, {"id": token.id, "name": token.name, "secret": secret},
+        {"user": principal.user.id}).decode()
+    return redirect(url_for("auth.account"), 303)
 
 
 @blueprint.post("/account/tokens/<token_id>/revoke")

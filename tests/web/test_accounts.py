@@ -99,10 +99,13 @@ def test_tokens_are_shown_once_and_revocable(hosted):
     page = client.get("/account").get_data(as_text=True)
     created = client.post("/account/tokens", data={"csrf_token": csrf_from(page),
                                                    "name": "deploy"})
-    html = created.get_data(as_text=True)
+    assert (created.status_code, created.headers["Location"]) == (303, "/account")
+    assert "mh_" not in created.headers.get("Set-Cookie", "")  # the cookie holds it sealed
+    shown = client.get("/account")
+    html = shown.get_data(as_text=True)
     secret = re.search(r'id="new-token">(mh_[^<]+)<', html).group(1)
-    assert created.headers["Cache-Control"] == "no-store"
-    assert secret not in client.get("/account").get_data(as_text=True)
+    assert shown.headers["Cache-Control"] == "no-store"
+    assert secret not in client.get("/account").get_data(as_text=True)  # once only
     assert hosted.api("GET", "/api/v1/installations", secret).status_code == 200
     token_id = re.search(r"<code>(tok_[^<]+)</code>", html).group(1)
     page = client.get("/account").get_data(as_text=True)

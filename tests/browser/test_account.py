@@ -1,0 +1,34 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from host.db import get_database
+from host.services import accounts
+
+pytestmark = pytest.mark.browser
+
+
+def test_reloading_after_creating_a_token_creates_no_second_one(browser, hosted_server, hosted):
+    """Post/redirect/get: the token is shown once on the page the create redirects to;
+    reloading that page shows no secret and makes no token."""
+    context = browser.new_context(base_url=hosted_server)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill("alice@example.com")
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/account")
+    page.get_by_label("Name").fill("deploy script")
+    page.get_by_role("button", name="Create token").click()
+    expect(page).to_have_url(re.compile(r"/account$"))
+    secret = page.locator("#new-token").inner_text()
+    assert secret.startswith("mh_")
+    page.reload()
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+    expect(page.locator("#new-token")).to_have_count(0)
+    assert secret not in page.content()
+    with get_database(hosted.app).sessions() as db:
+        names = [token.name for token in accounts.list_tokens(db, hosted.alice)]
+    assert names.count("deploy script") == 1
+    context.close()
