@@ -159,10 +159,26 @@ def authenticate(db: Session, email: str, password: str, address: str) -> User:
     valid = check_password_hash(
         user.password_hash if user is not None and user.password_hash else DUMMY_HASH, password)
     if user is None or not valid or not user.is_active or not user.password_hash:
-        audit.record(db, "login_failed", actor=f"email:{email}", detail={"address": address})
+        # The account's owner sees who tried to sign in as them, from where, and when
+        # that locked the account (an unknown email belongs to no workspace).
+        workspace = _workspace_of(db, user)
+        audit.record(db, "login_failed", actor=f"email:{email}", workspace_id=workspace,
+                     detail={"address": address})
+        if by_email + 1 == LOGIN_FAILURE_LIMIT:
+            until = utcnow() + LOGIN_WINDOW
+            audit.record(db, "login_locked", actor=f"email:{email}", workspace_id=workspace,
+                         detail={"address": address,
+                                 "until": until.isoformat(timespec="seconds")})
         db.commit()
         raise PolicyDenied("the email or password is wrong, or the account is disabled")
     return user
+
+
+def _workspace_of(db: Session, user: User | None) -> str | None:
+    try:
+        return personal_workspace(db, user) if user is not None else None
+    except NotFound:
+        return None
 
 
 def start_session(db: Session, user: User, user_agent: str, address: str) -> str:

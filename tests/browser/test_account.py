@@ -32,3 +32,21 @@ def test_reloading_after_creating_a_token_creates_no_second_one(browser, hosted_
         names = [token.name for token in accounts.list_tokens(db, hosted.alice)]
     assert names.count("deploy script") == 1
     context.close()
+
+
+def test_a_failed_sign_in_is_in_the_owners_audit_log(browser, hosted_server, hosted):
+    context = browser.new_context(base_url=hosted_server)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill("alice@example.com")
+    page.get_by_label("Password").fill("not my password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("the email or password is wrong")
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/audit")
+    row = page.get_by_role("row").filter(has_text="login failed")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("email:alice@example.com")
+    expect(row).to_contain_text("address: 127.0.0.1")
+    context.close()

@@ -5,7 +5,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from host.db import LoginSession, get_database
+from host.db import AuditEvent, LoginSession, get_database
 from host.services import accounts
 from host.web.helpers import safe_next
 
@@ -45,6 +45,16 @@ def test_failed_logins_are_rate_limited(hosted):
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "900"
     assert "too many failed sign-ins; wait 15 minutes" in response.get_data(as_text=True)
+    # The account's owner reads who tried, from where, and until when it was locked.
+    with get_database(hosted.app).transaction() as db:
+        events = db.execute(select(AuditEvent).where(AuditEvent.kind.in_(
+            ("login_failed", "login_locked"))).order_by(AuditEvent.at, AuditEvent.kind)
+        ).scalars().all()
+        workspace = accounts.personal_workspace(db, hosted.alice)
+    assert [(e.kind, e.actor, e.workspace_id, e.detail["address"]) for e in events] == [
+        *[("login_failed", "email:alice@example.com", workspace, "127.0.0.1")] * 5,
+        ("login_locked", "email:alice@example.com", workspace, "127.0.0.1")]
+    assert events[-1].detail["until"] > events[-1].at.isoformat(timespec="seconds")
 
 
 def cookie(client):
