@@ -20,10 +20,13 @@ MINIHOST_REQUIRES = ">=0.1"
 def render_date(field: Any, name: str, value: Any) -> Markup:
     element_id = "f-" + name.replace(".", "-")
     required = " required" if field.required else ""
+    # The host renders the field's description as <p id="<id>-help">: read with it.
+    described = (f' aria-describedby="{escape(element_id)}-help"'
+                 if getattr(field, "description", None) else "")
     current = escape(value) if isinstance(value, str) else ""
     return Markup(
         f'<input type="date" id="{escape(element_id)}" name="{escape(name)}" '
-        f'value="{current}"{required}>'
+        f'value="{current}"{required}{described}>'
     )
 
 

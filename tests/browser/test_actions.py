@@ -145,3 +145,29 @@ def test_a_failing_dependent_source_can_be_retried(browser, hosted_server, hoste
     expect(page.get_by_label("List").locator("option")).to_have_text(
         ["— choose —", "Now", "Next"])
     context.close()
+
+
+def test_every_invalid_input_turns_red_and_the_date_picker_looks_like_the_rest(
+        browser, demo, screenshot):  # noqa: F811
+    """A text input the server found invalid has the error colour (a rule for text
+    inputs once outranked the error rule); the plugin's date picker has the inputs'
+    border and help that says what it shows."""
+    context = browser.new_context(base_url=demo.test_base)
+    page = context.new_page()
+    sign_in(page)
+    connect_demo(page)
+    page.get_by_role("link", name="Create task").click()
+    due = page.get_by_label("Due date")
+    title = page.get_by_label("Title")
+    border = "e => getComputedStyle(e).borderTopColor + ' ' + getComputedStyle(e).borderTopWidth"
+    assert due.evaluate(border) == title.evaluate(border) == "rgb(154, 163, 178) 1px"
+    expect(due).to_have_accessible_description("The day it is due: pick it in the calendar")
+    # Submit what the server refuses (the browser's own checks set aside, as a browser
+    # without them would).
+    page.locator("form.action-form, form").first.evaluate("form => { form.noValidate = true }")
+    title.fill("")
+    page.get_by_role("button", name="Run Create task").click()
+    expect(page.locator("#f-title-error")).to_be_visible()
+    assert page.get_by_label("Title").evaluate(border) == "rgb(180, 35, 24) 1px"
+    screenshot("invalid-text", page)
+    context.close()
