@@ -50,3 +50,26 @@ def test_a_failed_sign_in_is_in_the_owners_audit_log(browser, hosted_server, hos
     expect(row).to_contain_text("email:alice@example.com")
     expect(row).to_contain_text("address: 127.0.0.1")
     context.close()
+
+
+def test_revoking_a_token_asks_first_and_names_what_stops(browser, hosted_server, hosted):
+    with get_database(hosted.app).transaction() as db:
+        accounts.create_token(db, db.merge(hosted.alice), "deploy", "test")
+    context = browser.new_context(base_url=hosted_server)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill("alice@example.com")
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/account")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Revoke token deploy").click()
+    expect(page.get_by_role("button", name="Revoke token deploy")).to_be_visible()
+    assert asked == ["Revoke the token deploy? Programs that use it are refused from now on; "
+                     "this cannot be undone."]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke token deploy").click()
+    expect(page.get_by_role("status")).to_contain_text("Token deploy revoked.")
+    context.close()
+

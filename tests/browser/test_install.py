@@ -28,6 +28,15 @@ def test_sign_in_install_connect_and_uninstall(browser, hosted_server, hosted):
     expect(page.get_by_text("Alice Corp")).to_be_visible()
     assert "key-good-123" not in page.content()
 
+    # Uninstalling asks first, naming what is lost; saying no keeps everything.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Uninstall").click()
+    expect(page.locator("#installation-status")).to_have_text("active")
+    assert asked == ["Uninstall keyed? Its stored credentials are erased for good, and flows "
+                     "that use this connection stop until you install and connect Keyed "
+                     "Service again."]
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Uninstall").click()
     expect(page).to_have_url(re.compile(r"/installations$"))
     expect(page.get_by_role("status")).to_contain_text("is uninstalled and its credentials "
