@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app
+from markupsafe import Markup, escape
 
 from ..engine.template import Template, UrlTemplate
 from ..forms import Field
@@ -69,8 +71,44 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def relative(moment: datetime, now: datetime) -> str:
+    """How long ago (or from now) ``moment`` is, in the words people use."""
+    seconds = (now - moment).total_seconds()
+    ahead = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 45:
+        return "just now"
+    if seconds < 90 * 60:
+        amount = f"{max(1, round(seconds / 60))} min"
+    elif seconds < 36 * 3600:
+        amount = f"{round(seconds / 3600)} h"
+    elif seconds < 14 * 86400:
+        days = round(seconds / 86400)
+        amount = f"{days} day{'s' if days != 1 else ''}"
+    else:
+        return moment.strftime("%-d %b %Y")
+    return f"in {amount}" if ahead else f"{amount} ago"
+
+
+def when(value: datetime | str | None, empty: str = "never") -> Markup:
+    """A moment as a page shows it: relative ("3 min ago"), the exact time in UTC to
+    the second on hover and for programs (``<time datetime>``), never microseconds."""
+    if value is None or value == "":
+        return Markup(escape(empty))
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC).replace(microsecond=0)
+    exact = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        moment.isoformat().replace("+00:00", "Z"), exact,
+        relative(moment, datetime.now(UTC)))
+
+
 def init_app(app: Flask) -> None:
     from ..identity import current_principal
+
+    app.jinja_env.filters["when"] = when
 
     app.jinja_env.globals.update(
         current_principal=current_principal,

@@ -26,6 +26,9 @@ def test_reloading_after_creating_a_token_creates_no_second_one(browser, hosted_
     assert secret.startswith("mh_")
     page.reload()
     expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+    created = page.get_by_role("row").filter(has_text="deploy script").locator("time").first
+    expect(created).to_have_text("just now")  # the exact second in UTC on hover
+    expect(created).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     expect(page.locator("#new-token")).to_have_count(0)
     assert secret not in page.content()
     with get_database(hosted.app).sessions() as db:
