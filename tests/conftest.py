@@ -111,7 +111,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url = request.getfixturevalue("postgres_url")
     yield url
-    # Leave the next test an empty schema.
+    empty_schema(url)
+
+
+def empty_schema(url: str) -> None:
+    """Leave the next test on this PostgreSQL database an empty schema."""
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))

@@ -27,19 +27,21 @@ def overview(app: Flask, with_queue: bool = True) -> dict[str, Any]:
     now = utcnow()
     with get_database(app).sessions() as db:
         rows = db.execute(select(Worker).order_by(Worker.name)).scalars().all()
-        running = db.execute(
+        rows_running = db.execute(
             select(TaskRun.id, TaskRun.key, TaskRun.flow_run_id, TaskRun.holder,
                    TaskRun.started_at, FlowRun.flow_id)
             .join(FlowRun, FlowRun.id == TaskRun.flow_run_id)
             .where(TaskRun.status == "running", TaskRun.holder.is_not(None))).all()
+    running = [(task_id, key, run_id, _label(holder or ""), started, flow_id)
+               for task_id, key, run_id, holder, started, flow_id in rows_running]
     workers = []
     for row in rows:
         if now - row.seen_at > FORGET_AFTER:
             continue
         tasks = [{"taskRun": task_id, "task": key, "flowRun": run_id, "flow": flow_id,
                   "startedAt": started.isoformat() if started else None}
-                 for task_id, key, run_id, holder, started, flow_id in running
-                 if _label(holder or "") and row.name.startswith(_label(holder or ""))]
+                 for task_id, key, run_id, label, started, flow_id in running
+                 if label and row.name.startswith(label)]
         workers.append({
             "name": row.name, "hostname": row.hostname, "pid": row.pid,
             "concurrency": row.concurrency, "version": row.version,

@@ -6,6 +6,8 @@ from playwright.sync_api import expect
 from host.db import get_database
 from host.services import accounts
 
+from .test_actions import sign_in
+
 pytestmark = pytest.mark.browser
 
 
@@ -14,10 +16,7 @@ def test_reloading_after_creating_a_token_creates_no_second_one(browser, hosted_
     reloading that page shows no secret and makes no token."""
     context = browser.new_context(base_url=hosted_server)
     page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("Email").fill("alice@example.com")
-    page.get_by_label("Password").fill("correct horse")
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page)
     page.goto("/account")
     page.get_by_label("Name").fill("deploy script")
     page.get_by_role("button", name="Create token").click()
@@ -60,10 +59,7 @@ def test_revoking_a_token_asks_first_and_names_what_stops(browser, hosted_server
         accounts.create_token(db, db.merge(hosted.alice), "deploy", "test")
     context = browser.new_context(base_url=hosted_server)
     page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("Email").fill("alice@example.com")
-    page.get_by_label("Password").fill("correct horse")
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page)
     page.goto("/account")
     asked: list[str] = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 import redis
 import requests
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from host import create_app, executor
@@ -22,9 +22,9 @@ from host.db import FlowRun, ScheduleTick, TaskRun, get_database
 from host.executor import broker
 from host.services import instance as instance_service
 
-from ..conftest import make_config
+from ..conftest import empty_schema, make_config
 from ..plugins.test_catalog_http import operator_client
-from .test_durability import dispose_engines, setup_host, wait_all
+from .test_durability import counted_upstream, dispose_engines, setup_host, wait_all
 
 __all__ = ["dispose_engines"]  # the fixture the processes' tests use
 from .workers import (
@@ -51,26 +51,7 @@ THREE_TASKS = {"key": "three", "title": "Three tasks", "tasks": {
 def postgres(postgres_url):
     """Workers across processes need a server database; each test leaves it empty."""
     yield postgres_url
-    engine = create_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
-def counted_upstream(upstream):
-    counter = {"n": 0}
-    lock = threading.Lock()
-
-    def issue(request):
-        with lock:
-            counter["n"] += 1
-            number = counter["n"]
-        return Response(json.dumps({"id": f"ISS-{number}", "url": f"u{number}"}),
-                        mimetype="application/json")
-
-    upstream.route("/issues", issue)
-    upstream.route("/mail", lambda r: Response('{"id": "m"}', mimetype="application/json"))
+    empty_schema(postgres_url)
 
 
 def celery_host(tmp_path, upstream, database, kind):

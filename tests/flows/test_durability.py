@@ -88,6 +88,22 @@ def setup_host(tmp_path: Path, upstream, database: str,
     return config, app, token
 
 
+def counted_upstream(upstream) -> None:
+    """Issues numbered in the order they are created; mail answered alike."""
+    counter = {"n": 0}
+    lock = threading.Lock()
+
+    def issue(request):
+        with lock:
+            counter["n"] += 1
+            number = counter["n"]
+        return Response(json.dumps({"id": f"ISS-{number}", "url": f"u{number}"}),
+                        mimetype="application/json")
+
+    upstream.route("/issues", issue)
+    upstream.route("/mail", lambda r: Response('{"id": "m"}', mimetype="application/json"))
+
+
 def start_then_kill(config, instance, client, headers, key, calls) -> str:
     """Start a run of ``key`` in a host process, and ``kill -9`` that process once the
     upstream has seen a call it holds open (``calls`` fills up)."""
@@ -163,18 +179,7 @@ def test_kill_9_mid_run_then_restart_finishes_without_repeating_an_effect(tmp_pa
 
 def test_two_host_processes_never_run_a_task_twice(tmp_path, upstream, database_url):
     config, app, token = setup_host(tmp_path, upstream, database_url)
-    counter = {"n": 0}
-    lock = threading.Lock()
-
-    def issue(request):
-        with lock:
-            counter["n"] += 1
-            number = counter["n"]
-        return Response(json.dumps({"id": f"ISS-{number}", "url": f"u{number}"}),
-                        mimetype="application/json")
-
-    upstream.route("/issues", issue)
-    upstream.route("/mail", lambda r: Response('{"id": "m"}', mimetype="application/json"))
+    counted_upstream(upstream)
     doc = {"key": "pair", "title": "Pair", "tasks": {
         "issue": {"connection": "linear", "action": "createIssue",
                   "inputs": {"title": "{{input.n}}"}},
